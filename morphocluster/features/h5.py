@@ -1,0 +1,74 @@
+"""Feature sets on disk: one HDF5 file per named set under the project's features/ folder.
+
+Layout (compatible with the original MorphoCluster `features.h5`): a float32 `features`
+dataset (n, d), chunked, and an `object_id` string dataset in the same order. Attributes name
+the extractor, its parameters and preprocessing, the format version and whether it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class FeatureError(RuntimeError):
+    """A feature file is missing, incomplete or does not match the project."""
+
+
+def feature_path(project, name: str) -> Path:
+    return project.features_dir / f"{name}.h5"
+
+
+def write_features(path: Path, object_ids, features: np.ndarray, attrs: dict | None = None) -> None:
+    """Write a complete feature file atomically (temporary file, then rename)."""
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or len(object_ids) != features.shape[0]:
+        raise FeatureError(f"{path}: {len(object_ids)} ids for features of shape {features.shape}")
+    tmp = path.with_suffix(".h5.tmp")
+    with h5py.File(tmp, "w") as h:
+        h.create_dataset("features", data=features, chunks=(min(4096, max(1, len(features))), features.shape[1]))
+        h.create_dataset("object_id", data=np.asarray(object_ids, dtype=object), dtype=h5py.string_dtype())
+        for k, v in (attrs or {}).items():
+            h.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+        h.attrs["format_version"] = FORMAT_VERSION
+        h.attrs["complete"] = True
+    tmp.replace(path)
+
+
+def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Return (object_ids, features, attrs) of a complete feature file."""
+    if not path.is_file():
+        raise FeatureError(f"{path}: no such feature file")
+    with h5py.File(path, "r") as h:
+        attrs = dict(h.attrs)
+        if not attrs.get("complete", True):
+            raise FeatureError(f"{path}: feature extraction did not finish; run it again to resume")
+        ids = h["object_id"].asstr()[:]
+        feats = h["features"][:]
+    return np.asarray(ids, dtype=object), feats.astype(np.float32, copy=False), attrs
+
+
+def set_active(project, name: str) -> None:
+    """Make a feature set the one that index, cluster and grow use."""
+    if not feature_path(project, name).is_file():
+        raise FeatureError(f"no feature set named {name!r} in {project.root}")
+    project.config["active_features"] = name
+    project.save_config()
+
+
+def active_name(project) -> str:
+    name = project.config.get("active_features")
+    if not name:
+        raise FeatureError(f"{project.root}: no features yet; run `morphocluster features` first")
+    return name
+
+
+def load_features(project, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return (object_ids, features) of the named or active feature set."""
+    ids, feats, _ = read_features(feature_path(project, name or active_name(project)))
+    return ids, feats
