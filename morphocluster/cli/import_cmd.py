@@ -1,0 +1,58 @@
+"""`morphocluster import`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import open_project
+
+FORMAT_CHOICES = ["auto", "folder", "class-folders", "index-csv", "ecotaxa", "morphocluster-tree"]
+
+
+@click.command("import")
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True,
+              help="Source format; auto detects it per source.")
+@click.option("--labels-from-folders", is_flag=True,
+              help="Store the name of each image's folder as its imported label (status validated).")
+@click.option("--strict", is_flag=True, help="Stop at the first problem and import nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def import_(project, sources, fmt, labels_from_folders, strict, quiet):
+    """Import images from SOURCES (folders, ZIPs, EcoTaxa exports) into PROJECT.
+
+    \b
+    Formats:
+      folder          images found recursively; object id = relative path without extension
+      class-folders   the same, label = name of the folder holding the image
+      index-csv       folder or ZIP with index.csv (object_id,path), the original MorphoCluster format
+      ecotaxa         ecotaxa*.tsv/.txt tables anywhere in a folder or ZIP (also ZIPs inside)
+      morphocluster-tree  ZIP with nodes.csv + objects.csv written by `morphocluster export`
+
+    \b
+    Bad input: every bad row (missing or corrupt image, duplicate object id, malformed
+    table row, unsafe ZIP entry...) is reported with its file and row and skipped; all good
+    objects are committed together in one transaction, their images copied into the project
+    only if that commit succeeds. Objects already in the project with the same id and image
+    are skipped, so re-running an import is safe. With --strict the first problem stops
+    the import and nothing is written.
+
+    \b
+    Exit status: 0 all imported, 3 some rows failed (the rest was imported),
+    1 nothing was imported (fatal error).
+    """
+    from ..importers import ImportFailed, import_sources
+
+    p = open_project(project)
+    try:
+        report = import_sources(p, list(sources), format=fmt, labels_from_folders=labels_from_folders,
+                                strict=strict, progress=not quiet and sys.stderr.isatty())
+    except ImportFailed as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        p.close()
+    click.echo(report.summary())
+    if report.failed:
+        sys.exit(3)

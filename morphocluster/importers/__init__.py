@@ -1,0 +1,176 @@
+"""Import images into a project from folders, class folders, index.csv ZIPs or EcoTaxa exports.
+
+`import_sources(project, sources)` is the library entry point; `detect(path)` names a source's
+format. See `batch` for the all-or-nothing policy for the good rows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from ..images import is_image_name
+from .batch import Batch, Candidate  # noqa: F401  (re-exported)
+from .report import ImportFailed, ImportReport
+
+FORMATS = ("folder", "class-folders", "index-csv", "ecotaxa", "morphocluster-tree")
+
+
+def is_ecotaxa_tsv(name: str) -> bool:
+    """True for EcoTaxa table names: ecotaxa*.tsv or ecotaxa*.txt (case-insensitive)."""
+    base = PurePosixPath(name.replace("\\", "/")).name.lower()
+    return fnmatch.fnmatch(base, "ecotaxa*.tsv") or fnmatch.fnmatch(base, "ecotaxa*.txt")
+
+
+def _detect_names(names: list[str], nested=None) -> str | None:
+    bases = {PurePosixPath(n).name.lower() for n in names}
+    if {"nodes.csv", "objects.csv"} <= bases:
+        return "morphocluster-tree"
+    if "index.csv" in bases:
+        return "index-csv"
+    if any(is_ecotaxa_tsv(n) for n in names):
+        return "ecotaxa"
+    if nested is not None:
+        for n in names:
+            if n.lower().endswith(".zip") and nested(n) == "ecotaxa":
+                return "ecotaxa"
+    if any(is_image_name(n) for n in names):
+        return "folder"
+    return None
+
+
+def _detect_zip(zf: zipfile.ZipFile, depth: int = 0) -> str | None:
+    names = [i.filename for i in zf.infolist() if not i.is_dir()]
+
+    def nested(member):
+        if depth >= 2:
+            return None
+        try:
+            with zipfile.ZipFile(io.BytesIO(zf.read(member))) as inner:
+                return _detect_zip(inner, depth + 1)
+        except (zipfile.BadZipFile, OSError):
+            return None
+
+    return _detect_names(names, nested)
+
+
+def detect(path: str | Path, labels_from_folders: bool = False) -> str:
+    """Return the format of a source (one of FORMATS); raise ImportFailed if none fits."""
+    path = Path(path)
+    fmt = None
+    if not path.exists():
+        raise ImportFailed(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix.lower() == ".zip":
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    fmt = _detect_zip(zf)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise ImportFailed(f"{path}: not a readable ZIP file ({exc})") from exc
+        elif is_ecotaxa_tsv(path.name) or path.suffix.lower() == ".tsv":
+            fmt = "ecotaxa"
+        elif path.name.lower() == "index.csv":
+            fmt = "index-csv"
+    else:
+        top = {p.name.lower() for p in path.iterdir()}
+        if {"nodes.csv", "objects.csv"} <= top:
+            fmt = "morphocluster-tree"
+        elif "index.csv" in top:
+            fmt = "index-csv"
+        else:
+            files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            names = [p.relative_to(path).as_posix() for p in files]
+
+            def nested(member):
+                try:
+                    with zipfile.ZipFile(path / member) as zf:
+                        return _detect_zip(zf, 1)
+                except (zipfile.BadZipFile, OSError):
+                    return None
+
+            fmt = _detect_names(names, nested)
+    if fmt is None:
+        raise ImportFailed(f"{path}: found no images, index.csv, EcoTaxa table (ecotaxa*.tsv) or "
+                           "saved tree (nodes.csv + objects.csv) to import")
+    if fmt == "folder" and labels_from_folders:
+        fmt = "class-folders"
+    return fmt
+
+
+def _prefix(path: Path, used: set[str]) -> str:
+    base = (path.stem if path.is_file() else path.name) or "source"
+    base = base.replace("/", "_").strip(".") or "source"
+    name, i = base, 1
+    while name in used:
+        i += 1
+        name = f"{base}-{i}"
+    used.add(name)
+    return name
+
+
+def import_sources(project, sources, format: str = "auto", labels_from_folders: bool = False,
+                   strict: bool = False, progress: bool = True) -> ImportReport:
+    """Import every source into `project` and return what was added, skipped and failed.
+
+    Bad rows are reported (file and row) and skipped; the good objects of all sources are
+    committed in one transaction. With `strict`, the first problem raises ImportFailed and
+    nothing is written. Re-importing the same objects (same id, same image bytes) skips them.
+    """
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    if format != "auto" and format not in FORMATS:
+        raise ImportFailed(f"unknown format {format!r}; choose one of auto, {', '.join(FORMATS)}")
+    report = ImportReport(strict=strict)
+    project.cache_dir.mkdir(parents=True, exist_ok=True)
+    trees = []
+    used: set[str] = set()
+    with tempfile.TemporaryDirectory(dir=project.cache_dir, prefix="import-") as work:
+        batch = Batch(project, report, Path(work))
+        for n, src in enumerate(sources):
+            src = Path(src)
+            fmt = detect(src, labels_from_folders) if format == "auto" else format
+            if not src.exists():
+                raise ImportFailed(f"{src}: no such file or folder")
+            report.sources.append(str(src))
+            report.formats[str(src)] = fmt
+            if fmt == "morphocluster-tree":
+                trees.append(src)
+                continue
+            root = src
+            if src.is_file() and src.suffix.lower() == ".zip":
+                from .unpack import unpack_zip
+
+                root = unpack_zip(src, Path(work) / "unpacked" / str(n), report)
+            prefix = _prefix(src, used)
+            found = _collect(fmt, root, batch, prefix, str(src), labels_from_folders)
+            if found == 0 and report.failed == 0:
+                raise ImportFailed(f"{src}: found no objects to import as {fmt}")
+        if batch.candidates or report.failed or not trees:
+            batch.commit(progress=progress)
+    for src in trees:
+        from ..export.tree import import_tree
+
+        import_tree(project, src, report)
+    return report
+
+
+def _collect(fmt, root, batch, prefix, where_root, labels_from_folders) -> int:
+    if fmt in ("folder", "class-folders"):
+        from . import folders
+
+        if root.is_file():
+            raise ImportFailed(f"{where_root}: a {fmt} source must be a folder or a ZIP")
+        return folders.collect(root, batch, prefix, labels_from_folders or fmt == "class-folders",
+                               where_root)
+    if fmt == "index-csv":
+        from . import index_csv
+
+        return index_csv.collect(root, batch, prefix, where_root)
+    if fmt == "ecotaxa":
+        from . import ecotaxa
+
+        return ecotaxa.collect(root, batch, prefix, where_root)
+    raise ImportFailed(f"unknown format {fmt!r}")

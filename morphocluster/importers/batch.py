@@ -1,0 +1,203 @@
+"""Collect candidate objects from all sources, check them, stage images, commit in one go.
+
+Policy: every bad row is reported (file and row) and skipped; the good objects are committed
+in ONE transaction. Images are copied to a staging folder under the project's cache/, moved
+into images/ in one rename just before the database commit, and removed again if the commit
+fails, so nothing already in the project is lost or half-written. With `strict`, the first
+problem raises ImportFailed before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import insert, select
+
+from ..images import ImageError, check_image_bytes
+from ..store import ImportRun, Meta, Object, utcnow
+from .report import ImportFailed, ImportReport
+
+MAX_ID_LEN = 255
+ECOTAXA_META_KEY = "ecotaxa_columns"
+
+
+@dataclass
+class Candidate:
+    """One object found in a source, not yet checked."""
+
+    object_id: str
+    src: Path  # image file on disk (the source folder or an unpacked ZIP)
+    rel: str  # destination below this import's folder in images/, POSIX separators
+    where: str  # "file:line" or "file" for messages
+    label: str | None = None
+    status: str | None = None
+    meta: dict | None = None
+
+
+class Batch:
+    """Everything one `import_sources` call will add, committed by `commit`."""
+
+    def __init__(self, project, report: ImportReport, work: Path):
+        self.project = project
+        self.report = report
+        self.work = work
+        self.token = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        self.stage = work / "stage"
+        self.candidates: list[Candidate] = []
+        self.ecotaxa_columns: dict[str, str] = {}  # name -> "t"|"f"|"" in first-seen order
+
+    def add(self, cand: Candidate) -> None:
+        if not cand.object_id:
+            self.report.fail(cand.where, "empty object id; row skipped")
+        elif len(cand.object_id) > MAX_ID_LEN:
+            self.report.fail(cand.where, f"object id longer than {MAX_ID_LEN} characters; row skipped")
+        else:
+            self.candidates.append(cand)
+
+    def add_ecotaxa_columns(self, columns: list[tuple[str, str]]) -> None:
+        for name, typ in columns:
+            if name not in self.ecotaxa_columns or not self.ecotaxa_columns[name]:
+                self.ecotaxa_columns[name] = typ
+
+    # --- checking ---------------------------------------------------------------------------
+    def _dedupe(self) -> list[Candidate]:
+        first: dict[str, Candidate] = {}
+        out = []
+        for c in self.candidates:
+            prev = first.get(c.object_id)
+            if prev is not None:
+                self.report.fail(c.where, f"duplicate object id {c.object_id!r} (first at {prev.where}); "
+                                          "row skipped")
+                continue
+            first[c.object_id] = c
+            out.append(c)
+        return out
+
+    def _existing(self, ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self.project.session() as s:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                found.update(s.execute(select(Object.object_id, Object.path)
+                                       .where(Object.object_id.in_(chunk))).all())
+        return found
+
+    def _stage_one(self, cand: Candidate):
+        """Read, decode and stage one image; return (width, height) or an error message."""
+        try:
+            data = cand.src.read_bytes()
+        except FileNotFoundError:
+            return f"image file {cand.src.name} not found"
+        except OSError as exc:
+            return f"cannot read image {cand.src.name} ({exc.strerror or exc})"
+        try:
+            size = check_image_bytes(data, cand.src.name)
+        except ImageError as exc:
+            return str(exc)
+        dest = self.stage / cand.rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        return size
+
+    def _same_content(self, cand: Candidate, stored_rel: str) -> bool | None:
+        try:
+            stored = self.project.image_path(stored_rel)
+            if stored.stat().st_size != cand.src.stat().st_size:
+                return False
+            return stored.read_bytes() == cand.src.read_bytes()
+        except OSError:
+            return None
+
+    # --- committing -------------------------------------------------------------------------
+    def commit(self, progress: bool = True) -> ImportReport:
+        """Check every candidate, stage the good ones and commit them in one transaction."""
+        report = self.report
+        cands = self._dedupe()
+        existing = self._existing([c.object_id for c in cands])
+        todo = []
+        for c in cands:
+            stored = existing.get(c.object_id)
+            if stored is None:
+                todo.append(c)
+                continue
+            same = self._same_content(c, stored)
+            if same:
+                report.skipped += 1
+            elif same is None:
+                report.fail(c.where, f"object id {c.object_id!r} is already in the project, but its stored "
+                                     f"image {stored} cannot be read to compare; row skipped")
+            else:
+                report.fail(c.where, f"object id {c.object_id!r} is already in the project with a different "
+                                     "image; row skipped (rename the object or import into another project)")
+
+        rows = []
+        if todo:
+            from tqdm import tqdm
+
+            workers = max(1, min(4, os.cpu_count() or 1))
+            with ThreadPoolExecutor(workers) as pool:
+                results = pool.map(self._stage_one, todo)
+                bar = tqdm(results, total=len(todo), desc="import", unit="img", disable=not progress,
+                           leave=False)
+                for c, res in zip(todo, bar):
+                    if isinstance(res, str):
+                        report.fail(c.where, f"{res}; row skipped")
+                        continue
+                    rows.append({
+                        "object_id": c.object_id, "path": f"{self.token}/{c.rel}",
+                        "width": res[0], "height": res[1], "meta": c.meta,
+                        "imported_label": c.label, "imported_status": c.status,
+                    })
+        self._write(rows)
+        return report
+
+    def _write(self, rows: list[dict]) -> None:
+        report = self.report
+        report.added = len(rows)
+        if self.ecotaxa_columns:
+            report.extra[ECOTAXA_META_KEY] = [[n, t] for n, t in self.ecotaxa_columns.items()]
+        final = self.project.images_dir / self.token
+        moved = False
+        try:
+            with self.project.transaction() as s:
+                run = ImportRun(source="\n".join(report.sources)[:10000],
+                                format=",".join(sorted(set(report.formats.values())))[:32],
+                                n_added=report.added, n_skipped=report.skipped, n_failed=report.failed,
+                                report=report.to_dict(), finished_at=utcnow())
+                s.add(run)
+                s.flush()
+                report.import_id = run.id
+                for r in rows:
+                    r["import_id"] = run.id
+                for i in range(0, len(rows), 10000):
+                    s.execute(insert(Object), rows[i:i + 10000])
+                if self.ecotaxa_columns:
+                    self._merge_meta(s)
+                if rows:
+                    self.project.images_dir.mkdir(exist_ok=True)
+                    os.rename(self.stage, final)
+                    moved = True
+        except ImportFailed:
+            raise
+        except Exception as exc:
+            if moved:
+                shutil.rmtree(final, ignore_errors=True)
+            raise ImportFailed(f"import failed, nothing was written: {exc.__class__.__name__}: {exc}") from exc
+
+    def _merge_meta(self, s) -> None:
+        row = s.get(Meta, ECOTAXA_META_KEY)
+        cols = dict((n, t) for n, t in (row.value if row is not None else []))
+        for n, t in self.ecotaxa_columns.items():
+            if n not in cols or not cols[n]:
+                cols[n] = t
+        value = [[n, t] for n, t in cols.items()]
+        if row is None:
+            s.add(Meta(key=ECOTAXA_META_KEY, value=value))
+        else:
+            row.value = value

@@ -1,0 +1,70 @@
+"""What an import did: counts of added, skipped and failed objects, with messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ImportFailed(RuntimeError):
+    """The import stopped and wrote nothing (bad source, `strict` problem, database error)."""
+
+
+@dataclass
+class ImportReport:
+    """Counts and messages of one `import_sources` call.
+
+    `failed_messages` name the file and row of every problem; `notes` are remarks that need no
+    action (ignored files, extra images of EcoTaxa objects).
+    """
+
+    sources: list[str] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)
+    added: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failed_messages: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    import_id: int | None = None
+    strict: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def fail(self, where: str, message: str) -> None:
+        """Record one bad row; in strict mode stop the whole import."""
+        text = f"{where}: {message}"
+        if self.strict:
+            raise ImportFailed(f"{text} (--strict: nothing was imported)")
+        self.failed += 1
+        self.failed_messages.append(text)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def to_dict(self, max_messages: int = 1000) -> dict:
+        return {
+            "sources": self.sources,
+            "formats": self.formats,
+            "added": self.added,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "failed_messages": self.failed_messages[:max_messages],
+            "notes": self.notes[:max_messages],
+            **self.extra,
+        }
+
+    def summary(self, max_messages: int = 10) -> str:
+        """Render the counts and the first messages as text."""
+        fmts = ", ".join(f"{src} ({fmt})" for src, fmt in self.formats.items())
+        lines = [f"Imported from {fmts}" if fmts else "Imported nothing",
+                 f"  added {self.added}, skipped {self.skipped} (already in the project), "
+                 f"failed {self.failed}"]
+        for title, msgs in (("Problems (rows skipped)", self.failed_messages), ("Notes", self.notes)):
+            if msgs:
+                lines.append(f"{title}:")
+                lines += [f"  {m}" for m in msgs[:max_messages]]
+                if len(msgs) > max_messages:
+                    lines.append(f"  ... and {len(msgs) - max_messages} more")
+        return "\n".join(lines)
