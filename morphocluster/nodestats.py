@@ -1,0 +1,228 @@
+"""Statistics of a node of the cluster tree, cached until its members change.
+
+For a node (and, for an umbrella, its whole subtree) this computes the centroid, a handful of
+prototypes (k-means on the members), the members ordered from most to least typical (distance
+to the nearest prototype, so outliers come last) and a few representative objects.
+
+The cache row (`NodeCache`) is keyed by a signature of the subtree's `members_version`s and the
+active feature set; any membership change (which bumps `Node.members_version`) invalidates it.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import select
+
+from .features.matrix import load_matrix
+from .store import Membership, Node, NodeCache
+
+MAX_PROTOTYPES = 5
+N_REPRESENTATIVES = 9
+KMEANS_SAMPLE = 20_000  # k-means fits on at most this many members; all are assigned
+
+
+class NodeStatsError(LookupError):
+    """The node does not exist."""
+
+
+@dataclass
+class NodeStats:
+    centroid: np.ndarray         # (d,) float32 mean of the members' features
+    prototypes: np.ndarray       # (p, d) float32 k-means centres
+    order: np.ndarray            # int64 Object.id, most to least typical
+    distances: np.ndarray        # float32 distance to the nearest prototype, same order
+    representatives: list = field(default_factory=list)  # Object.id, a few typical and diverse
+
+    @property
+    def n(self) -> int:
+        return len(self.order)
+
+
+# --- members ----------------------------------------------------------------------------------
+def subtree(session, node_id: int) -> list[tuple[int, int]]:
+    """Return (node id, members_version) of the node and its non-dissolved descendants."""
+    root = session.execute(
+        select(Node.id, Node.members_version).where(Node.id == node_id)).first()
+    if root is None:
+        raise NodeStatsError(f"no node {node_id}")
+    tree = select(Node.id, Node.members_version).where(Node.id == node_id).cte(recursive=True)
+    child = select(Node.id, Node.members_version).where(
+        Node.parent_id == tree.c.id, Node.status != "dissolved")
+    tree = tree.union_all(child)
+    return [tuple(r) for r in session.execute(select(tree.c.id, tree.c.members_version)).all()]
+
+
+def member_pks(project, node_id: int, session=None) -> np.ndarray:
+    """Return the Object.ids of all members (any status) of the node and its subtree."""
+    def run(s):
+        ids = [nid for nid, _ in subtree(s, node_id)]
+        rows = s.execute(select(Membership.object_pk).where(Membership.node_id.in_(ids))).scalars()
+        return np.fromiter(rows, dtype=np.int64)
+
+    if session is not None:
+        return np.sort(run(session))
+    with project.session() as s:
+        return np.sort(run(s))
+
+
+def _signature(nodes: list[tuple[int, int]]) -> int:
+    if len(nodes) == 1:
+        return int(nodes[0][1])
+    text = ",".join(f"{i}:{v}" for i, v in sorted(nodes))
+    return -(zlib.crc32(text.encode()) & 0x7FFFFFFF) - 1  # negative: never equals a plain version
+
+
+# --- computation ------------------------------------------------------------------------------
+def n_prototypes(n: int) -> int:
+    """Pick how many prototypes a node of n members gets (1 for tiny nodes, up to 5)."""
+    return int(np.clip(n // 10, 1, MAX_PROTOTYPES)) if n else 0
+
+
+def kmeans_prototypes(X: np.ndarray, p: int, seed: int = 0) -> np.ndarray:
+    """Return p k-means centres of X (fitted on a sample for large X)."""
+    if p <= 1:
+        return X.mean(axis=0, keepdims=True).astype(np.float32)
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    fit = X if len(X) <= KMEANS_SAMPLE else X[rng.choice(len(X), KMEANS_SAMPLE, replace=False)]
+    km = faiss.Kmeans(X.shape[1], p, niter=20, seed=seed, min_points_per_centroid=1,
+                      max_points_per_centroid=KMEANS_SAMPLE, verbose=False)
+    km.train(np.ascontiguousarray(fit, dtype=np.float32))
+    return km.centroids.astype(np.float32)
+
+
+def _assign(X: np.ndarray, protos: np.ndarray):
+    # squared distances to every prototype without forming (n, p, d)
+    d2 = (X * X).sum(1)[:, None] - 2 * X @ protos.T + (protos * protos).sum(1)[None, :]
+    return d2, d2.argmin(1)
+
+
+def compute_stats(pks: np.ndarray, X: np.ndarray, n_repr: int = N_REPRESENTATIVES,
+                  d: int | None = None) -> NodeStats:
+    """Compute the statistics of members `pks` with feature rows `X` (rows aligned)."""
+    pks = np.asarray(pks, dtype=np.int64)
+    d = X.shape[1] if X.ndim == 2 else (d or 0)
+    if len(pks) == 0:
+        return NodeStats(np.zeros(d, np.float32), np.zeros((0, d), np.float32),
+                         np.zeros(0, np.int64), np.zeros(0, np.float32), [])
+    X = np.asarray(X, dtype=np.float32)
+    centroid = X.mean(axis=0)
+    protos = kmeans_prototypes(X, n_prototypes(len(X)))
+    d2, nearest = _assign(X, protos)
+    # a prototype that captured only a few outliers would make them look typical: drop it
+    sizes = np.bincount(nearest, minlength=len(protos))
+    keep = sizes >= max(3, 0.05 * len(X))
+    if not keep.all():
+        keep[sizes.argmax()] = True
+        _, nearest = _assign(X, protos[keep])
+        protos = np.stack([X[nearest == j].mean(0) for j in range(int(keep.sum()))])
+        d2, nearest = _assign(X, protos)
+    dist = np.sqrt(np.maximum(d2[np.arange(len(X)), nearest], 0)).astype(np.float32)
+    order = np.argsort(dist, kind="stable")
+    reps: list[int] = []
+    # one per prototype (largest first), then the most typical members
+    sizes = np.bincount(nearest, minlength=len(protos))
+    for j in np.argsort(-sizes, kind="stable"):
+        members = np.flatnonzero(nearest == j)
+        if len(members):
+            reps.append(int(pks[members[dist[members].argmin()]]))
+    for i in order:
+        if len(reps) >= n_repr:
+            break
+        if int(pks[i]) not in reps:
+            reps.append(int(pks[i]))
+    return NodeStats(centroid.astype(np.float32), protos, pks[order], dist[order], reps[:n_repr])
+
+
+def _pack(st: NodeStats) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, centroid=st.centroid, prototypes=st.prototypes, order=st.order,
+             distances=st.distances, representatives=np.asarray(st.representatives, np.int64))
+    return buf.getvalue()
+
+
+def _unpack(data: bytes) -> NodeStats:
+    z = np.load(io.BytesIO(data))
+    return NodeStats(z["centroid"], z["prototypes"], z["order"], z["distances"],
+                     [int(i) for i in z["representatives"]])
+
+
+def _stats_for(fm, pks: np.ndarray) -> NodeStats:
+    rows = fm.rows_of(pks) if len(pks) else np.zeros(0, np.int64)
+    has = rows >= 0
+    st = compute_stats(pks[has], fm.X[rows[has]], d=fm.X.shape[1])
+    if not has.all():  # members without features cannot be placed: they go last
+        missing = pks[~has]
+        st.order = np.concatenate([st.order, missing])
+        st.distances = np.concatenate([st.distances, np.full(len(missing), np.inf, np.float32)])
+    return st
+
+
+# --- public API -------------------------------------------------------------------------------
+def node_stats(project, node_id: int) -> NodeStats:
+    """Return the node's statistics, from the cache when its members have not changed."""
+    fm = load_matrix(project)
+    with project.session() as s:
+        nodes = subtree(s, node_id)
+        sig = _signature(nodes)
+        cached = s.get(NodeCache, node_id)
+        if cached is not None and cached.members_version == sig and cached.feature_set == fm.name:
+            return _unpack(cached.data)
+        ids = [nid for nid, _ in nodes]
+        pks = np.sort(np.fromiter(s.execute(select(Membership.object_pk).where(
+            Membership.node_id.in_(ids))).scalars(), dtype=np.int64))
+    st = _stats_for(fm, pks)
+    _store(project, {node_id: (sig, st)}, fm.name)
+    return st
+
+
+def refresh_stats(project, node_ids=None) -> int:
+    """Recompute the stale cached statistics of the given (default: all live) nodes; return how many.
+
+    Leaf nodes are read in one query, so refreshing thousands of nodes after a round is fast.
+    """
+    fm = load_matrix(project)
+    with project.session() as s:
+        q = select(Node.id, Node.members_version, Node.parent_id).where(Node.status != "dissolved")
+        live = {i: (v, p) for i, v, p in s.execute(q).all()}
+        parents = {p for _, p in live.values() if p is not None}
+        wanted = list(live) if node_ids is None else [i for i in node_ids if i in live]
+        cache = {i: (v, f) for i, v, f in s.execute(
+            select(NodeCache.node_id, NodeCache.members_version, NodeCache.feature_set)).all()}
+        leaves = [i for i in wanted if i not in parents
+                  and cache.get(i) != (live[i][0], fm.name)]
+        umbrellas = [i for i in wanted if i in parents]
+        members: dict[int, list] = {i: [] for i in leaves}
+        if leaves:
+            q = select(Membership.object_pk, Membership.node_id)
+            if len(leaves) < 500:
+                q = q.where(Membership.node_id.in_(leaves))
+            for pk, nid in s.execute(q).all():
+                if nid in members:
+                    members[nid].append(pk)
+    out = {i: (live[i][0], _stats_for(fm, np.sort(np.asarray(m, np.int64))))
+           for i, m in members.items()}
+    _store(project, out, fm.name)
+    for i in umbrellas:
+        node_stats(project, i)
+    return len(out) + len(umbrellas)
+
+
+def _store(project, stats: dict, feature_set: str) -> None:
+    if not stats:
+        return
+    with project.transaction() as s:
+        have = set(s.execute(select(NodeCache.node_id).where(
+            NodeCache.node_id.in_(list(stats)))).scalars())
+        for nid, (sig, st) in stats.items():
+            row = s.get(NodeCache, nid) if nid in have else None
+            if row is None:
+                s.add(NodeCache(node_id=nid, members_version=sig, feature_set=feature_set,
+                                data=_pack(st)))
+            else:
+                row.members_version, row.feature_set, row.data = sig, feature_set, _pack(st)
