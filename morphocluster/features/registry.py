@@ -1,0 +1,43 @@
+"""Extractor names -> extractor objects."""
+
+from __future__ import annotations
+
+import re
+
+from .base import Extractor
+
+DEFAULT = "efficientnet-lite0"
+NAMES = ("efficientnet-lite0", "morphometric", "pixels", "torchscript:PATH", "state-dict:PATH", "external:FILE")
+
+
+def get_extractor(spec: str, size: int | None = None, invert: bool = False) -> Extractor:
+    """Return the extractor named by `spec` (see NAMES); `external:` is handled by the runner."""
+    kind, _, arg = spec.partition(":")
+    if kind == "efficientnet-lite0":
+        from .effnet import DEFAULT_SIZE, EfficientNetLite0
+
+        return EfficientNetLite0(size=size or DEFAULT_SIZE, invert=invert)
+    if kind == "morphometric":
+        from .morphometric import Morphometric
+
+        return Morphometric()
+    if kind == "pixels":
+        from .pixels import Pixels
+
+        return Pixels(size=size or 32, invert=invert)
+    if kind in ("torchscript", "state-dict") and arg:
+        from .custom import TorchScript, state_dict_extractor
+
+        if kind == "torchscript":
+            return TorchScript(arg, size=size or 128, invert=invert)
+        return state_dict_extractor(arg, size=size or 128, invert=invert)
+    raise ValueError(f"unknown extractor {spec!r}; choose one of {', '.join(NAMES)}")
+
+
+def default_name(spec: str) -> str:
+    """A feature-set name derived from the extractor spec."""
+    kind, _, arg = spec.partition(":")
+    if arg:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", arg.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0])
+        return f"{kind}-{stem}".strip("-")
+    return kind
