@@ -129,7 +129,7 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
     used: set[str] = set()
     with tempfile.TemporaryDirectory(dir=project.cache_dir, prefix="import-") as work:
         batch = Batch(project, report, Path(work))
-        for n, src in enumerate(sources):
+        for src in sources:
             src = Path(src)
             fmt = detect(src, labels_from_folders) if format == "auto" else format
             if not src.exists():
@@ -143,7 +143,7 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
             if src.is_file() and src.suffix.lower() == ".zip":
                 from .unpack import unpack_zip
 
-                root = unpack_zip(src, Path(work) / "unpacked" / str(n), report)
+                root = unpack_zip(src, batch.scratch("unpacked"), report)
             prefix = _prefix(src, used)
             found = _collect(fmt, root, batch, prefix, str(src), labels_from_folders)
             if found == 0 and report.failed == 0:

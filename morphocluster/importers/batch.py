@@ -38,6 +38,10 @@ class Candidate:
     label: str | None = None
     status: str | None = None
     meta: dict | None = None
+    image_name: str = ""  # the image as the source names it, for messages
+
+    def __post_init__(self):
+        self.image_name = self.image_name or self.src.name
 
 
 class Batch:
@@ -50,7 +54,13 @@ class Batch:
         self.token = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         self.stage = work / "stage"
         self.candidates: list[Candidate] = []
+        self._n_scratch = 0
         self.ecotaxa_columns: dict[str, str] = {}  # name -> "t"|"f"|"" in first-seen order
+
+    def scratch(self, kind: str) -> Path:
+        """Return a new empty folder name under the work folder (for unpacked ZIPs)."""
+        self._n_scratch += 1
+        return self.work / kind / str(self._n_scratch)
 
     def add(self, cand: Candidate) -> None:
         if not cand.object_id:
@@ -93,11 +103,11 @@ class Batch:
         try:
             data = cand.src.read_bytes()
         except FileNotFoundError:
-            return f"image file {cand.src.name} not found"
+            return f"image file {cand.image_name} not found"
         except OSError as exc:
-            return f"cannot read image {cand.src.name} ({exc.strerror or exc})"
+            return f"cannot read image {cand.image_name} ({exc.strerror or exc})"
         try:
-            size = check_image_bytes(data, cand.src.name)
+            size = check_image_bytes(data, cand.image_name)
         except ImageError as exc:
             return str(exc)
         dest = self.stage / cand.rel
@@ -121,10 +131,15 @@ class Batch:
         cands = self._dedupe()
         existing = self._existing([c.object_id for c in cands])
         todo = []
+        n_no_image = 0
         for c in cands:
             stored = existing.get(c.object_id)
             if stored is None:
                 todo.append(c)
+                continue
+            if not c.src.exists():
+                n_no_image += 1
+                report.skipped += 1
                 continue
             same = self._same_content(c, stored)
             if same:
@@ -136,16 +151,25 @@ class Batch:
                 report.fail(c.where, f"object id {c.object_id!r} is already in the project with a different "
                                      "image; row skipped (rename the object or import into another project)")
 
+        if n_no_image:
+            report.note(f"{n_no_image} objects already in the project have no image in this source; "
+                        "skipped (their stored image and metadata are kept)")
         rows = []
         if todo:
             from tqdm import tqdm
 
+            # several objects may share one image file (EcoTaxa): stage each file once
+            first: dict[str, Candidate] = {}
+            for c in todo:
+                first.setdefault(c.rel, c)
+            unique = list(first.values())
             workers = max(1, min(4, os.cpu_count() or 1))
             with ThreadPoolExecutor(workers) as pool:
-                results = pool.map(self._stage_one, todo)
-                bar = tqdm(results, total=len(todo), desc="import", unit="img", disable=not progress,
-                           leave=False)
-                for c, res in zip(todo, bar):
+                staged = dict(zip((c.rel for c in unique), tqdm(
+                    pool.map(self._stage_one, unique), total=len(unique), desc="import", unit="img",
+                    disable=not progress, leave=False)))
+                for c in todo:
+                    res = staged[c.rel]
                     if isinstance(res, str):
                         report.fail(c.where, f"{res}; row skipped")
                         continue

@@ -36,6 +36,13 @@ class ImportReport:
         self.failed += 1
         self.failed_messages.append(text)
 
+    def warn(self, where: str, message: str) -> None:
+        """Record a questionable row that is still imported; in strict mode stop the import."""
+        text = f"{where}: {message}"
+        if self.strict:
+            raise ImportFailed(f"{text} (--strict: nothing was imported)")
+        self.notes.append(text)
+
     def note(self, message: str) -> None:
         self.notes.append(message)
 

@@ -1,0 +1,165 @@
+"""EcoTaxa imports of every real sample in ../shared/data/ecotaxa-samples (expected values read off the TSVs)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from morphocluster.importers import detect, import_sources
+from morphocluster.store import ImportRun, Meta, Object
+
+E = "ecotaxa-samples"
+
+
+def _objects(project):
+    with project.session() as s:
+        return {o.object_id: o for o in s.scalars(select(Object))}
+
+
+def _import(project, path):
+    return import_sources(project, [path], progress=False)
+
+
+def test_import_test_folder(project, shared_data):
+    src = shared_data / E / "import_test"
+    assert detect(src) == "ecotaxa"
+    r = _import(project, src)
+    assert (r.added, r.skipped, r.failed) == (11, 0, 0)
+    objs = _objects(project)
+    assert sorted(objs) == sorted(
+        [f"m106_mn01_n1_sml_{i}" for i in (409, 821, 822, 850, 851, 852, 853, 854)]
+        + [f"m106_mn01_n2_sml_{i}" for i in (1, 1081, 1111)])
+    o = objs["m106_mn01_n1_sml_850"]
+    assert (o.imported_label, o.imported_status) == ("other<Biota", "predicted")
+    assert objs["m106_mn01_n1_sml_852"].imported_label == "Other (Biota)"
+    assert objs["m106_mn01_n2_sml_1111"].imported_label == "egg<other"
+    # three objects share the image of 850: one file, same bytes
+    assert {objs[f"m106_mn01_n1_sml_{i}"].path for i in (850, 852, 853, 854)} == {o.path}
+    img = src / "m106_mn01_n1_sml" / "m106_mn01_n1_sml_850.jpg"
+    assert project.image_path(o.path).read_bytes() == img.read_bytes()
+    assert (o.width, o.height) == (58, 85)
+    # metadata: every object_/sample_/acq_/process_ value as text, in column order
+    m = objs["m106_mn01_n1_sml_409"].meta
+    assert m["object_lat"] == "-44.72543333333333" and m["object_lon"] == "145.5351"
+    assert m["object_annotation_person_name"] == "Admin4test"
+    assert m["object_new_field"] == "1"
+    assert "img_file_name" not in m and "object_link" not in m  # empty values are left out
+    keys = list(m)
+    assert keys.index("object_new_field") < keys.index("object_id") < keys.index("object_lat")
+    assert any(k.startswith("sample_") for k in m) and any(k.startswith("process_") for k in m)
+    with project.session() as s:
+        cols = s.get(Meta, "ecotaxa_columns").value
+        run = s.scalars(select(ImportRun)).one()
+    assert cols[0] == ["object_new_field", "f"] and cols[1] == ["object_id", "t"]
+    assert ["img_file_name", "t"] in cols and ["object_lat", "f"] in cols
+    assert run.report["ecotaxa_columns"] == cols and run.format == "ecotaxa"
+
+
+def test_import_test_zip_and_reimport(project, shared_data):
+    src = shared_data / E / "import_test.zip"
+    assert detect(src) == "ecotaxa"
+    r = _import(project, src)
+    assert (r.added, r.failed) == (8, 0)  # the zipped n1 table has 5 rows, the n2 one 3
+    assert _objects(project)["m106_mn01_n1_sml_850"].imported_label == "other<living"
+    again = _import(project, src)
+    assert (again.added, again.skipped, again.failed) == (0, 8, 0)
+
+
+@pytest.mark.parametrize("rel", ["UVP6_example.zip", "import_uvp6_zip_in_dir"])
+def test_uvp6_zip_in_zip_and_zip_in_folder(project, shared_data, rel):
+    src = shared_data / E / rel
+    assert detect(src) == "ecotaxa"
+    r = _import(project, src)
+    assert (r.added, r.failed) == (15, 0)
+    objs = _objects(project)
+    o = objs["20200205-111823_3"]
+    assert o.imported_label is None and o.imported_status is None
+    assert o.path.endswith("sub1/20200205-111823_3.png")
+    assert o.meta["acq_instrument"] == "uvp6"
+    # latin-1 table: the degree sign survives
+    assert any("\u00b0" in v for ob in objs.values() for v in ob.meta.values())
+
+
+def test_ambiguous_category_names(project, shared_data):
+    r = _import(project, shared_data / E / "import de categories ambigues")
+    assert (r.added, r.failed) == (6, 0)
+    got = {k: (o.imported_label, o.imported_status) for k, o in _objects(project).items()}
+    assert got == {"1": ("part (Annelida)", "validated"), "2": ("part (Cnidaria)", "validated"),
+                   "3": ("part", "predicted"), "4": ("part", "predicted"),
+                   "5": ("part", "dubious"), "6": ("part", "dubious")}
+    assert _objects(project)["5"].meta["object_annotation_parent_category"] == "Annelida"
+
+
+def test_various_states_two_samples(project, shared_data):
+    r = _import(project, shared_data / E / "import_various_states")
+    assert (r.added, r.failed) == (9, 0)
+    got = {k: (o.imported_label, o.imported_status) for k, o in _objects(project).items()}
+    assert got == {
+        "m106_mn01_n1_sml_409": ("t001", "predicted"), "m106_mn01_n1_sml_821": ("Oncaeidae", "validated"),
+        "m106_mn01_n1_sml_822": ("Cyclopoida", "validated"),
+        "m106_mn01_n1_sml_850": ("other<Biota", "predicted"), "m106_mn01_n1_sml_851": ("Oncaeidae", "dubious"),
+        "m106_mn01_n2_sml_1": ("detritus", "predicted"), "m106_mn01_n2_sml_1081": ("detritus", "validated"),
+        "m106_mn01_n2_sml_1111": ("egg<other", "validated"),
+        "m106_mn01_n2_sml_1333": (None, None),  # id written with a trailing tab in the TSV
+    }
+
+
+def test_mixed_states_short_row_and_just_predicted(project, shared_data):
+    r = _import(project, shared_data / E / "import_mixed_states")
+    assert (r.added, r.failed) == (1, 0)  # the row has 91 fields for 92 columns: padded
+    o = _objects(project)["m106_mn01_n3_sml_1120"]
+    assert (o.imported_label, o.imported_status) == ("small<egg", "validated")
+    assert o.path.endswith("m106_mn01_n3_sml_1111.jpg")
+    r = _import(project, shared_data / E / "import_just_predicted")
+    assert (r.added, r.failed) == (1, 0)
+    o = _objects(project)["m106_mn04_n1_sml_409"]
+    assert (o.imported_label, o.imported_status) == ("t001", "predicted")
+
+
+def test_sparse_vpr_export(project, shared_data):
+    r = _import(project, shared_data / E / "import_sparse")
+    assert (r.added, r.failed) == (6, 0)
+    objs = _objects(project)
+    assert sorted(objs) == [f"roi.07299{n}" for n in ("31500", "37400", "43300", "49200", "55200", "61200")]
+    o = objs["roi.0729931500"]
+    assert o.imported_label is None
+    assert o.meta["object_lat"] == "77.0709" and o.meta["sample_ship"] == "Healy"
+    assert o.meta["acq_instrument"] == "VPR"
+
+
+def test_multiple_images_keep_lowest_rank(project, shared_data):
+    r = _import(project, shared_data / E / "ref_exports" / "doi")
+    assert (r.added, r.failed) == (11, 0)  # 12 rows, one object with two images
+    o = _objects(project)["m106_mn01_n3_sml_1111"]
+    assert o.path.endswith("images/egg_other/13_0.jpg")
+    assert o.meta["_extra_images"] == ["images/egg_other/13_1.jpg"]
+    assert any("several images" in n for n in r.notes)
+
+
+def test_tsv_by_taxon_with_bom_and_backup(project, shared_data):
+    r = _import(project, shared_data / E / "ref_exports" / "tsv_by_taxon")
+    assert (r.added, r.failed) == (12, 0)
+    assert _objects(project)["m106_mn01_n1_sml_822"].imported_label == "Cyclopoida"
+    r = _import(project, shared_data / E / "ref_exports" / "bak_all_images")
+    # same ids as tsv_by_taxon: identical images are skipped, 1111 has a different image there
+    assert r.added == 0 and r.skipped + r.failed == 11
+
+
+def test_update_after_import_test(project, shared_data):
+    _import(project, shared_data / E / "import_test")
+    r = _import(project, shared_data / E / "import_update")
+    # 8 known objects (same images) skipped, 2 new ones added, 1333 has no image in that folder
+    assert (r.added, r.skipped, r.failed) == (2, 8, 1)
+    assert "ecotaxa_m106_mn01_n2_sml.tsv:3: image file m106_mn01_n2_sml_1333.jpg not found" in r.failed_messages[0]
+    objs = _objects(project)
+    assert {"not_existing_obj", "extra_sample"} <= set(objs) and len(objs) == 13
+
+
+def test_test_plus_tables_without_images(project, shared_data):
+    _import(project, shared_data / E / "import_test")
+    r = _import(project, shared_data / E / "import_test_plus")
+    # n1 and n2 tables come without images: known objects are skipped, n1_sml_409..854 as well
+    assert (r.added, r.skipped, r.failed) == (3, 11, 0)
+    r = _import(project, shared_data / E / "import_test_plus_more")
+    assert (r.added, r.failed) == (1, 0)
+    assert _objects(project)["m106_mn01_n3_sml_1111"].meta["_extra_images"] == ["m106_mn01_n3_sml_1111_2.jpg"]
