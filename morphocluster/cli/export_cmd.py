@@ -1,0 +1,35 @@
+"""`morphocluster export`."""
+
+from __future__ import annotations
+
+import click
+
+from . import open_project
+
+FORMATS = ("ecotaxa", "csv", "imagefolder", "hdf5", "morphocluster-tree")
+
+
+@click.command("export")
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
+              help="ecotaxa: TSV (+images) for EcoTaxa; csv: one row per object; imagefolder: "
+                   "OUT/<label>/<object_id>.<ext>; hdf5: features with labels; morphocluster-tree: "
+                   "the original tool's tree ZIP.")
+@click.option("--out", required=True, type=click.Path(dir_okay=True),
+              help="Output file or folder (ecotaxa and imagefolder write a ZIP if it ends in .zip).")
+@click.option("--labels", type=click.Choice(["validated", "all"]), default="validated",
+              show_default=True, help="validated: only labelled objects; all: unlabelled ones too, "
+                                      "with an empty label.")
+@click.option("--with-images", is_flag=True, help="Copy the images beside the EcoTaxa TSV.")
+def export(project, fmt, out, labels, with_images):
+    """Export the labels of PROJECT."""
+    from ..export import ExportError, export as run_export
+
+    p = open_project(project)
+    try:
+        report = run_export(p, fmt, out, labels=labels, with_images=with_images)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        p.close()
+    click.echo(report.summary())

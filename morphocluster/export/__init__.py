@@ -1,0 +1,39 @@
+"""Export labels (and images) to EcoTaxa, CSV, class folders, HDF5 or the original tree ZIP.
+
+`export(project, format, out, labels='validated'|'all', with_images=False)` is the library
+entry point the CLI and the web UI call; it returns an `ExportReport`. Every format streams
+the objects in chunks (see `labels.object_labels`) and writes `out` atomically.
+"""
+
+from __future__ import annotations
+
+from .common import ExportError, ExportReport  # noqa: F401  (re-exported)
+
+FORMATS = ("ecotaxa", "csv", "imagefolder", "hdf5", "morphocluster-tree")
+LABELS = ("validated", "all")
+SUFFIX = {"ecotaxa": ".zip", "csv": ".csv", "imagefolder": ".zip", "hdf5": ".h5",
+          "morphocluster-tree": ".zip"}  # file name suffix a download should get
+
+
+def export(project, format: str, out, labels: str = "validated", with_images: bool = False,
+           **options) -> ExportReport:
+    """Export the project's labels in `format` to `out` and return what was written.
+
+    labels='validated': only labelled objects (members of approved nodes); 'all' adds the
+    unlabelled ones with an empty label. with_images copies images (ecotaxa; imagefolder always).
+    """
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if labels not in LABELS:
+        raise ExportError(f"labels: {labels!r}, expected one of {', '.join(LABELS)}")
+    if format == "ecotaxa":
+        from .ecotaxa import export_ecotaxa as fn
+    elif format == "csv":
+        from .csv import export_csv as fn
+    elif format == "imagefolder":
+        from .imagefolder import export_imagefolder as fn
+    elif format == "hdf5":
+        from .hdf5 import export_hdf5 as fn
+    else:
+        from .tree import export_tree as fn
+    return fn(project, out, labels=labels, with_images=with_images, **options)

@@ -1,0 +1,151 @@
+"""Labels of objects as the cluster tree gives them, streamed for exports, the web UI and suggest.
+
+An object's label is the name of the approved node it belongs to, or, where that node has no
+name, of its nearest named ancestor. `label_path` joins the names of the named ancestors with
+'>'. Where one name is used in two places of the tree, the display name follows EcoTaxa's
+convention `name<parent` (more ancestors are added until it is unique). The status is the
+membership's: 'validated' (a human saw the object) or 'predicted' (accepted without being shown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterator, NamedTuple
+
+from sqlalchemy import select
+
+from .store import Membership, Node, Object, User
+
+WHICH = ("validated", "all")
+CHUNK = 5000
+
+
+class LabelRow(NamedTuple):
+    pk: int                       # Object.id
+    object_id: str
+    path: str                     # image path relative to the project's images/ folder
+    label: str | None             # display name (unique), None if unlabelled
+    name: str | None              # the plain node name
+    label_path: str | None        # 'a>b>c'
+    status: str | None            # 'validated' | 'predicted' | None
+    annotator: str | None         # user name
+    annotated_at: datetime | None  # UTC, naive
+    node_id: int | None           # the approved node that labels it
+    meta: dict | None             # imported metadata (only with with_meta=True)
+
+
+@dataclass(frozen=True)
+class NodeLabel:
+    """What an approved node gives its members."""
+
+    name: str
+    display: str
+    path: str
+    names: tuple  # the named ancestors' names, root first, ending with name
+
+
+def node_labels(session) -> dict[int, NodeLabel]:
+    """Return {approved node id: NodeLabel} for every approved node that has a label."""
+    rows = session.execute(select(Node.id, Node.parent_id, Node.name, Node.status)).all()
+    parent = {r.id: r.parent_id for r in rows}
+    # a dissolved node was given back: its name labels nothing any more
+    name = {r.id: (r.name.strip() if r.name and r.name.strip() and r.status != "dissolved" else None)
+            for r in rows}
+    named_chain: dict[int, tuple] = {}
+
+    def chain(nid: int) -> tuple:
+        # iterative walk to the root so deep trees do not hit the recursion limit
+        stack, seen = [], set()
+        cur = nid
+        while cur is not None and cur not in named_chain and cur not in seen:
+            seen.add(cur)
+            stack.append(cur)
+            cur = parent.get(cur)
+        base = named_chain.get(cur, ()) if cur is not None else ()
+        for n in reversed(stack):
+            base = base + (name[n],) if name.get(n) else base
+            named_chain[n] = base
+        return named_chain[nid]
+
+    approved = {r.id: chain(r.id) for r in rows if r.status == "approved"}
+    approved = {k: v for k, v in approved.items() if v}
+    return {nid: NodeLabel(names[-1], disp, ">".join(names), names)
+            for nid, names, disp in _displays(approved)}
+
+
+def _displays(approved: dict[int, tuple]):
+    """Yield (node id, names, display name); ambiguous names get '<parent' (EcoTaxa style)."""
+    places: dict[str, set] = {}
+    for names in approved.values():
+        places.setdefault(names[-1], set()).add(names)
+    display_of: dict[tuple, str] = {}
+    for nm, paths in places.items():
+        for names in paths:
+            if len(paths) == 1:
+                display_of[names] = nm
+                continue
+            # the fewest nearest ancestors that tell this place from the others
+            for d in range(1, max(len(p) for p in paths)):
+                ctx = names[:-1][-d:]
+                if all(p[:-1][-d:] != ctx for p in paths if p != names):
+                    break
+            display_of[names] = "<".join((nm,) + tuple(reversed(ctx)))
+    for nid, names in approved.items():
+        yield nid, names, display_of[names]
+
+
+def user_names(session) -> dict[int, str]:
+    return dict(session.execute(select(User.id, User.username)).all())
+
+
+def object_labels(project, which: str = "validated", with_meta: bool = False,
+                  chunk: int = CHUNK) -> Iterator[LabelRow]:
+    """Stream one LabelRow per object, ordered by Object.id.
+
+    which='validated': only labelled objects (members of an approved node that has a name);
+    which='all': every object, unlabelled ones with label None.
+    """
+    if which not in WHICH:
+        raise ValueError(f"labels: {which!r}, expected one of {', '.join(WHICH)}")
+    with project.session() as s:
+        labels = node_labels(s)
+        users = user_names(s)
+        cols = [Object.id, Object.object_id, Object.path, Membership.node_id, Membership.status,
+                Membership.added_by, Membership.added_at]
+        if with_meta:
+            cols.append(Object.meta)
+        q = select(*cols)
+        if which == "all":
+            q = q.select_from(Object).outerjoin(Membership, Membership.object_pk == Object.id)
+        else:
+            q = (q.select_from(Object).join(Membership, Membership.object_pk == Object.id)
+                 .join(Node, Node.id == Membership.node_id).where(Node.status == "approved"))
+        q = q.order_by(Object.id).execution_options(yield_per=chunk)
+        for r in s.execute(q):
+            nl = labels.get(r.node_id) if r.node_id is not None else None
+            meta = r.meta if with_meta else None
+            if nl is None:
+                if which == "all":
+                    yield LabelRow(r.id, r.object_id, r.path, None, None, None, None, None, None,
+                                   None, meta)
+                continue
+            status = r.status if r.status in ("validated", "predicted") else "predicted"
+            yield LabelRow(r.id, r.object_id, r.path, nl.display, nl.name, nl.path, status,
+                           users.get(r.added_by), r.added_at, r.node_id, meta)
+
+
+def count_labelled(project) -> int:
+    """Return how many objects carry a label."""
+    with project.session() as s:
+        labels = node_labels(s)
+        if not labels:
+            return 0
+        from sqlalchemy import func
+
+        n = 0
+        ids = list(labels)
+        for i in range(0, len(ids), 500):
+            n += s.scalar(select(func.count()).select_from(Membership)
+                          .where(Membership.node_id.in_(ids[i:i + 500])))
+        return n
