@@ -1,0 +1,157 @@
+"""Organise labelled nodes: names, tree moves, umbrellas, "more like this", object labels."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from ..store import Membership, Node, Object, utcnow
+from ._core import Change, WorkflowError, check_claim, get_node
+from .validate import merge  # noqa: F401  (re-exported: merging is organising too)
+
+LIVE = ("candidate", "approved")
+
+
+def name(project, user_id, node_id, name: str | None) -> None:
+    """Name (or rename, or with None/"" unname) a node."""
+    new = (name or "").strip() or None
+    with project.transaction() as s:
+        node = get_node(s, node_id, LIVE)
+        check_claim(node, user_id)
+        prev = node.name
+        ch = Change(s, user_id)
+        ch.set_node(node, name=new)
+        ch.finish("name", {"node": node.id, "name": new, "previous": prev}, bump=False)
+
+
+def _display_names(s) -> dict[int, str]:
+    """Return node id -> label of every labelled approved node; `name<parent` where ambiguous."""
+    try:
+        from ..labels import node_labels
+    except ImportError:  # a build without morphocluster.labels: names of named nodes only
+        node_labels = None
+    if node_labels is not None:
+        return {nid: nl.display for nid, nl in node_labels(s).items()}
+    rows = s.execute(select(Node.id, Node.name, Node.parent_id)
+                     .where(Node.status == "approved", Node.name.is_not(None))).all()
+    count = Counter(n for _, n, _ in rows)
+    parents = dict(s.execute(select(Node.id, Node.name)).all()) if any(
+        c > 1 for c in count.values()) else {}
+    out = {}
+    for nid, n, pid in rows:
+        pname = parents.get(pid) if count[n] > 1 else None
+        out[nid] = f"{n}<{pname}" if pname else n
+    return out
+
+
+def known_names(project, prefix: str = "", limit: int = 50) -> list[str]:
+    """Return names in use and imported categories starting with `prefix` (case-insensitive)."""
+    p = (prefix or "").strip().lower()
+    with project.session() as s:
+        names = set(_display_names(s).values())
+        names.update(n for n in s.scalars(select(Node.name).where(
+            Node.status.in_(LIVE), Node.name.is_not(None)).distinct()))
+        names.update(s.scalars(select(Object.imported_label).where(
+            Object.imported_label.is_not(None)).distinct()))
+    hits = sorted((n for n in names if n.lower().startswith(p)), key=lambda n: (n.lower(), n))
+    return hits[:limit]
+
+
+def _ancestors(s, node_id):
+    seen = []
+    while node_id is not None:
+        seen.append(node_id)
+        node_id = s.scalar(select(Node.parent_id).where(Node.id == node_id))
+        if node_id in seen:
+            break
+    return seen
+
+
+def move(project, user_id, node_id, new_parent_id) -> None:
+    """Put a node under another node (None: at the top of the tree)."""
+    with project.transaction() as s:
+        node = get_node(s, node_id, LIVE)
+        if new_parent_id is not None:
+            get_node(s, new_parent_id, LIVE)
+            if node.id in _ancestors(s, int(new_parent_id)):
+                raise WorkflowError(f"cannot move node {node.id} under its own descendant {new_parent_id}")
+        ch = Change(s, user_id)
+        ch.set_node(node, parent_id=None if new_parent_id is None else int(new_parent_id))
+        ch.finish("move", {"node": node.id, "parent": new_parent_id}, bump=False)
+
+
+def umbrella(project, user_id, node_ids, name: str) -> int:
+    """Group nodes under a new approved umbrella node called `name`; return its id."""
+    ids = sorted({int(i) for i in node_ids})
+    if not ids:
+        raise WorkflowError("no nodes to group")
+    if not (name or "").strip():
+        raise WorkflowError("an umbrella needs a name")
+    with project.transaction() as s:
+        nodes = [get_node(s, i, LIVE) for i in ids]
+        parents = {n.parent_id for n in nodes}
+        ch = Change(s, user_id)
+        top = ch.create_node(name=name.strip(), status="approved", approved_by=user_id,
+                             approved_at=utcnow(), parent_id=parents.pop() if len(parents) == 1 else None)
+        for n in nodes:
+            ch.set_node(n, parent_id=top.id)
+        ch.finish("umbrella", {"node": top.id, "children": ids, "name": top.name}, bump=False)
+        return top.id
+
+
+def new_node_from_object(project, user_id, object_pk, name: str | None = None) -> int:
+    """Start a new approved node from one object ("more like this"); return its id."""
+    with project.transaction() as s:
+        if s.get(Object, int(object_pk)) is None:
+            raise WorkflowError(f"object {object_pk} not found")
+        ch = Change(s, user_id)
+        node = ch.create_node(name=(name or "").strip() or None, status="approved",
+                              approved_by=user_id, approved_at=utcnow(), params={"seed": int(object_pk)})
+        ch.assign([int(object_pk)], node.id, "validated")
+        ch.finish("new_node", {"node": node.id, "object": int(object_pk)})
+        return node.id
+
+
+def tree(project) -> list[dict]:
+    """Return every live node with its member count and the count of its whole subtree."""
+    with project.session() as s:
+        rows = s.execute(select(Node.id, Node.parent_id, Node.name, Node.status, Node.n_members,
+                                Node.round).where(Node.status.in_(LIVE)).order_by(Node.id)).all()
+        labels = _display_names(s)
+    nodes = {r.id: {"id": r.id, "parent_id": r.parent_id, "name": r.name, "label": labels.get(r.id),
+                    "status": r.status, "round": r.round, "n_members": r.n_members,
+                    "n_total": r.n_members} for r in rows}
+    for nid, node in nodes.items():
+        seen, pid = {nid}, node["parent_id"]
+        while pid in nodes and pid not in seen:
+            nodes[pid]["n_total"] += node["n_members"]
+            seen.add(pid)
+            pid = nodes[pid]["parent_id"]
+    return list(nodes.values())
+
+
+def labels(project) -> dict[int, str]:
+    """Return Object.id -> label of every object in a named approved node."""
+    with project.session() as s:
+        names = _display_names(s)
+        rows = s.execute(select(Membership.object_pk, Membership.node_id)
+                         .where(Membership.node_id.in_(list(names)))).all() if names else []
+    return {pk: names[nid] for pk, nid in rows}
+
+
+def object_label(project, object_pk) -> str | None:
+    """Return an object's label: the (display) name of its approved node, else None."""
+    with project.session() as s:
+        nid = s.scalar(select(Membership.node_id).where(Membership.object_pk == int(object_pk)))
+        return _display_names(s).get(nid) if nid is not None else None
+
+
+def counts(project) -> dict[str, int]:
+    """Return how many objects are labelled, in candidates, and unassigned."""
+    with project.session() as s:
+        total = s.scalar(select(func.count()).select_from(Object)) or 0
+        by = dict(s.execute(select(Node.status, func.count()).select_from(Membership)
+                            .join(Node, Node.id == Membership.node_id).group_by(Node.status)).all())
+    return {"objects": total, "approved": by.get("approved", 0), "candidate": by.get("candidate", 0),
+            "unassigned": total - sum(by.values())}

@@ -1,0 +1,184 @@
+"""Validate seed clusters: claim the next one, page its members, approve, clean, dissolve."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+
+from ..store import Node, utcnow
+from ._core import Change, Page, WorkflowError, check_claim, check_version, claim, get_node, member_pks
+from ._stats import kmeans, member_features, node_stats
+
+EDITABLE = ("candidate", "approved")
+
+
+def next_node(project, user_id, claim_minutes: float = 30, round: int | None = None) -> int | None:
+    """Claim and return the id of the next candidate node to validate (largest first).
+
+    A user's own unexpired claim comes back first; claims of others are skipped until they expire.
+    Returns None when nothing is left.
+    """
+    with project.transaction() as s:
+        now = utcnow()
+        q = select(Node).where(Node.status == "candidate", Node.n_members > 0)
+        if round is not None:
+            q = q.where(Node.round == round)
+        own = s.scalars(q.where(Node.claimed_by == user_id, Node.claimed_until > now)
+                        .order_by(Node.n_members.desc(), Node.id)).first()
+        if own is not None:
+            claim(s, own, user_id, claim_minutes)
+            return own.id
+        free = q.where((Node.claimed_by.is_(None)) | (Node.claimed_until <= now))
+        for node in s.scalars(free.order_by(Node.n_members.desc(), Node.id)):
+            if claim(s, node, user_id, claim_minutes):
+                return node.id
+    return None
+
+
+def release(project, user_id, node_id) -> None:
+    """Give up a claim (no event: claims are not decisions)."""
+    with project.transaction() as s:
+        node = get_node(s, node_id)
+        if node.claimed_by == user_id:
+            node.claimed_by, node.claimed_until = None, None
+
+
+def members(project, node_id, offset: int = 0, limit: int = 50) -> Page:
+    """Return one page of a node's members, most to least typical."""
+    with project.session() as s:
+        node = get_node(s, node_id)
+        version = node.members_version
+        all_pks = member_pks(s, node.id)
+    order = [int(p) for p in node_stats(project, node_id).order]
+    if len(order) != len(all_pks):  # members without features go last
+        have = set(order)
+        order += [p for p in all_pks if p not in have]
+    return Page(order[offset:offset + limit], offset, len(order), version)
+
+
+def approve(project, user_id, node_id, name: str | None = None, seen_pks=None,
+            members_version: int | None = None) -> None:
+    """Approve a candidate node (optionally naming it).
+
+    Members in `seen_pks` become 'validated', the others 'predicted'; without `seen_pks` all are
+    'validated'.
+    """
+    with project.transaction() as s:
+        node = get_node(s, node_id, ("candidate",))
+        check_claim(node, user_id)
+        check_version(node, members_version)
+        ch = Change(s, user_id)
+        pks = member_pks(s, node.id)
+        seen = set(pks) if seen_pks is None else {int(p) for p in seen_pks}
+        ch.assign([p for p in pks if p in seen], node.id, "validated")
+        ch.assign([p for p in pks if p not in seen], node.id, "predicted")
+        fields = {"status": "approved", "approved_by": user_id, "approved_at": utcnow()}
+        if name is not None:
+            fields["name"] = name.strip() or None
+        ch.set_node(node, **fields)
+        node.claimed_by, node.claimed_until = None, None
+        ch.finish("approve", {"node": node.id, "name": node.name, "n": len(pks)})
+
+
+def remove(project, user_id, node_id, object_pks, members_version: int | None = None) -> int:
+    """Put members back into the unlabelled pool and reject them for this node."""
+    pks = sorted({int(p) for p in object_pks})
+    with project.transaction() as s:
+        node = get_node(s, node_id, EDITABLE)
+        check_claim(node, user_id)
+        check_version(node, members_version)
+        ch = Change(s, user_id)
+        cur = ch.current(pks)
+        strangers = [p for p in pks if cur.get(p, (None,))[0] != node.id]
+        if strangers:
+            raise WorkflowError(f"objects {strangers[:5]} are not members of node {node.id}")
+        ch.assign(pks, None)
+        ch.reject(node.id, pks)
+        ch.finish("remove", {"node": node.id, "n": len(pks)})
+    return len(pks)
+
+
+def remove_from(project, user_id, node_id, rank: int, members_version: int | None = None) -> int:
+    """Remove every member from `rank` on (in typicality order): "remove all from here on"."""
+    page = members(project, node_id, 0, 10**12)
+    if members_version is not None and page.members_version != int(members_version):
+        raise WorkflowError(f"node {node_id} changed since it was shown; reload it")
+    if not 0 <= int(rank) < page.total:
+        raise WorkflowError(f"rank {rank} outside node {node_id} (it has {page.total} members)")
+    tail = page.pks[int(rank):]
+    with project.transaction() as s:
+        node = get_node(s, node_id, EDITABLE)
+        check_claim(node, user_id)
+        check_version(node, page.members_version)
+        ch = Change(s, user_id)
+        ch.assign(tail, None)
+        ch.reject(node.id, tail)
+        ch.finish("remove_from", {"node": node.id, "rank": int(rank), "n": len(tail)})
+    return len(tail)
+
+
+def dissolve(project, user_id, node_id) -> int:
+    """Give all members back to the pool and mark the node dissolved."""
+    with project.transaction() as s:
+        node = get_node(s, node_id, EDITABLE)
+        check_claim(node, user_id)
+        ch = Change(s, user_id)
+        pks = member_pks(s, node.id)
+        ch.assign(pks, None)
+        ch.set_node(node, status="dissolved")
+        node.claimed_by, node.claimed_until = None, None
+        ch.finish("dissolve", {"node": node.id, "n": len(pks)})
+    return len(pks)
+
+
+def split(project, user_id, node_id) -> int:
+    """Split a node in two by 2-means on its members' features; return the new sibling's id.
+
+    The node keeps the larger part; the other part becomes a new candidate beside it.
+    """
+    with project.session() as s:
+        node = get_node(s, node_id, EDITABLE)
+        pks = member_pks(s, node.id)
+    fpks, X = member_features(project, pks)
+    if len(fpks) < 2:
+        raise WorkflowError(f"node {node_id} has fewer than 2 members with features; nothing to split")
+    _, labels = kmeans(X, 2)
+    big = int(np.bincount(labels, minlength=2).argmax())
+    other = [int(p) for p, lab in zip(fpks, labels) if lab != big]
+    with project.transaction() as s:
+        node = get_node(s, node_id, EDITABLE)
+        check_claim(node, user_id)
+        if member_pks(s, node.id) != pks:
+            raise WorkflowError(f"node {node_id} changed while splitting; try again")
+        ch = Change(s, user_id)
+        new = ch.create_node(parent_id=node.parent_id, status="candidate", round=node.round,
+                             params={"split_from": node.id})
+        ch.assign(other, new.id, "cluster")
+        ch.finish("split", {"node": node.id, "new": new.id, "n": len(other)})
+        return new.id
+
+
+def merge(project, user_id, node_id, into_id) -> int:
+    """Move all members (and children) of `node_id` into `into_id`; the emptied node is dissolved."""
+    if int(node_id) == int(into_id):
+        raise WorkflowError("cannot merge a node into itself")
+    with project.transaction() as s:
+        node = get_node(s, node_id, EDITABLE)
+        into = get_node(s, into_id, EDITABLE)
+        check_claim(node, user_id)
+        check_claim(into, user_id)
+        ch = Change(s, user_id)
+        cur = ch.current(member_pks(s, node.id))
+        status_default = "validated" if into.status == "approved" else "cluster"
+        by_status: dict = {}
+        for pk, (_, st) in cur.items():
+            st = st if (into.status == "approved" and st != "cluster") else status_default
+            by_status.setdefault(st, []).append(pk)
+        for st, pks in by_status.items():
+            ch.assign(pks, into.id, st)
+        for child in s.scalars(select(Node).where(Node.parent_id == node.id)):
+            ch.set_node(child, parent_id=node.parent_id if child.id == into.id else into.id)
+        ch.set_node(node, status="dissolved")
+        node.claimed_by, node.claimed_until = None, None
+        ch.finish("merge", {"node": node.id, "into": into.id, "n": len(cur)})
+        return len(cur)

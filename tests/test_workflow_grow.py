@@ -1,0 +1,154 @@
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from morphocluster.features.matrix import load_matrix
+from morphocluster.store import Membership, Rejection
+from morphocluster.workflow import WorkflowError, grow, undo
+from test_workflow_setup import CLASSES, check_counts, member_set, n_events, wf  # noqa: F401
+
+
+def _approved(wf, cls=0, n=15):
+    return wf.make_node(wf.by_class[CLASSES[cls]][:n], status="approved", name=CLASSES[cls],
+                        member_status="validated")
+
+
+def test_candidates_exclude_labelled_and_rejected_and_are_ranked(wf):
+    p = wf.project
+    nid = _approved(wf)
+    other = wf.make_node(wf.by_class[CLASSES[1]][:10], status="approved", name="o",
+                         member_status="validated")
+    cand = wf.make_node(wf.by_class[CLASSES[2]][:10])  # candidate members stay offerable
+    page = grow.candidates(p, nid, 0, 200)
+    got = set(page.pks)
+    assert not got & member_set(p, nid) and not got & member_set(p, other)
+    assert member_set(p, cand) <= got
+    assert page.total == 120 - 25 == len(page.pks)
+    assert page.distances == sorted(page.distances)
+    # the same ranking, paged
+    assert grow.candidates(p, nid, 10, 10).pks == page.pks[10:20]
+    grow.reject(p, wf.A, nid, page.pks[:3])
+    again = grow.candidates(p, nid, 0, 200)
+    assert again.pks == page.pks[3:] and again.total == page.total - 3
+
+
+def test_ranking_puts_the_nodes_class_first(wf):
+    p = wf.project
+    nid = _approved(wf, cls=2, n=20)
+    top = grow.candidates(p, nid, 0, 10).pks
+    same = set(wf.by_class[CLASSES[2]])
+    assert sum(pk in same for pk in top) >= 7
+
+
+def test_accept_marks_shown_validated_and_unshown_predicted(wf):
+    p = wf.project
+    nid = _approved(wf)
+    page = grow.candidates(p, nid, 0, 10)
+    v = page.members_version
+    grow.accept(p, wf.A, nid, page.pks, shown_pks=page.pks[:4], members_version=v)
+    with p.session() as s:
+        st = dict(s.execute(select(Membership.object_pk, Membership.status)
+                            .where(Membership.object_pk.in_(page.pks))).all())
+    assert [st[pk] for pk in page.pks] == ["validated"] * 4 + ["predicted"] * 6
+    with pytest.raises(WorkflowError, match="changed since"):
+        grow.accept(p, wf.A, nid, [], members_version=v)
+    check_counts(p)
+    undo.undo_last(p, wf.A)
+    assert member_set(p, nid) == set(wf.by_class[CLASSES[0]][:15])
+    check_counts(p)
+
+
+def test_accept_refuses_objects_of_another_approved_node(wf):
+    p = wf.project
+    nid = _approved(wf)
+    other = wf.make_node(wf.by_class[CLASSES[1]][:5], status="approved", member_status="validated")
+    with pytest.raises(WorkflowError, match="another approved node"):
+        grow.accept(p, wf.A, nid, list(member_set(p, other)))
+    with pytest.raises(WorkflowError, match="is candidate"):
+        grow.accept(p, wf.A, wf.make_node(wf.by_class[CLASSES[2]][:3]), [])
+
+
+def test_accept_until_first_wrong_and_undo(wf):
+    p = wf.project
+    nid = _approved(wf)
+    page = grow.candidates(p, nid, 0, 50)
+    before = n_events(p)
+    n = grow.accept_until(p, wf.A, nid, 7, shown_pks=page.pks[:8], wrong_pk=page.pks[7],
+                          members_version=page.members_version)
+    assert n == 7 and n_events(p) == before + 1
+    assert set(page.pks[:7]) <= member_set(p, nid) and page.pks[7] not in member_set(p, nid)
+    with p.session() as s:
+        assert s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid)).all() == [page.pks[7]]
+    assert page.pks[7] not in grow.candidates(p, nid, 0, 200).pks
+    with pytest.raises(WorkflowError, match="ranking"):
+        grow.accept_until(p, wf.A, nid, 0, wrong_pk=-5)
+    undo.undo_last(p, wf.A)
+    assert member_set(p, nid) == set(wf.by_class[CLASSES[0]][:15])
+    with p.session() as s:
+        assert s.scalars(select(Rejection)).all() == []
+    check_counts(p)
+
+
+def test_reject_and_undo(wf):
+    p = wf.project
+    nid = _approved(wf)
+    with pytest.raises(WorkflowError, match="remove them"):
+        grow.reject(p, wf.A, nid, list(member_set(p, nid))[:1])
+    pks = grow.candidates(p, nid, 0, 5).pks
+    grow.reject(p, wf.A, nid, pks)
+    assert not set(pks) & set(grow.candidates(p, nid, 0, 200).pks)
+    undo.undo_last(p, wf.A)
+    assert set(pks) <= set(grow.candidates(p, nid, 0, 200).pks)
+
+
+def _search(p, nid, judge, page_size=10):
+    gs = grow.GrowSearch(p, nid, page_size=page_size)
+    probes = []
+    while (page := gs.next_page()) is not None:
+        probes.append(page.offset // page_size)
+        gs.judge(judge(page))
+    return gs, probes
+
+
+def test_grow_search_exponential_then_bisection(wf):
+    p = wf.project
+    nid = _approved(wf)
+    ranking = grow.candidates(p, nid, 0, 1000).pks
+    assert len(ranking) == 105  # 11 pages of 10
+    # pages 0..4 are good, the rest bad (judged by position, a stand-in for a person)
+    gs, probes = _search(p, nid, lambda page: page.offset < 50)
+    assert probes == [0, 1, 3, 7, 5, 4]
+    assert gs.done and gs.boundary() == 50
+    before = n_events(p)
+    assert gs.commit(wf.A) == 50
+    assert n_events(p) == before + 1
+    with p.session() as s:
+        st = dict(s.execute(select(Membership.object_pk, Membership.status)
+                            .where(Membership.object_pk.in_(ranking[:50]))).all())
+    shown = {pk for i in (0, 1, 3, 4) for pk in ranking[i * 10:(i + 1) * 10]}
+    assert all(st[pk] == ("validated" if pk in shown else "predicted") for pk in ranking[:50])
+    assert member_set(p, nid).isdisjoint(ranking[50:])
+
+
+def test_grow_search_all_good_and_first_bad(wf):
+    p = wf.project
+    nid = _approved(wf)
+    gs, probes = _search(p, nid, lambda page: True)
+    assert probes == [0, 1, 3, 7, 10] and gs.boundary() >= 105
+    gs, probes = _search(p, nid, lambda page: False)
+    assert probes == [0] and gs.boundary() == 0 and gs.commit(wf.A) == 0
+
+
+def test_ranking_uses_all_prototypes(wf):
+    """Every allowed object is ranked once, by its smallest distance to the node's prototypes."""
+    p = wf.project
+    nid = _approved(wf, n=20)
+    page = grow.candidates(p, nid, 0, 500)
+    assert len(set(page.pks)) == len(page.pks) == 100
+    fm = load_matrix(p)
+    from morphocluster.workflow._stats import node_stats
+
+    protos = node_stats(p, nid).prototypes
+    X = fm.X[fm.rows_of(page.pks)]
+    d = ((X[:, None, :] - protos[None]) ** 2).sum(-1).min(1)
+    assert np.allclose(d, page.distances, atol=1e-4)

@@ -1,0 +1,103 @@
+import pytest
+from sqlalchemy import select
+
+from morphocluster.store import Event, Object
+from morphocluster.workflow import WorkflowError, organise, undo
+from test_workflow_setup import CLASSES, check_counts, member_set, n_events, node_row, wf  # noqa: F401
+
+
+def _approved(wf, cls, sl, name, parent_id=None):
+    return wf.make_node(wf.by_class[CLASSES[cls]][sl], status="approved", name=name,
+                        parent_id=parent_id, member_status="validated")
+
+
+def test_name_and_undo(wf):
+    p = wf.project
+    nid = _approved(wf, 0, slice(0, 5), None)
+    organise.name(p, wf.A, nid, "  sagitta ")
+    assert node_row(p, nid).name == "sagitta"
+    assert organise.object_label(p, wf.by_class[CLASSES[0]][0]) == "sagitta"
+    organise.name(p, wf.A, nid, "chaetognath")
+    undo.undo_last(p, wf.A)
+    assert node_row(p, nid).name == "sagitta"
+    undo.undo_last(p, wf.A)
+    assert node_row(p, nid).name is None
+
+
+def test_known_names_mix_nodes_and_imported_categories_and_disambiguate(wf):
+    p = wf.project
+    cop = _approved(wf, 1, slice(0, 3), "Copepoda")
+    fish = _approved(wf, 2, slice(0, 3), "Fish")
+    _approved(wf, 1, slice(3, 6), "egg", parent_id=cop)
+    _approved(wf, 2, slice(3, 6), "egg", parent_id=fish)
+    names = organise.known_names(p, "")
+    assert "egg<Copepoda" in names and "egg<Fish" in names
+    assert "trichodesmium_puff" in names  # an imported category
+    assert organise.known_names(p, "CHAE") == ["chaetognath_sagitta"]
+    labels = organise.labels(p)
+    assert labels[wf.by_class[CLASSES[1]][4]] == "egg<Copepoda"
+    assert labels[wf.by_class[CLASSES[2]][4]] == "egg<Fish"
+    assert wf.by_class[CLASSES[0]][0] not in labels
+
+
+def test_move_refuses_cycles_and_undo(wf):
+    p = wf.project
+    a = _approved(wf, 0, slice(0, 3), "a")
+    b = _approved(wf, 1, slice(0, 3), "b", parent_id=a)
+    with pytest.raises(WorkflowError, match="descendant"):
+        organise.move(p, wf.A, a, b)
+    organise.move(p, wf.A, b, None)
+    assert node_row(p, b).parent_id is None
+    undo.undo_last(p, wf.A)
+    assert node_row(p, b).parent_id == a
+
+
+def test_umbrella_tree_counts_and_undo(wf):
+    p = wf.project
+    a = _approved(wf, 1, slice(0, 4), "oithona eggs")
+    b = _approved(wf, 1, slice(4, 10), "oithona eggs 2")
+    before = n_events(p)
+    top = organise.umbrella(p, wf.A, [a, b], "eggs")
+    assert n_events(p) == before + 1
+    tree = {n["id"]: n for n in organise.tree(p)}
+    assert tree[top]["n_total"] == 10 and tree[top]["n_members"] == 0
+    assert tree[a]["parent_id"] == top == tree[b]["parent_id"]
+    undo.undo_last(p, wf.A)
+    assert node_row(p, top) is None and node_row(p, a).parent_id is None
+    with pytest.raises(WorkflowError, match="needs a name"):
+        organise.umbrella(p, wf.A, [a], " ")
+
+
+def test_new_node_from_object_takes_it_out_of_its_node_and_undo(wf):
+    p = wf.project
+    cand = wf.make_node(wf.by_class[CLASSES[2]][:8])
+    pk = wf.by_class[CLASSES[2]][3]
+    nid = organise.new_node_from_object(p, wf.A, pk, name="puff")
+    assert member_set(p, nid) == {pk} and pk not in member_set(p, cand)
+    assert organise.object_label(p, pk) == "puff"
+    check_counts(p)
+    undo.undo_last(p, wf.A)
+    assert node_row(p, nid) is None and pk in member_set(p, cand)
+    check_counts(p)
+    with pytest.raises(WorkflowError, match="not found"):
+        organise.new_node_from_object(p, wf.A, 10**6)
+
+
+def test_undo_is_per_user_and_logged(wf):
+    p = wf.project
+    a = _approved(wf, 0, slice(0, 3), "a")
+    organise.name(p, wf.A, a, "by-ann")
+    organise.name(p, wf.B, a, "by-bob")
+    with pytest.raises(WorkflowError, match="nothing to undo"):
+        undo.undo_last(p, 99)
+    done = undo.undo_last(p, wf.A)  # ann's rename; bob renamed it since, so his name stays
+    assert done["action"] == "name" and done["skipped"] == 1
+    assert node_row(p, a).name == "by-bob"
+    undo.undo_last(p, wf.B)
+    assert node_row(p, a).name == "by-ann"
+    entries = undo.log(p, limit=10)
+    assert [e["action"] for e in entries[:4]] == ["undo", "undo", "name", "name"]
+    assert entries[3]["undone_by"] == entries[1]["id"] and "reverse" not in entries[0]["payload"]
+    with p.session() as s:
+        assert s.scalars(select(Event.user_id).where(Event.action == "undo")).all() == [wf.A, wf.B]
+        assert s.scalar(select(Object.id).limit(1)) is not None

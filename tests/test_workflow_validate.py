@@ -1,0 +1,170 @@
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from morphocluster.store import Event, Membership, Node, Rejection, utcnow
+from morphocluster.workflow import WorkflowError, undo, validate
+from test_workflow_setup import CLASSES, check_counts, member_set, n_events, node_row, wf  # noqa: F401
+
+
+def _statuses(project, node_id):
+    with project.session() as s:
+        return dict(s.execute(select(Membership.object_pk, Membership.status)
+                              .where(Membership.node_id == node_id)).all())
+
+
+def test_next_node_largest_first_and_claims_are_exclusive(wf):
+    p = wf.project
+    small = wf.make_node(wf.by_class[CLASSES[0]][:10])
+    big = wf.make_node(wf.by_class[CLASSES[1]][:30])
+    assert validate.next_node(p, wf.A) == big
+    assert validate.next_node(p, wf.A) == big  # own claim comes back
+    assert validate.next_node(p, wf.B) == small
+    assert validate.next_node(p, wf.B) == small  # still hers
+    with pytest.raises(WorkflowError, match="claimed by user"):
+        validate.approve(p, wf.B, big)
+    # an expired claim is free again
+    with p.transaction() as s:
+        s.get(Node, big).claimed_until = utcnow().replace(year=2000)
+    validate.release(p, wf.B, small)
+    with p.transaction() as s:
+        s.get(Node, small).status = "approved"
+    assert validate.next_node(p, wf.B) == big
+
+
+def test_two_annotators_claim_concurrently(wf):
+    p = wf.project
+    nodes = {wf.make_node(wf.by_class[c][:20]) for c in CLASSES}
+    got, barrier = {}, threading.Barrier(2)
+
+    def grab(user):
+        barrier.wait()
+        got[user] = [validate.next_node(p, user, claim_minutes=5)]
+
+    threads = [threading.Thread(target=grab, args=(u,)) for u in (wf.A, wf.B)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a, b = got[wf.A][0], got[wf.B][0]
+    assert a in nodes and b in nodes and a != b
+    with p.session() as s:
+        assert s.get(Node, a).claimed_by == wf.A and s.get(Node, b).claimed_by == wf.B
+
+
+def test_members_are_paged_most_typical_first(wf):
+    pks = wf.by_class[CLASSES[0]][:25] + wf.by_class[CLASSES[2]][:3]
+    nid = wf.make_node(pks)
+    first = validate.members(wf.project, nid, 0, 10)
+    rest = validate.members(wf.project, nid, 10, 50)
+    assert first.total == 28 and len(first.pks) == 10 and len(rest.pks) == 18
+    assert set(first.pks + rest.pks) == set(pks)
+    # the three objects of another class are not the most typical
+    assert not set(first.pks[:3]) & set(wf.by_class[CLASSES[2]])
+
+
+def test_approve_names_marks_seen_and_undo(wf):
+    p = wf.project
+    pks = wf.by_class[CLASSES[0]][:20]
+    nid = wf.make_node(pks)
+    v0 = node_row(p, nid).members_version
+    ev0 = n_events(p)
+    validate.approve(p, wf.A, nid, name="sagitta", seen_pks=pks[:5])
+    node = node_row(p, nid)
+    assert (node.status, node.name, node.approved_by) == ("approved", "sagitta", wf.A)
+    assert node.members_version > v0 and n_events(p) == ev0 + 1
+    st = _statuses(p, nid)
+    assert sum(v == "validated" for v in st.values()) == 5 and sum(v == "predicted" for v in st.values()) == 15
+    with pytest.raises(WorkflowError, match="is approved"):
+        validate.approve(p, wf.A, nid)
+    undo.undo_last(p, wf.A)
+    node = node_row(p, nid)
+    assert (node.status, node.name, node.approved_by) == ("candidate", None, None)
+    assert set(_statuses(p, nid).values()) == {"cluster"}
+    check_counts(p)
+
+
+def test_remove_and_remove_from_with_undo(wf):
+    p = wf.project
+    pks = wf.by_class[CLASSES[1]][:20]
+    nid = wf.make_node(pks)
+    with pytest.raises(WorkflowError, match="not members"):
+        validate.remove(p, wf.A, nid, [wf.by_class[CLASSES[0]][0]])
+    validate.remove(p, wf.A, nid, pks[:2])
+    assert member_set(p, nid) == set(pks[2:]) and node_row(p, nid).n_members == 18
+    with p.session() as s:
+        assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == set(pks[:2])
+    page = validate.members(p, nid, 0, 50)
+    n = validate.remove_from(p, wf.A, nid, 12, members_version=page.members_version)
+    assert n == 6 and member_set(p, nid) == set(page.pks[:12])
+    with pytest.raises(WorkflowError, match="changed since"):
+        validate.remove_from(p, wf.A, nid, 3, members_version=page.members_version)
+    check_counts(p)
+    undo.undo_last(p, wf.A)
+    assert member_set(p, nid) == set(pks[2:])
+    undo.undo_last(p, wf.A)
+    assert member_set(p, nid) == set(pks)
+    with p.session() as s:
+        assert s.scalars(select(Rejection)).all() == []
+    check_counts(p)
+
+
+def test_dissolve_and_undo(wf):
+    p = wf.project
+    pks = wf.by_class[CLASSES[2]][:15]
+    nid = wf.make_node(pks)
+    assert validate.dissolve(p, wf.A, nid) == 15
+    assert node_row(p, nid).status == "dissolved" and member_set(p, nid) == set()
+    assert validate.next_node(p, wf.A) is None
+    undo.undo_last(p, wf.A)
+    assert node_row(p, nid).status == "candidate" and member_set(p, nid) == set(pks)
+    assert set(_statuses(p, nid).values()) == {"cluster"}
+    check_counts(p)
+
+
+def test_split_by_substructure_and_undo(wf):
+    p = wf.project
+    a, b = wf.by_class[CLASSES[0]][:20], wf.by_class[CLASSES[2]][:12]
+    nid = wf.make_node(a + b)
+    new = validate.split(p, wf.A, nid)
+    keep, other = member_set(p, nid), member_set(p, new)
+    assert keep | other == set(a + b) and not keep & other and len(keep) >= len(other) > 0
+    assert node_row(p, new).status == "candidate"
+    check_counts(p)
+    undo.undo_last(p, wf.A)
+    assert member_set(p, nid) == set(a + b) and node_row(p, new) is None
+    check_counts(p)
+
+
+def test_merge_moves_members_and_children_and_undo(wf):
+    p = wf.project
+    x = wf.make_node(wf.by_class[CLASSES[0]][:10], status="approved", name="x", member_status="validated")
+    y = wf.make_node(wf.by_class[CLASSES[0]][10:20])
+    child = wf.make_node(wf.by_class[CLASSES[1]][:3], status="approved", parent_id=y)
+    with pytest.raises(WorkflowError, match="itself"):
+        validate.merge(p, wf.A, x, x)
+    validate.merge(p, wf.A, y, x)
+    assert member_set(p, x) == set(wf.by_class[CLASSES[0]][:20])
+    assert node_row(p, y).status == "dissolved" and node_row(p, child).parent_id == x
+    assert set(_statuses(p, x).values()) == {"validated"}
+    check_counts(p)
+    undo.undo_last(p, wf.A)
+    assert member_set(p, y) == set(wf.by_class[CLASSES[0]][10:20])
+    assert node_row(p, y).status == "candidate" and node_row(p, child).parent_id == y
+    check_counts(p)
+
+
+def test_each_decision_is_one_event_and_errors_write_nothing(wf):
+    p = wf.project
+    nid = wf.make_node(wf.by_class[CLASSES[0]][:10])
+    before = n_events(p)
+    with pytest.raises(WorkflowError, match="not found"):
+        validate.approve(p, wf.A, 9999)
+    with pytest.raises(WorkflowError):
+        validate.remove_from(p, wf.A, nid, 50)
+    assert n_events(p) == before
+    validate.dissolve(p, wf.A, nid)
+    with p.session() as s:
+        ev = s.scalars(select(Event).order_by(Event.id.desc())).first()
+    assert n_events(p) == before + 1 and ev.action == "dissolve" and ev.user_id == wf.A
