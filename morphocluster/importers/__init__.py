@@ -151,8 +151,10 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
         if batch.candidates or report.failed or not trees:
             batch.commit(progress=progress)
     for src in trees:
-        from ..export.tree import import_tree
-
+        try:
+            from ..export.tree import import_tree
+        except ModuleNotFoundError as exc:
+            raise ImportFailed(f"{src}: the morphocluster-tree format is not available in this build") from exc
         import_tree(project, src, report)
     return report
 
