@@ -1,0 +1,119 @@
+// What htmx cannot do alone: keyboard shortcuts, click and shift-click selection in thumbnail
+// grids, "click the first wrong object" in grow, and showing refused requests as a message.
+(function () {
+  "use strict";
+  let last = null; // figure clicked last, anchor of shift-click ranges
+
+  function gridOf(el) { return el && el.closest(".grid[data-select]"); }
+  function formOf(grid) { return document.querySelector(grid.dataset.form); }
+
+  function syncSelection(grid) {
+    const sel = [...grid.querySelectorAll(".obj.sel")];
+    const form = formOf(grid);
+    if (!form) return;
+    const pks = form.querySelector("input[name=pks]");
+    if (pks) pks.value = sel.map((f) => f.dataset.pk).join(",");
+    const fromRank = form.querySelector("input[name=from_rank]");
+    if (fromRank) fromRank.value = "";
+    const count = document.getElementById("sel-count");
+    if (count) count.textContent = sel.length;
+  }
+
+  function clearSelection(grid) {
+    grid.querySelectorAll(".obj.sel").forEach((f) => f.classList.remove("sel"));
+    last = null;
+    syncSelection(grid);
+  }
+
+  document.addEventListener("click", function (ev) {
+    const fig = ev.target.closest(".obj");
+    const grid = gridOf(fig);
+    if (!fig || !grid || ev.target.closest("a.info")) return;
+    ev.preventDefault();
+    const ctrlMode = grid.dataset.select === "ctrl";
+    const modifier = ev.ctrlKey || ev.metaKey;
+    if (grid.hasAttribute("data-direct") && !modifier && !ev.shiftKey) {
+      // grow, direct method: this is the first object that does not belong
+      const form = formOf(grid);
+      form.querySelector("input[name=rank]").value = fig.dataset.rank;
+      form.querySelector("input[name=wrong_pk]").value = fig.dataset.pk;
+      document.getElementById("until-btn").click();
+      return;
+    }
+    if (ctrlMode && !modifier && !ev.shiftKey) return;
+    const figs = [...grid.querySelectorAll(".obj")];
+    if (ev.shiftKey && last && grid.contains(last)) {
+      const a = figs.indexOf(last), b = figs.indexOf(fig);
+      const [lo, hi] = a < b ? [a, b] : [b, a];
+      for (let i = lo; i <= hi; i++) figs[i].classList.add("sel");
+    } else {
+      fig.classList.toggle("sel");
+    }
+    last = fig;
+    syncSelection(grid);
+  });
+
+  // fill "seen"/"shown" with every object loaded in the grid, and "from_rank" for "remove from here on"
+  document.addEventListener("htmx:configRequest", function (ev) {
+    const elt = ev.detail.elt;
+    const form = elt.closest("form");
+    if (!form) return;
+    const seen = form.querySelector("input[data-seen]");
+    if (seen) {
+      const grid = document.querySelector(seen.dataset.seen);
+      if (grid) ev.detail.parameters[seen.name] = [...grid.querySelectorAll(".obj")].map((f) => f.dataset.pk).join(",");
+    }
+    if (elt.hasAttribute("data-from-rank")) {
+      const first = document.querySelector(".grid .obj.sel");
+      ev.detail.parameters["from_rank"] = first ? first.dataset.rank : "";
+      ev.detail.parameters["pks"] = "";
+    }
+  });
+
+  document.addEventListener("htmx:confirm", function (ev) {
+    const elt = ev.detail.elt;
+    if (elt.hasAttribute && elt.hasAttribute("data-needs-selection") && !document.querySelector(".grid .obj.sel")) {
+      ev.preventDefault();
+      showToast("Select objects first: click, shift-click for a range.", true);
+    }
+  });
+
+  function showToast(text, isError) {
+    const t = document.getElementById("toast");
+    if (!t) return;
+    t.textContent = text;
+    t.className = "toast" + (isError ? " error" : "");
+    fadeLater(t);
+  }
+
+  function fadeLater(t) {
+    clearTimeout(t._timer);
+    t._timer = setTimeout(() => { t.classList.add("fade"); }, 4000);
+  }
+
+  document.addEventListener("htmx:responseError", function (ev) {
+    const div = document.createElement("div");
+    div.innerHTML = ev.detail.xhr.responseText;
+    const p = div.querySelector("p") || div;
+    showToast((p.textContent || "").trim() || ("Error " + ev.detail.xhr.status), true);
+  });
+
+  document.addEventListener("htmx:afterSettle", function () {
+    const t = document.getElementById("toast");
+    if (t && t.textContent.trim()) { t.classList.remove("fade"); fadeLater(t); }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    const t = document.getElementById("toast");
+    if (t && t.textContent.trim()) fadeLater(t);
+  });
+
+  document.addEventListener("keydown", function (ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const tag = (ev.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select" || ev.target.isContentEditable) return;
+    if (ev.key === "Escape") { document.querySelectorAll(".grid[data-select]").forEach(clearSelection); return; }
+    const target = document.querySelector('[data-key="' + CSS.escape(ev.key) + '"]:not([disabled])');
+    if (target) { ev.preventDefault(); target.click(); return; }
+    if (ev.key === "u") { const b = document.getElementById("undo-btn"); if (b) { ev.preventDefault(); b.click(); } return; }
+  });
+})();

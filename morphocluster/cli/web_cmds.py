@@ -1,0 +1,133 @@
+"""`morphocluster serve`, `morphocluster user ...` and `morphocluster demo`."""
+
+from __future__ import annotations
+
+import click
+
+from . import open_project
+
+
+def run_server(project, host: str, port: int, threads: int = 8) -> None:
+    """Serve the web UI of an open project with waitress (blocks)."""
+    from waitress import serve as waitress_serve
+
+    from ..users import list_users
+    from ..web import create_app
+
+    app = create_app({"PROJECT": project})
+    if not list_users(project):
+        click.echo(f"Note: no users yet; add one with `morphocluster user add {project.root} NAME "
+                   "--role admin`", err=True)
+    click.echo(f"Serving {project.root} on http://{host}:{port}/  (Ctrl-C stops)")
+    waitress_serve(app, host=host, port=port, threads=threads, ident="morphocluster")
+
+
+@click.command("serve")
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
+def serve(project, host, port, threads):
+    """Serve the web UI of PROJECT on a production WSGI server (waitress)."""
+    run_server(open_project(project), host, port, threads)
+
+
+@click.group("user")
+def user():
+    """Add, list and change the users of a project."""
+
+
+def _password(password: str | None, generate: bool) -> tuple[str, bool]:
+    from ..users import generate_password
+
+    if password:
+        return password, False
+    if generate:
+        return generate_password(), True
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True), False
+
+
+@user.command("add")
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "annotator", "viewer"]), default="annotator",
+              show_default=True)
+@click.option("--password", envvar="MORPHOCLUSTER_PASSWORD", default=None,
+              help="The password (default: asked for; or set MORPHOCLUSTER_PASSWORD).")
+@click.option("--generate", is_flag=True, help="Make up a random password and print it.")
+def user_add(project, username, role, password, generate):
+    """Add user USERNAME to PROJECT."""
+    from ..users import UserError, add_user
+
+    p = open_project(project)
+    password, made = _password(password, generate)
+    try:
+        add_user(p, username, password, role)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Added {role} {username}" + (f" with password {password}" if made else ""))
+
+
+@user.command("passwd")
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("username")
+@click.option("--password", envvar="MORPHOCLUSTER_PASSWORD", default=None)
+@click.option("--generate", is_flag=True, help="Make up a random password and print it.")
+def user_passwd(project, username, password, generate):
+    """Change the password of USERNAME."""
+    from ..users import UserError, set_password
+
+    p = open_project(project)
+    password, made = _password(password, generate)
+    try:
+        set_password(p, username, password)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Changed the password of {username}" + (f" to {password}" if made else ""))
+
+
+@user.command("role")
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "annotator", "viewer"]))
+def user_role(project, username, role):
+    """Give USERNAME another ROLE."""
+    from ..users import UserError, set_role
+
+    try:
+        set_role(open_project(project), username, role)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{username} is now {role}")
+
+
+@user.command("list")
+@click.argument("project", type=click.Path(exists=True, file_okay=False))
+def user_list(project):
+    """List the users of PROJECT."""
+    from ..users import list_users
+
+    rows = list_users(open_project(project))
+    if not rows:
+        click.echo("No users.")
+    for u in rows:
+        click.echo(f"{u['username']:<24} {u['role']:<10} added {u['created_at']:%Y-%m-%d}")
+
+
+@click.command("demo")
+@click.option("--project", "project_dir", type=click.Path(file_okay=False), default="morphocluster-demo",
+              show_default=True, help="Folder of the demo project (re-used if it exists).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Build the project and stop (for tests).")
+def demo(project_dir, host, port, no_serve):
+    """Build a demo project from the bundled sample, cluster it and serve it."""
+    from ..demo import DemoError, build_demo
+
+    try:
+        project, username, password = build_demo(project_dir, log=click.echo)
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"\nLog in as user {username!r} with password {password!r}")
+    if not no_serve:
+        run_server(project, host, port)

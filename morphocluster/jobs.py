@@ -1,0 +1,151 @@
+"""Background jobs (features, index, clustering): one at a time per project, run in a thread.
+
+A job's function gets the project, its parameters and a `progress(fraction, message)`
+callable. If it raises, the job is marked failed with the error; the pipeline steps write their
+results atomically, so a crashed job leaves the project as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from typing import Callable
+
+from sqlalchemy import select, update
+
+from .store import Job, utcnow
+
+ACTIVE_STATES = ("queued", "running")
+_START_LOCK = threading.Lock()  # one start at a time in this process (the table check is not atomic)
+
+
+class JobBusy(RuntimeError):
+    """Another job is already running for this project."""
+
+
+def _features(project, params, progress):
+    from .features.extract import extract_features
+
+    progress(None, "computing features (no progress from the extractor; see the server log)")
+    return {"feature_set": extract_features(project, progress=False, **params)}
+
+
+def _index(project, params, progress):
+    from .index import build_index
+
+    return build_index(project, **params)
+
+
+def _cluster(project, params, progress):
+    from .cluster import cluster_round
+
+    return cluster_round(project, progress=progress, **params)
+
+
+KINDS: dict[str, Callable] = {"features": _features, "index": _index, "cluster": _cluster}
+
+
+def start_job(project, kind: str, params: dict | None = None, user_id: int | None = None,
+              wait: bool = False) -> int:
+    """Record a job and run it in a background thread; return its id.
+
+    Raise JobBusy if a job of this project is still queued or running.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; one of {', '.join(KINDS)}")
+    params = dict(params or {})
+    with _START_LOCK, project.transaction() as s:
+        busy = s.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().first()
+        if busy is not None:
+            raise JobBusy(f"job {busy.id} ({busy.kind}) is still {busy.state}")
+        job = Job(kind=kind, params=params, state="queued", user_id=user_id)
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    thread = threading.Thread(target=run_job, args=(project, job_id), daemon=True,
+                              name=f"morphocluster-job-{job_id}")
+    thread.start()
+    if wait:
+        thread.join()
+    return job_id
+
+
+def run_job(project, job_id: int) -> None:
+    """Run a recorded job in this thread, keeping its state, progress and error up to date."""
+    with project.session() as s:
+        job = s.get(Job, job_id)
+        kind, params = job.kind, dict(job.params or {})
+    _set(project, job_id, state="running", progress=0.0)
+
+    def progress(fraction=None, message=None):
+        values = {}
+        if fraction is not None:
+            values["progress"] = max(0.0, min(1.0, float(fraction)))
+        if message is not None:
+            values["message"] = str(message)[:500]
+        if values:
+            _set(project, job_id, **values)
+
+    try:
+        result = KINDS[kind](project, params, progress)
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the UI
+        tb = traceback.format_exc(limit=6)
+        _set(project, job_id, state="failed", active=False, finished_at=utcnow(),
+             error=f"{exc.__class__.__name__}: {exc}\n\n{tb}")
+        return
+    msg = _summary(result)
+    _set(project, job_id, state="done", active=False, progress=1.0, finished_at=utcnow(),
+         **({"message": msg} if msg else {}))
+
+
+def _summary(result) -> str | None:
+    if result is None:
+        return None
+    if isinstance(result, dict):
+        parts = [f"{k}: {v}" for k, v in result.items() if isinstance(v, (int, float, str))]
+        return ", ".join(parts)[:500] or None
+    return str(result)[:500]
+
+
+def _set(project, job_id: int, **values) -> None:
+    with project.transaction() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def get_job(project, job_id: int) -> dict | None:
+    """Return one job as a dict, or None."""
+    with project.session() as s:
+        job = s.get(Job, job_id)
+        return _as_dict(job) if job else None
+
+
+def list_jobs(project, limit: int = 20) -> list[dict]:
+    """Return the latest jobs, newest first."""
+    with project.session() as s:
+        rows = s.scalars(select(Job).order_by(Job.id.desc()).limit(limit))
+        return [_as_dict(j) for j in rows]
+
+
+def active_job(project) -> dict | None:
+    """Return the queued or running job, if any."""
+    with project.session() as s:
+        job = s.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().first()
+        return _as_dict(job) if job else None
+
+
+def fail_interrupted(project) -> int:
+    """Mark jobs left running by a stopped server as failed; return how many.
+
+    Call it once when a server starts: its threads died with the previous process.
+    """
+    with project.transaction() as s:
+        res = s.execute(update(Job).where(Job.state.in_(ACTIVE_STATES)).values(
+            state="failed", active=False, finished_at=utcnow(),
+            error="interrupted: the server stopped while the job ran; start it again"))
+        return res.rowcount
+
+
+def _as_dict(job: Job) -> dict:
+    return {"id": job.id, "kind": job.kind, "params": job.params, "state": job.state,
+            "progress": job.progress, "message": job.message, "error": job.error,
+            "user_id": job.user_id, "created_at": job.created_at, "finished_at": job.finished_at}

@@ -1,0 +1,55 @@
+"""Helpers shared by the blueprints: rendering full pages or htmx fragments, role checks."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import abort, g, render_template, request
+
+from ..users import may
+from . import project  # noqa: F401  (re-exported for the blueprints)
+
+
+def is_htmx() -> bool:
+    """Return whether the request came from htmx (and wants a fragment, not a whole page)."""
+    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
+
+
+def render(template: str, **ctx) -> str:
+    """Render a page template; under htmx its base is the bare fragment layout."""
+    ctx.setdefault("htmx", is_htmx())
+    return render_template(template, **ctx)
+
+
+def role_required(role: str):
+    """Allow the view only to users with at least `role` (viewer < annotator < admin)."""
+    def deco(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if not may(g.user["role"], role):
+                abort(403, description=f"this needs the {role} role")
+            return view(*args, **kwargs)
+        return wrapped
+    return deco
+
+
+def int_list(name: str) -> list[int]:
+    """Return the integers of a repeated or comma-separated form field."""
+    out = []
+    for value in request.form.getlist(name):
+        for part in value.split(","):
+            part = part.strip()
+            if part:
+                try:
+                    out.append(int(part))
+                except ValueError:
+                    abort(400, description=f"{name}: {part!r} is not a number")
+    return out
+
+
+def toast(message: str, kind: str = "info") -> str:
+    """Return an out-of-band status message fragment for htmx responses."""
+    from markupsafe import escape
+
+    return (f'<div id="toast" hx-swap-oob="true" class="toast {escape(kind)}" role="status">'
+            f'{escape(message)}</div>')

@@ -1,0 +1,120 @@
+"""Grow an approved node: ranked candidates in screens of at most 50, direct or by page search."""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Blueprint, current_app, g, redirect, request, url_for
+
+from ..workflow import grow as wf
+from . import project
+from .common import int_list, render, role_required, toast
+from .validate import node_info
+
+bp = Blueprint("grow", __name__, url_prefix="/grow")
+
+# running page searches, per (user, node): a GrowSearch keeps the pages a human saw
+_SEARCHES: dict = {}
+_LOCK = threading.Lock()
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+
+
+def _size() -> int:
+    return min(50, int(current_app.config["GROW_PAGE_SIZE"]))
+
+
+@bp.route("/", endpoint="next")
+def next_node():
+    from .home import queue
+
+    todo = queue(project(), limit=1)["grow"]
+    if not todo:
+        return render("grow_empty.html")
+    return redirect(url_for("grow.show", node_id=todo[0]["id"]))
+
+
+@bp.route("/<int:node_id>")
+def show(node_id: int):
+    """Direct method: click the first object that does not belong."""
+    page = wf.candidates(project(), node_id, 0, _size())
+    return render("grow.html", node=node_info(node_id), page=page, mode="direct")
+
+
+@bp.route("/<int:node_id>/until", methods=["POST"])
+@role_required("annotator")
+def until(node_id: int):
+    """Accept everything above the clicked object; reject the clicked one."""
+    rank = request.form.get("rank", type=int)
+    if rank is None:
+        return toast("Click the first object that does not belong.", "error")
+    shown = int_list("shown")
+    n = wf.accept_until(project(), g.user["id"], node_id, rank, shown_pks=shown,
+                        wrong_pk=request.form.get("wrong_pk", type=int),
+                        members_version=request.form.get("members_version", type=int))
+    return _reshow(node_id, f"Accepted {n}, rejected 1.")
+
+
+@bp.route("/<int:node_id>/accept", methods=["POST"])
+@role_required("annotator")
+def accept(node_id: int):
+    """Accept the whole screen (or the given objects)."""
+    pks = int_list("pks") or int_list("shown")
+    n = wf.accept(project(), g.user["id"], node_id, pks, shown_pks=int_list("shown"),
+                  members_version=request.form.get("members_version", type=int))
+    return _reshow(node_id, f"Accepted {n}.")
+
+
+@bp.route("/<int:node_id>/reject", methods=["POST"])
+@role_required("annotator")
+def reject(node_id: int):
+    pks = int_list("pks")
+    if not pks:
+        return toast("Select objects to reject first (Ctrl-click).", "error")
+    n = wf.reject(project(), g.user["id"], node_id, pks)
+    return _reshow(node_id, f"Rejected {n}.")
+
+
+def _reshow(node_id: int, message: str):
+    page = wf.candidates(project(), node_id, 0, _size())
+    return render("grow.html", node=node_info(node_id), page=page, mode="direct", htmx=True) + toast(message)
+
+
+# --- page search: exponential search, then bisection ------------------------------------------
+def _search(node_id: int, restart: bool = False):
+    key = (g.user["id"], str(project().root), node_id)
+    with _LOCK:
+        s = _SEARCHES.get(key)
+        if s is None or restart:
+            s = _SEARCHES[key] = wf.GrowSearch(project(), node_id, page_size=_size())
+            while len(_SEARCHES) > 200:
+                _SEARCHES.pop(next(iter(_SEARCHES)))
+        return s
+
+
+@bp.route("/<int:node_id>/search")
+def search(node_id: int):
+    s = _search(node_id, restart=request.args.get("restart") == "1")
+    page = s.next_page()
+    return render("grow.html", node=node_info(node_id), page=page, mode="search", search=s)
+
+
+@bp.route("/<int:node_id>/search/judge", methods=["POST"])
+@role_required("annotator")
+def judge(node_id: int):
+    s = _search(node_id)
+    s.judge(request.form.get("ok") == "1")
+    page = s.next_page()
+    return render("grow.html", node=node_info(node_id), page=page, mode="search", search=s, htmx=True)
+
+
+@bp.route("/<int:node_id>/search/commit", methods=["POST"])
+@role_required("annotator")
+def commit(node_id: int):
+    s = _search(node_id)
+    n = s.commit(g.user["id"])
+    with _LOCK:
+        _SEARCHES.pop((g.user["id"], str(project().root), node_id), None)
+    return _reshow(node_id, f"Accepted {n} objects above the boundary.")

@@ -1,0 +1,124 @@
+"""Home page: progress of the project, the 2-D map of the feature space, the work queue."""
+
+from __future__ import annotations
+
+import colorsys
+import threading
+
+import numpy as np
+from flask import Blueprint, current_app, redirect, url_for
+from sqlalchemy import func, select
+from werkzeug.exceptions import HTTPException
+
+from ..store import Node, Object
+from . import project
+from .common import render
+
+bp = Blueprint("home", __name__)
+_MAP_CACHE: dict = {}
+_MAP_LOCK = threading.Lock()
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+    app.register_error_handler(HTTPException, _error)
+
+
+def _error(exc: HTTPException):
+    return render("error.html", code=exc.code, name=exc.name, description=exc.description), exc.code
+
+
+def progress(p) -> dict:
+    """Return the counts shown on the home page (from the nodes table; cheap at any size)."""
+    with p.session() as s:
+        total = s.scalar(select(func.count(Object.id)))
+        by_status = dict(s.execute(select(Node.status, func.count(Node.id))
+                                   .group_by(Node.status)).all())
+        labelled = s.scalar(select(func.coalesce(func.sum(Node.n_members), 0))
+                            .where(Node.status == "approved")) or 0
+        labels = s.execute(
+            select(Node.name, func.sum(Node.n_members), func.count(Node.id))
+            .where(Node.status == "approved")
+            .group_by(Node.name).order_by(func.sum(Node.n_members).desc())).all()
+    total = total or 0
+    return {"objects": total, "labelled": int(labelled),
+            "fraction": (labelled / total) if total else 0.0,
+            "candidates": by_status.get("candidate", 0), "approved": by_status.get("approved", 0),
+            "labels": [{"name": n or "(unnamed)", "objects": int(c or 0), "nodes": k}
+                       for n, c, k in labels]}
+
+
+def queue(p, limit: int = 15) -> dict:
+    """Return the candidate nodes waiting for validation and the approved nodes to grow."""
+    with p.session() as s:
+        cand = s.execute(select(Node.id, Node.name, Node.n_members, Node.claimed_by)
+                         .where(Node.status == "candidate", Node.n_members > 0)
+                         .order_by(Node.n_members.desc(), Node.id).limit(limit)).all()
+        appr = s.execute(select(Node.id, Node.name, Node.n_members, Node.claimed_by)
+                         .where(Node.status == "approved")
+                         .order_by(Node.n_members.desc(), Node.id).limit(limit)).all()
+    return {"validate": [r._asdict() for r in cand], "grow": [r._asdict() for r in appr]}
+
+
+@bp.route("/")
+def index():
+    p = project()
+    return render("home.html", progress=progress(p), queue=queue(p))
+
+
+@bp.route("/node/<int:node_id>")
+def node(node_id: int):
+    """Open a node where it can be worked on: validate a candidate, grow an approved node."""
+    with project().session() as s:
+        n = s.get(Node, node_id)
+        status = n.status if n else None
+    if status == "candidate":
+        return redirect(url_for("validate.show", node_id=node_id))
+    if status == "approved":
+        return redirect(url_for("grow.show", node_id=node_id))
+    return redirect(url_for("organise.tree"))
+
+
+def _colour(node_id: int) -> str:
+    h = (node_id * 0.618033988749895) % 1.0  # golden-ratio hues keep neighbours apart
+    r, g, b = colorsys.hls_to_rgb(h, 0.45, 0.65)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+def map_points(p, n_max: int) -> list[dict]:
+    """Return up to n_max map points (x, y in 0..1000, node id, colour), cached per process."""
+    from ..cluster import map_2d
+
+    with p.session() as s:
+        key = (str(p.root), p.config.get("active_features"),
+               s.scalar(select(func.max(Node.id))), s.scalar(select(func.sum(Node.members_version))))
+    with _MAP_LOCK:
+        hit = _MAP_CACHE.get(key)
+        if hit is None:
+            m = map_2d(p)
+            xy = np.asarray(m["xy"], dtype=np.float64)
+            nodes = np.asarray(m["node_ids"]) if m.get("node_ids") is not None else np.full(len(xy), -1)
+            if len(xy) > n_max:
+                keep = np.random.default_rng(0).choice(len(xy), n_max, replace=False)
+                xy, nodes = xy[keep], nodes[keep]
+            if len(xy):
+                lo, hi = xy.min(axis=0), xy.max(axis=0)
+                xy = 20 + 960 * (xy - lo) / np.where(hi > lo, hi - lo, 1)
+            hit = [{"x": round(float(x), 1), "y": round(float(y), 1),
+                    "node": int(n) if n is not None and n >= 0 else None,
+                    "colour": _colour(int(n)) if n is not None and n >= 0 else "#b9b9b9"}
+                   for (x, y), n in zip(xy, nodes)]
+            _MAP_CACHE.clear()
+            _MAP_CACHE[key] = hit
+    return hit
+
+
+@bp.route("/map")
+def map_():
+    """The map as an inline SVG fragment (loaded by htmx after the page)."""
+    try:
+        points = map_points(project(), current_app.config["MAP_POINTS"])
+        error = None
+    except Exception as exc:  # noqa: BLE001 - no features yet, no clustering yet, ...
+        points, error = [], f"{exc.__class__.__name__}: {exc}"
+    return render("_map.html", points=points, error=error)

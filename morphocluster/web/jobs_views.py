@@ -1,0 +1,48 @@
+"""Jobs page: start features, index and clustering in the background; watch their progress."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, g, request
+
+from .. import jobs
+from . import project
+from .common import render, role_required, toast
+
+bp = Blueprint("jobs_views", __name__, url_prefix="/jobs")
+
+LABELS = {"features": "Compute features", "index": "Build the index", "cluster": "Cluster round"}
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+
+
+@bp.route("/")
+def index():
+    p = project()
+    return render("jobs.html", jobs=jobs.list_jobs(p), active=jobs.active_job(p), labels=LABELS)
+
+
+@bp.route("/<int:job_id>")
+def status(job_id: int):
+    """One job's row (htmx polls it every second while it runs)."""
+    job = jobs.get_job(project(), job_id)
+    if job is None:
+        abort(404, description=f"no job {job_id}")
+    return render("_job.html", job=job, htmx=True)
+
+
+@bp.route("/start/<kind>", methods=["POST"])
+@role_required("admin")
+def start(kind: str):
+    if kind not in jobs.KINDS:
+        abort(404, description=f"unknown job kind {kind!r}")
+    params = {}
+    if kind == "cluster" and request.form.get("min_cluster_size", type=int):
+        params["min_cluster_size"] = request.form.get("min_cluster_size", type=int)
+    try:
+        job_id = jobs.start_job(project(), kind, params, user_id=g.user["id"])
+    except jobs.JobBusy as exc:
+        return toast(str(exc), "error"), 409
+    job = jobs.get_job(project(), job_id)
+    return render("_job.html", job=job, htmx=True) + toast(f"Started: {LABELS[kind]}.")

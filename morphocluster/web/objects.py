@@ -1,0 +1,53 @@
+"""Object page: the image, its metadata, where it is filed and its nearest neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+from flask import Blueprint, abort, request
+from sqlalchemy import select
+
+from ..store import Membership, Node, Object
+from . import project
+from .common import render
+
+bp = Blueprint("objects", __name__, url_prefix="/object")
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+
+
+def neighbours(p, pk: int, k: int = 24) -> tuple[list[dict], str | None]:
+    """Return the k nearest objects to `pk` (nearest first) and an error text if there is no index."""
+    from .. import index
+    from ..features.matrix import load_matrix
+
+    try:
+        fm = load_matrix(p)
+        row = fm.rows_of([pk])[0]
+        if row < 0:
+            return [], "this object has no features yet"
+        D, I = index.search(p, fm.X[row][None, :], k + 1)
+    except Exception as exc:  # noqa: BLE001 - no features or index yet: say so on the page
+        return [], f"{exc.__class__.__name__}: {exc}"
+    return [{"pk": int(i), "distance": float(d)} for d, i in zip(D[0], I[0])
+            if i >= 0 and int(i) != pk][:k], None
+
+
+@bp.route("/<int:pk>")
+def show(pk: int):
+    p = project()
+    with p.session() as s:
+        obj = s.get(Object, pk)
+        if obj is None:
+            abort(404, description=f"no object with id {pk}")
+        row = s.execute(select(Membership.status, Node.id, Node.name, Node.status)
+                        .join(Node, Node.id == Membership.node_id)
+                        .where(Membership.object_pk == pk)).first()
+        info = {"pk": obj.id, "object_id": obj.object_id, "width": obj.width, "height": obj.height,
+                "meta": obj.meta or {}, "imported_label": obj.imported_label,
+                "imported_status": obj.imported_status}
+    node = dict(zip(("membership", "id", "name", "status"), row)) if row else None
+    k = min(200, max(1, request.args.get("k", 24, type=int)))
+    near, error = neighbours(p, pk, k)
+    return render("object.html", obj=info, node=node, near=near, near_error=error, k=k)

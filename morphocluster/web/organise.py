@@ -1,0 +1,92 @@
+"""Label and organise: names with autocomplete, the tree with counts, move, merge, umbrella."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request, url_for
+
+from ..workflow import WorkflowError
+from ..workflow import organise as wf
+from ..workflow import validate as wf_validate
+from . import project
+from .common import int_list, render, role_required, toast
+from .validate import _redirect, node_info
+
+bp = Blueprint("organise", __name__, url_prefix="/tree")
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+
+
+@bp.route("/names")
+def names():
+    """Datalist options for a name field (htmx sends the field's value as `name`)."""
+    prefix = request.args.get("name") or request.args.get("q") or ""
+    return render("_names.html", names=wf.known_names(project(), prefix, limit=30), htmx=True)
+
+
+def _nested(rows: list[dict]) -> list[dict]:
+    by_id = {r["id"]: dict(r, children=[]) for r in rows}
+    top = []
+    for r in by_id.values():
+        parent = by_id.get(r["parent_id"])
+        (parent["children"] if parent else top).append(r)
+    for r in by_id.values():
+        r["children"].sort(key=lambda c: (-c["n_total"], c["id"]))
+    top.sort(key=lambda c: (c["status"] != "approved", -c["n_total"], c["id"]))
+    return top
+
+
+@bp.route("/")
+def tree():
+    show_candidates = request.args.get("candidates") == "1"
+    rows = [r for r in wf.tree(project()) if show_candidates or r["status"] == "approved"]
+    return render("tree.html", roots=_nested(rows), show_candidates=show_candidates)
+
+
+@bp.route("/node/<int:node_id>")
+def node(node_id: int):
+    info = node_info(node_id)
+    page = wf_validate.members(project(), node_id, 0, 48)
+    return render("node.html", node=info, page=page)
+
+
+@bp.route("/node/<int:node_id>/name", methods=["POST"])
+@role_required("annotator")
+def rename(node_id: int):
+    new = request.form.get("name", "")
+    wf.name(project(), g.user["id"], node_id, new)
+    return toast(f"Node {node_id} is now called {new.strip()!r}." if new.strip() else f"Node {node_id} has no name now.")
+
+
+@bp.route("/node/<int:node_id>/move", methods=["POST"])
+@role_required("annotator")
+def move(node_id: int):
+    parent = request.form.get("parent", "").strip()
+    wf.move(project(), g.user["id"], node_id, int(parent) if parent else None)
+    return _redirect(url_for("organise.tree"))
+
+
+@bp.route("/node/<int:node_id>/merge", methods=["POST"])
+@role_required("annotator")
+def merge(node_id: int):
+    into = request.form.get("into", type=int)
+    if into is None:
+        raise WorkflowError("give the id of the node to merge into")
+    wf.merge(project(), g.user["id"], node_id, into)
+    return _redirect(url_for("organise.node", node_id=into))
+
+
+@bp.route("/umbrella", methods=["POST"])
+@role_required("annotator")
+def umbrella():
+    new_id = wf.umbrella(project(), g.user["id"], int_list("nodes"), request.form.get("name", ""))
+    return _redirect(url_for("organise.tree") + f"#n{new_id}")
+
+
+@bp.route("/from-object/<int:pk>", methods=["POST"])
+@role_required("annotator")
+def from_object(pk: int):
+    """"More like this": start a new node from one object and grow it."""
+    new_id = wf.new_node_from_object(project(), g.user["id"], pk, request.form.get("name") or None)
+    return _redirect(url_for("grow.show", node_id=new_id))

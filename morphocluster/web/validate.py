@@ -1,0 +1,128 @@
+"""Validate seed clusters: the claimed node's members as a grid, approve, remove, dissolve, split, merge."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, redirect, request, url_for
+
+from ..workflow import WorkflowError
+from ..workflow import validate as wf
+from . import project
+from .common import int_list, render, role_required, toast
+
+bp = Blueprint("validate", __name__, url_prefix="/validate")
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+    app.register_error_handler(WorkflowError, _workflow_error)
+
+
+def _workflow_error(exc):
+    """A refused decision (claimed by someone else, changed meanwhile, ...): say why, change nothing."""
+    if request.headers.get("HX-Request"):
+        return toast(str(exc), "error"), 409, {"HX-Reswap": "none"}
+    return render("error.html", code=409, name="Conflict", description=str(exc)), 409
+
+
+def _redirect(url):
+    """Send the browser to `url` (htmx follows HX-Redirect, plain forms the 303)."""
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Redirect": url}
+    return redirect(url, 303)
+
+
+def _version():
+    v = request.form.get("members_version", type=int)
+    return v
+
+
+def node_info(node_id: int) -> dict:
+    from ..store import Node
+
+    with project().session() as s:
+        n = s.get(Node, node_id)
+        if n is None:
+            raise WorkflowError(f"node {node_id} not found")
+        return {"id": n.id, "name": n.name, "status": n.status, "n_members": n.n_members,
+                "members_version": n.members_version, "claimed_by": n.claimed_by,
+                "parent_id": n.parent_id}
+
+
+@bp.route("/", endpoint="next")
+def next_node():
+    node_id = wf.next_node(project(), g.user["id"]) if g.user["role"] != "viewer" else None
+    if node_id is None:
+        return render("validate_empty.html")
+    return redirect(url_for("validate.show", node_id=node_id))
+
+
+@bp.route("/<int:node_id>")
+def show(node_id: int):
+    size = current_app.config["PAGE_SIZE"]
+    page = wf.members(project(), node_id, 0, size)
+    return render("validate.html", node=node_info(node_id), page=page, size=size)
+
+
+@bp.route("/<int:node_id>/members")
+def members(node_id: int):
+    """One more page of thumbnails (htmx, loaded when the previous page's end is revealed)."""
+    size = current_app.config["PAGE_SIZE"]
+    offset = max(0, request.args.get("offset", 0, type=int))
+    page = wf.members(project(), node_id, offset, size)
+    return render("_members.html", node=node_info(node_id), page=page, size=size, htmx=True)
+
+
+@bp.route("/<int:node_id>/approve", methods=["POST"])
+@role_required("annotator")
+def approve(node_id: int):
+    seen = int_list("seen") or None
+    wf.approve(project(), g.user["id"], node_id, name=request.form.get("name") or None,
+               seen_pks=seen, members_version=_version())
+    if request.form.get("then") == "grow":
+        return _redirect(url_for("grow.show", node_id=node_id))
+    return _redirect(url_for("validate.next"))
+
+
+@bp.route("/<int:node_id>/remove", methods=["POST"])
+@role_required("annotator")
+def remove(node_id: int):
+    pks = int_list("pks")
+    if request.form.get("from_rank") not in (None, ""):
+        n = wf.remove_from(project(), g.user["id"], node_id, int(request.form["from_rank"]),
+                           members_version=_version())
+    elif pks:
+        n = wf.remove(project(), g.user["id"], node_id, pks, members_version=_version())
+    else:
+        return toast("Select objects first (click, shift-click for a range).", "error"), 200
+    return _reshow(node_id, f"Removed {n} object{'s' if n != 1 else ''}.")
+
+
+@bp.route("/<int:node_id>/dissolve", methods=["POST"])
+@role_required("annotator")
+def dissolve(node_id: int):
+    wf.dissolve(project(), g.user["id"], node_id)
+    return _redirect(url_for("validate.next"))
+
+
+@bp.route("/<int:node_id>/split", methods=["POST"])
+@role_required("annotator")
+def split(node_id: int):
+    new_id = wf.split(project(), g.user["id"], node_id)
+    return _reshow(node_id, f"Split: the other part is now node {new_id}.")
+
+
+@bp.route("/<int:node_id>/merge", methods=["POST"])
+@role_required("annotator")
+def merge(node_id: int):
+    into = request.form.get("into", type=int)
+    if into is None:
+        return toast("Give the id of the node to merge into.", "error"), 200
+    wf.merge(project(), g.user["id"], node_id, into)
+    return _redirect(url_for("validate.next"))
+
+
+def _reshow(node_id: int, message: str):
+    size = current_app.config["PAGE_SIZE"]
+    page = wf.members(project(), node_id, 0, size)
+    body = render("validate.html", node=node_info(node_id), page=page, size=size, htmx=True)
+    return body + toast(message)

@@ -1,0 +1,129 @@
+"""App factory, login, sessions, CSRF, roles, thumbnails (Flask test client on a real project)."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_web_fixtures import PASSWORD, app, client_as, csrf_of, login, web_project, web_template  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("shared_data")
+
+
+def test_nothing_but_login_and_static_without_session(app):
+    c = app.test_client()
+    for url in ("/", "/validate/", "/grow/", "/tree/", "/jobs/", "/events", "/thumb/1", "/image/1",
+                "/object/1", "/map", "/node/1", "/tree/names?name=a"):
+        resp = c.get(url)
+        assert resp.status_code == 302 and "/login" in resp.headers["Location"], url
+    assert c.get("/login").status_code == 200
+    assert c.get("/static/htmx-2.0.4.min.js").status_code == 200
+    assert c.get("/", headers={"HX-Request": "true"}).status_code == 401
+
+
+def test_login_wrong_password_and_logout(app):
+    c = app.test_client()
+    token = csrf_of(c.get("/login").get_data(as_text=True))
+    bad = c.post("/login", data={"username": "ann", "password": "nope", "csrf_token": token})
+    assert bad.status_code == 401 and "wrong password" in bad.get_data(as_text=True)
+    token = login(c, "ann")
+    assert c.get("/").status_code == 200
+    assert c.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert c.get("/").status_code == 302
+
+
+def test_session_cookie_flags(app):
+    c = app.test_client()
+    token = csrf_of(c.get("/login").get_data(as_text=True))
+    resp = c.post("/login", data={"username": "ann", "password": PASSWORD, "csrf_token": token})
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_secret_key_is_kept_in_the_project(web_project):
+    from morphocluster.web import create_app
+
+    p, _ = web_project
+    assert create_app({"PROJECT": p}).secret_key == create_app({"PROJECT": p}).secret_key
+
+
+def test_csrf_rejected(client_as):
+    c, token = client_as("ann")
+    assert c.post("/undo").status_code == 400
+    assert c.post("/undo", headers={"X-CSRFToken": "wrong"}).status_code == 400
+    assert c.post("/undo", headers={"X-CSRFToken": token}).status_code == 200
+    # the login form itself needs the token too
+    assert app_login_without_token(c) == 400
+
+
+def app_login_without_token(c):
+    return c.post("/login", data={"username": "ann", "password": PASSWORD}).status_code
+
+
+def test_thumbnails_cached_with_etag(client_as, web_project):
+    p, info = web_project
+    c, _ = client_as("vic")
+    pk = info["by_class"]["copepod_calanoid"][0]
+    r1 = c.get(f"/thumb/{pk}")
+    assert r1.status_code == 200 and r1.mimetype == "image/png"
+    assert "max-age" in r1.headers["Cache-Control"] and r1.headers["ETag"]
+    assert any(p.cache_dir.rglob(f"{pk}.png"))
+    r2 = c.get(f"/thumb/{pk}", headers={"If-None-Match": r1.headers["ETag"]})
+    assert r2.status_code == 304
+    assert c.get(f"/image/{pk}").status_code == 200
+    assert c.get("/thumb/999999").status_code == 404
+    assert c.get(f"/thumb/{pk}?s=7").status_code == 404
+
+
+def test_image_paths_cannot_escape_the_project(client_as, web_project):
+    from morphocluster.store import Object
+
+    p, info = web_project
+    pk = info["by_class"]["copepod_calanoid"][1]
+    with p.transaction() as s:
+        s.get(Object, pk).path = "../../../../etc/passwd"
+    c, _ = client_as("ann")
+    assert c.get(f"/image/{pk}").status_code == 404
+    assert c.get(f"/thumb/{pk}").status_code == 404
+
+
+def test_viewer_cannot_change_anything(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("vic")
+    node = info["nodes"]["chaetognath_sagitta"]
+    h = {"X-CSRFToken": token}
+    for url in (f"/validate/{node}/approve", f"/validate/{node}/remove", f"/validate/{node}/dissolve",
+                f"/validate/{node}/split", f"/validate/{node}/merge", f"/grow/{node}/until",
+                f"/grow/{node}/accept", f"/grow/{node}/reject", "/undo", f"/tree/node/{node}/name",
+                f"/tree/node/{node}/move", "/tree/umbrella", "/jobs/start/cluster",
+                f"/tree/from-object/1"):
+        assert c.post(url, headers=h, data={"pks": "1"}).status_code == 403, url
+    assert c.get(f"/validate/{node}").status_code == 200  # but may look
+    assert c.get("/events").status_code == 403  # the log is for admins
+
+
+def test_full_page_versus_fragment(client_as, web_project):
+    _, info = web_project
+    c, _ = client_as("ann")
+    node = info["nodes"]["copepod_calanoid"]
+    for url in ("/", f"/validate/{node}", "/tree/", "/jobs/", f"/object/{info['by_class']['copepod_calanoid'][0]}"):
+        full = c.get(url).get_data(as_text=True)
+        frag = c.get(url, headers={"HX-Request": "true"}).get_data(as_text=True)
+        assert "<html" in full and "<html" not in frag, url
+        assert "<header" not in frag
+
+
+def test_user_library(web_project):
+    from morphocluster import users
+
+    p, _ = web_project
+    with pytest.raises(users.UserError, match="already exists"):
+        users.add_user(p, "ann", "whatever1")
+    with pytest.raises(users.UserError, match="role"):
+        users.add_user(p, "zed", "whatever1", role="boss")
+    with pytest.raises(users.UserError, match="6 characters"):
+        users.add_user(p, "zed", "abc")
+    users.set_password(p, "ann", "new-password")
+    assert users.authenticate(p, "ann", "new-password")["role"] == "annotator"
+    assert users.authenticate(p, "ann", PASSWORD) is None
+    assert users.authenticate(p, "nobody", PASSWORD) is None
+    assert [u["username"] for u in users.list_users(p)] == ["ada", "ann", "bob", "vic"]
