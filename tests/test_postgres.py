@@ -1,0 +1,78 @@
+"""The store and the importers on a real PostgreSQL server (set MORPHOCLUSTER_TEST_PG_URL)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from morphocluster.importers import import_sources
+from morphocluster.info import summarize
+from morphocluster.project import Project
+from morphocluster.store import ImportRun, Meta, Object
+
+PG_URL = os.environ.get("MORPHOCLUSTER_TEST_PG_URL")
+pytestmark = [pytest.mark.postgres,
+              pytest.mark.skipif(not PG_URL, reason="MORPHOCLUSTER_TEST_PG_URL not set")]
+
+
+@pytest.fixture
+def pg_project(tmp_path):
+    """A project whose tables live in a fresh PostgreSQL schema, dropped afterwards."""
+    schema = f"mc_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    project = Project.create(tmp_path / "proj", database_url=f"{PG_URL}{sep}options=-csearch_path%3D{schema}")
+    try:
+        yield project
+    finally:
+        project.close()
+        with admin.begin() as c:
+            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_postgres_import_real_images(pg_project, shared_data, copy_shared):
+    p = pg_project
+    assert p.engine.dialect.name == "postgresql"
+    reopened = Project.open(p.root)  # the schema check works on PostgreSQL too
+    reopened.close()
+    classes = [copy_shared(f"planktonset-dev/{c}") for c in ("radiolarian_colony", "tunicate_salp")]
+    root = classes[0].parent
+    expected = sum(len(list(c.glob("*.jpg"))) for c in classes)
+    r = import_sources(p, [root], format="class-folders", progress=False)
+    assert (r.added, r.failed) == (expected, 0)
+    r = import_sources(p, [shared_data / "ecotaxa-samples" / "import_various_states"], progress=False)
+    assert (r.added, r.failed) == (9, 0)
+    again = import_sources(p, [root], format="class-folders", progress=False)
+    assert (again.added, again.skipped) == (0, expected)
+    with p.session() as s:
+        assert s.scalar(select(func.count()).select_from(Object)) == expected + 9
+        assert s.scalar(select(func.count()).select_from(ImportRun)) == 3
+        o = s.scalars(select(Object).where(Object.object_id == "m106_mn01_n1_sml_851")).one()
+        assert (o.imported_label, o.imported_status) == ("Oncaeidae", "dubious")
+        assert list(o.meta)[:2] == ["object_id", "object_lat"]  # column order survives JSON storage
+        assert ["object_lat", "f"] in s.get(Meta, "ecotaxa_columns").value
+    summary = summarize(p)
+    assert summary["objects"] == expected + 9
+    assert sum(summary["image_sizes_px"].values()) == expected + 9
+    assert summary["imported_labels"]["radiolarian_colony"] == len(list(classes[0].glob("*.jpg")))
+
+
+def test_postgres_failed_commit_leaves_nothing(pg_project, shared_data):
+    p = pg_project
+    src = shared_data / "ifcb-sample" / "training_data"
+    with p.engine.begin() as c:  # a real check constraint makes the bulk insert fail
+        c.execute(text("ALTER TABLE objects ADD CONSTRAINT no_ifcb CHECK (object_id NOT LIKE 'Meso%')"))
+    from morphocluster.importers import ImportFailed
+
+    with pytest.raises(ImportFailed, match="nothing was written"):
+        import_sources(p, [src], format="class-folders", progress=False)
+    with p.session() as s:
+        assert s.scalar(select(func.count()).select_from(Object)) == 0
+        assert s.scalar(select(func.count()).select_from(ImportRun)) == 0
+    assert not [f for f in p.images_dir.rglob("*") if f.is_file()]
