@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import zipfile
@@ -85,6 +84,11 @@ class Sink:
                 raise ExportError(f"{self.out}: is a folder, expected a .zip file name")
             self._tmp = parent / f".{self.out.name}.tmp{os.getpid()}"
             self._zip = zipfile.ZipFile(self._tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+            # a ZIP takes no new member while one is open for writing: text goes to disk first
+            self._scratch = parent / f".{self.out.name}.tmp{os.getpid()}.d"
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch.mkdir()
+            self._pending: list[tuple[Path, str]] = []
         else:
             if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
                 raise ExportError(f"{self.out}: exists and is not an empty folder; "
@@ -98,11 +102,10 @@ class Sink:
     def open_text(self, rel: str):
         """Return a text file (UTF-8, '\\n' line ends) for writing `rel`."""
         if self.is_zip:
-            info = zipfile.ZipInfo(rel, date_time=_now())
-            info.compress_type = zipfile.ZIP_DEFLATED
-            raw = self._zip.open(info, "w", force_zip64=True)
-            return io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        path = self._tmp / rel
+            path = self._scratch / str(len(self._pending))
+            self._pending.append((path, rel))
+        else:
+            path = self._tmp / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         return open(path, "w", encoding="utf-8", newline="")
 
@@ -117,7 +120,10 @@ class Sink:
 
     def commit(self) -> None:
         if self.is_zip:
+            for path, rel in self._pending:
+                self._zip.write(path, rel, compress_type=zipfile.ZIP_DEFLATED)
             self._zip.close()
+            shutil.rmtree(self._scratch, ignore_errors=True)
             os.replace(self._tmp, self.out)
         else:
             if self.out.exists():
@@ -133,6 +139,7 @@ class Sink:
                 self._zip.close()
             finally:
                 self._tmp.unlink(missing_ok=True)
+                shutil.rmtree(self._scratch, ignore_errors=True)
         else:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -145,7 +152,3 @@ class Sink:
         else:
             self.abort()
         return False
-
-
-def _now():
-    return datetime.now().timetuple()[:6]

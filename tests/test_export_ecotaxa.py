@@ -1,0 +1,175 @@
+import csv
+import zipfile
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+
+from morphocluster.export import ExportError, export
+from morphocluster.importers import import_sources
+from morphocluster.labels import object_labels
+from morphocluster.project import Project
+from morphocluster.store import Membership, Meta, Node, Object, User
+
+SAMPLES = ["UVP6_example.zip", "import de categories ambigues", "import_just_predicted",
+           "import_mixed_states", "import_sparse", "import_test", "import_test.zip",
+           "import_test_plus", "import_test_plus_more", "import_update", "import_uvp6_zip_in_dir",
+           "import_various_states"]
+WHEN = datetime(2024, 3, 4, 5, 6, 7)
+ODD = "Copépode / calanoïde <adulte>"
+
+
+def label_some(project):
+    """Label two objects of every three via the store: ambiguous 'part' and an odd name."""
+    with project.transaction() as s:
+        s.add(User(id=1, username="Zoé Annot", password_hash="!"))
+        s.add_all([Node(id=1, name="Annelida"), Node(id=2, name="Cnidaria"),
+                   Node(id=3, parent_id=1, name="part", status="approved"),
+                   Node(id=4, parent_id=2, name="part", status="approved"),
+                   Node(id=5, name=ODD, status="approved")])
+        s.flush()
+        pks = s.scalars(select(Object.id).order_by(Object.id)).all()
+        labelled = [pk for i, pk in enumerate(pks) if i % 3 != 2]
+        for k, pk in enumerate(labelled):
+            s.add(Membership(object_pk=pk, node_id=(3, 5, 4)[k % 3],
+                             status="predicted" if k % 2 else "validated", added_by=1, added_at=WHEN))
+    return {r.object_id: r for r in object_labels(project, "all")}
+
+
+def _strip(meta):
+    return {k: v for k, v in (meta or {}).items()
+            if not k.startswith("object_annotation_") and not k.startswith("_")}
+
+
+def _read_tsv(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    return rows[0], rows[1], [dict(zip(rows[0], r)) for r in rows[2:]]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_round_trip_every_sample(sample, copy_shared, tmp_path):
+    src = copy_shared(f"ecotaxa-samples/{sample}")
+    a = Project.create(tmp_path / "a")
+    import_sources(a, [src], progress=False)
+    ours = label_some(a)
+    assert any(r.label for r in ours.values())
+    assert any(r.label is None for r in ours.values()) or len(ours) < 3
+    out = tmp_path / "export.zip"
+    rep = export(a, "ecotaxa", out, labels="all", with_images=True)
+    assert rep.n_objects == len(ours) and rep.n_images == len(ours) and rep.n_missing_images == 0
+    b = Project.create(tmp_path / "b")
+    back = import_sources(b, [out], progress=False)
+    assert back.failed == 0, back.failed_messages
+    with a.session() as s, b.session() as t:
+        before = {o.object_id: o for o in s.scalars(select(Object))}
+        after = {o.object_id: o for o in t.scalars(select(Object))}
+        cols_a = s.get(Meta, "ecotaxa_columns").value
+        cols_b = dict(t.get(Meta, "ecotaxa_columns").value)
+    assert set(before) == set(after)  # same objects
+    for oid, o in before.items():
+        assert _strip(after[oid].meta) == _strip(o.meta), oid  # same metadata values
+        assert after[oid].imported_label == ours[oid].label  # same labels
+        assert after[oid].imported_status == ours[oid].status  # same statuses
+        assert after[oid].width == o.width and after[oid].height == o.height
+    for name, typ in cols_a:  # no column lost, numbers stay numbers
+        assert name in cols_b, name
+        assert (typ in ("f", "n")) == (cols_b[name] == "f"), name
+    labels = {r.label for r in ours.values()} - {None}
+    assert {"part<Annelida", "part<Cnidaria"} & labels
+
+
+def test_columns_and_types_match_real_ecotaxa_export(copy_shared, tmp_path, shared_data):
+    src = copy_shared("ecotaxa-samples/ref_exports/bak_all_images")
+    p = Project.create(tmp_path / "p")
+    import_sources(p, [src], progress=False)
+    label_some(p)
+    export(p, "ecotaxa", tmp_path / "out", labels="all")
+    header, types, rows = _read_tsv(tmp_path / "out" / "ecotaxa_export.tsv")
+    ours = dict(zip(header, types))
+    ref_dir = shared_data / "ecotaxa-samples/ref_exports"
+    refs = list((ref_dir / "bak_all_images").rglob("*.tsv")) + list((ref_dir / "tsv_by_taxon").glob("*.tsv"))
+    checked = 0
+    for ref in refs:
+        with open(ref, encoding="utf-8-sig", newline="") as f:
+            r = csv.reader(f, delimiter="\t")
+            rh, rt = next(r), next(r)
+        for col, typ in zip(rh, rt):
+            if col == "object_annotation_category_id":
+                continue  # EcoTaxa's own id: meaningless outside that EcoTaxa instance
+            assert col in ours, f"{ref.name}: column {col} lost"
+            assert ours[col] == typ, f"{ref.name}: {col} is {typ} in EcoTaxa, {ours[col]} here"
+            checked += 1
+    assert checked > 300
+    for row in rows:
+        for col, typ in ours.items():
+            if typ == "[f]" and row[col] not in ("", "NaN", "nan"):
+                float(row[col])  # every [f] value is a number
+
+
+def test_pyecotaxa_reads_the_export(copy_shared, tmp_path):
+    archive = pytest.importorskip("pyecotaxa.archive")
+    src = copy_shared("ecotaxa-samples/import_test")
+    p = Project.create(tmp_path / "p")
+    import_sources(p, [src], progress=False)
+    ours = label_some(p)
+    out = tmp_path / "e.zip"
+    export(p, "ecotaxa", out, with_images=True)
+    with archive.Archive(out) as ar:
+        ar.validate()  # EcoTaxa's structure checks as pyecotaxa mimics them
+        tables = list(ar.iter_tsv())
+        assert len(tables) == 1
+        df = tables[0][1]
+        for name in df["img_file_name"]:
+            assert name in ar.members()
+    labelled = {k: v for k, v in ours.items() if v.label}
+    assert sorted(df["object_id"]) == sorted(labelled)
+    for _, row in df.iterrows():
+        r = labelled[row["object_id"]]
+        assert row["object_annotation_category"] == r.label
+        assert row["object_annotation_status"] == r.status
+        assert row["object_annotation_person_name"] == "Zoé Annot"
+        assert row["object_annotation_date"] == "20240304" and row["object_annotation_time"] == "050607"
+        assert row["object_annotation_hierarchy"] == r.label_path
+    assert df["object_lat"].dtype.kind == "f" and df["object_depth_min"].dtype.kind == "f"
+
+
+def test_default_exports_only_labelled_into_a_folder(copy_shared, tmp_path):
+    src = copy_shared("ecotaxa-samples/import de categories ambigues")
+    p = Project.create(tmp_path / "p")
+    import_sources(p, [src], progress=False)
+    ours = label_some(p)
+    rep = export(p, "ecotaxa", tmp_path / "folder", with_images=True)
+    header, types, rows = _read_tsv(tmp_path / "folder" / "ecotaxa_export.tsv")
+    assert header[:8] == ["object_id", "img_file_name", "object_annotation_category",
+                          "object_annotation_status", "object_annotation_person_name",
+                          "object_annotation_date", "object_annotation_time",
+                          "object_annotation_hierarchy"]
+    assert len(rows) == rep.n_labelled == sum(1 for r in ours.values() if r.label)
+    for row in rows:
+        assert (tmp_path / "folder" / row["img_file_name"]).is_file()
+        assert row["object_annotation_parent_category"] == ""  # stale: our category replaces it
+    odd = [r for r in rows if r["object_annotation_category"] == ODD]
+    assert odd and odd[0]["object_annotation_hierarchy"] == ODD
+    assert types[header.index("object_lat")] == "[f]"
+
+
+def test_export_refuses_a_non_empty_folder(project, tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not an empty folder"):
+        export(project, "ecotaxa", tmp_path / "full")
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+def test_zip_has_the_table_and_images(copy_shared, tmp_path):
+    src = copy_shared("ecotaxa-samples/import_sparse")
+    p = Project.create(tmp_path / "p")
+    import_sources(p, [src], progress=False)
+    label_some(p)
+    out = tmp_path / "x.zip"
+    rep = export(p, "ecotaxa", out, labels="all", with_images=True)
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+    assert "ecotaxa_export.tsv" in names and len(names) == 1 + rep.n_images == 7
+    assert not list(tmp_path.glob(".x.zip*"))  # no temporary left behind
