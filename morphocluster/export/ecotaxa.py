@@ -52,7 +52,8 @@ def columns(project) -> list[tuple[str, str, str]]:
             if runs:
                 q = q.where((Object.import_id.in_(other_runs)) | Object.import_id.is_(None))
             for (meta,) in s.execute(q.execution_options(yield_per=5000)):
-                extra.update(dict.fromkeys(meta))
+                if meta:  # JSON null as well as SQL NULL
+                    extra.update(dict.fromkeys(meta))
     out: list[tuple[str, str, str]] = []
     seen = set(OURS)
     for name, t in eco:
