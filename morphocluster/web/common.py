@@ -47,6 +47,11 @@ def int_list(name: str) -> list[int]:
     return out
 
 
+def message(text: str, kind: str = "info", status: int = 200):
+    """Return a response that only shows a message and leaves the page as it is."""
+    return toast(text, kind), status, {"HX-Reswap": "none"}
+
+
 def toast(message: str, kind: str = "info") -> str:
     """Return an out-of-band status message fragment for htmx responses."""
     from markupsafe import escape

@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, g, redirect, request, url_for
 
 from ..workflow import grow as wf
 from . import project
-from .common import int_list, render, role_required, toast
+from .common import int_list, message, render, role_required, toast
 from .validate import node_info
 
 bp = Blueprint("grow", __name__, url_prefix="/grow")
@@ -49,7 +49,7 @@ def until(node_id: int):
     """Accept everything above the clicked object; reject the clicked one."""
     rank = request.form.get("rank", type=int)
     if rank is None:
-        return toast("Click the first object that does not belong.", "error")
+        return message("Click the first object that does not belong.", "error")
     shown = int_list("shown")
     n = wf.accept_until(project(), g.user["id"], node_id, rank, shown_pks=shown,
                         wrong_pk=request.form.get("wrong_pk", type=int),
@@ -72,7 +72,7 @@ def accept(node_id: int):
 def reject(node_id: int):
     pks = int_list("pks")
     if not pks:
-        return toast("Select objects to reject first (Ctrl-click).", "error")
+        return message("Select objects to reject first (Ctrl-click).", "error")
     n = wf.reject(project(), g.user["id"], node_id, pks)
     return _reshow(node_id, f"Rejected {n}.")
 

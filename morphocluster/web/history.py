@@ -8,7 +8,7 @@ from .. import users
 from ..workflow import WorkflowError
 from ..workflow import undo as wf
 from . import project
-from .common import render, role_required, toast
+from .common import message, render, role_required, toast
 
 bp = Blueprint("history", __name__)
 
@@ -23,7 +23,7 @@ def undo():
     try:
         done = wf.undo_last(project(), g.user["id"])
     except WorkflowError as exc:
-        return toast(str(exc), "error")
+        return message(str(exc), "error")
     msg = f"Undone: {done['action'].replace('_', ' ')}"
     if done.get("skipped"):
         msg += f" ({done['skipped']} objects changed since were left as they are)"

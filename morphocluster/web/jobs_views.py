@@ -6,7 +6,7 @@ from flask import Blueprint, abort, g, request
 
 from .. import jobs
 from . import project
-from .common import render, role_required, toast
+from .common import message, render, role_required, toast
 
 bp = Blueprint("jobs_views", __name__, url_prefix="/jobs")
 
@@ -43,6 +43,6 @@ def start(kind: str):
     try:
         job_id = jobs.start_job(project(), kind, params, user_id=g.user["id"])
     except jobs.JobBusy as exc:
-        return toast(str(exc), "error"), 409
+        return message(str(exc), "error", 409)
     job = jobs.get_job(project(), job_id)
     return render("_job.html", job=job, htmx=True) + toast(f"Started: {LABELS[kind]}.")

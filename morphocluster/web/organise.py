@@ -8,7 +8,7 @@ from ..workflow import WorkflowError
 from ..workflow import organise as wf
 from ..workflow import validate as wf_validate
 from . import project
-from .common import int_list, render, role_required, toast
+from .common import int_list, message, render, role_required
 from .validate import _redirect, node_info
 
 bp = Blueprint("organise", __name__, url_prefix="/tree")
@@ -56,7 +56,8 @@ def node(node_id: int):
 def rename(node_id: int):
     new = request.form.get("name", "")
     wf.name(project(), g.user["id"], node_id, new)
-    return toast(f"Node {node_id} is now called {new.strip()!r}." if new.strip() else f"Node {node_id} has no name now.")
+    return message(f"Node {node_id} is now called {new.strip()!r}." if new.strip()
+                   else f"Node {node_id} has no name now.")
 
 
 @bp.route("/node/<int:node_id>/move", methods=["POST"])

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, g, redirect, request, url_for
 from ..workflow import WorkflowError
 from ..workflow import validate as wf
 from . import project
-from .common import int_list, render, role_required, toast
+from .common import int_list, message, render, role_required, toast
 
 bp = Blueprint("validate", __name__, url_prefix="/validate")
 
@@ -20,7 +20,7 @@ def init_app(app):
 def _workflow_error(exc):
     """A refused decision (claimed by someone else, changed meanwhile, ...): say why, change nothing."""
     if request.headers.get("HX-Request"):
-        return toast(str(exc), "error"), 409, {"HX-Reswap": "none"}
+        return message(str(exc), "error", 409)
     return render("error.html", code=409, name="Conflict", description=str(exc)), 409
 
 
@@ -93,7 +93,7 @@ def remove(node_id: int):
     elif pks:
         n = wf.remove(project(), g.user["id"], node_id, pks, members_version=_version())
     else:
-        return toast("Select objects first (click, shift-click for a range).", "error"), 200
+        return message("Select objects first (click, shift-click for a range).", "error")
     return _reshow(node_id, f"Removed {n} object{'s' if n != 1 else ''}.")
 
 
@@ -116,7 +116,7 @@ def split(node_id: int):
 def merge(node_id: int):
     into = request.form.get("into", type=int)
     if into is None:
-        return toast("Give the id of the node to merge into.", "error"), 200
+        return message("Give the id of the node to merge into.", "error")
     wf.merge(project(), g.user["id"], node_id, into)
     return _redirect(url_for("validate.next"))
 

@@ -1,0 +1,303 @@
+"""Validate, grow, organise and undo through the web UI (Flask test client, real project)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from morphocluster.store import Event, Membership, Node, Rejection
+from test_web_fixtures import (CLASSES, IN_NODE, app, client_as, web_project,  # noqa: F401
+                               web_template)
+
+pytestmark = pytest.mark.usefixtures("shared_data")
+
+
+def pks_in(html: str) -> list[int]:
+    return [int(x) for x in re.findall(r'data-pk="(\d+)"', html)]
+
+
+def hx(token):
+    return {"X-CSRFToken": token, "HX-Request": "true"}
+
+
+def members(p, node_id):
+    with p.session() as s:
+        return set(s.scalars(select(Membership.object_pk).where(Membership.node_id == node_id)))
+
+
+def test_validate_next_claims_and_shows_members_most_typical_first(client_as, web_project):
+    p, info = web_project
+    c, _ = client_as("ann")
+    resp = c.get("/validate/")
+    assert resp.status_code == 302
+    node_id = int(resp.headers["Location"].rstrip("/").split("/")[-1])
+    assert node_id == info["nodes"][CLASSES[0]]  # the largest
+    with p.session() as s:
+        assert s.get(Node, node_id).claimed_by is not None
+    html = c.get(f"/validate/{node_id}").get_data(as_text=True)
+    shown = pks_in(html)
+    assert set(shown) == members(p, node_id)
+    # the two outliers are among the least typical
+    assert set(info["outliers"]) & set(shown[-6:])
+    assert "Approve" in html and "<kbd>a</kbd>" in html
+
+
+def test_member_pages_load_as_fragments(client_as, web_project, app):
+    p, info = web_project
+    app.config["PAGE_SIZE"] = 5
+    c, _ = client_as("ann")
+    node_id = info["nodes"][CLASSES[0]]
+    first = c.get(f"/validate/{node_id}").get_data(as_text=True)
+    assert len(pks_in(first)) == 5 and 'hx-trigger="revealed"' in first
+    seen, offset = pks_in(first), 5
+    while True:
+        frag = c.get(f"/validate/{node_id}/members?offset={offset}", headers={"HX-Request": "true"})
+        html = frag.get_data(as_text=True)
+        assert "<html" not in html
+        got = pks_in(html)
+        seen += got
+        offset += len(got)
+        if 'hx-trigger="revealed"' not in html:
+            break
+    assert len(seen) == len(set(seen)) == IN_NODE + 2
+
+
+def test_remove_outliers_then_approve_with_name(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    node_id = int(c.get("/validate/").headers["Location"].rstrip("/").split("/")[-1])
+    html = c.get(f"/validate/{node_id}").get_data(as_text=True)
+    version = re.search(r'name="members_version" value="(\d+)"', html).group(1)
+    out = info["outliers"]
+    resp = c.post(f"/validate/{node_id}/remove", headers=hx(token),
+                  data={"pks": ",".join(map(str, out)), "members_version": version})
+    assert resp.status_code == 200 and "Removed 2 objects" in resp.get_data(as_text=True)
+    assert not set(out) & members(p, node_id)
+    with p.session() as s:
+        assert s.scalar(select(func.count()).select_from(Rejection).where(Rejection.node_id == node_id)) == 2
+    # a stale screen (old version) is refused and changes nothing
+    stale = c.post(f"/validate/{node_id}/approve", headers=hx(token), data={"members_version": version})
+    assert stale.status_code == 409 and "changed" in stale.get_data(as_text=True)
+    html = resp.get_data(as_text=True)
+    version = re.search(r'name="members_version" value="(\d+)"', html).group(1)
+    seen = ",".join(map(str, pks_in(html)))
+    resp = c.post(f"/validate/{node_id}/approve", headers=hx(token),
+                  data={"members_version": version, "name": "chaetognath", "seen": seen, "then": "grow"})
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"] == f"/grow/{node_id}"
+    with p.session() as s:
+        node = s.get(Node, node_id)
+        assert (node.status, node.name, node.n_members) == ("approved", "chaetognath", IN_NODE)
+        assert set(s.scalars(select(Membership.status).where(Membership.node_id == node_id))) == {"validated"}
+
+
+def test_remove_from_here_on(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    node_id = info["nodes"][CLASSES[2]]
+    html = c.get(f"/validate/{node_id}").get_data(as_text=True)
+    version = re.search(r'name="members_version" value="(\d+)"', html).group(1)
+    resp = c.post(f"/validate/{node_id}/remove", headers=hx(token),
+                  data={"from_rank": "10", "pks": "", "members_version": version})
+    assert resp.status_code == 200
+    assert members(p, node_id) == set(pks_in(html)[:10])
+
+
+def test_nothing_selected_says_so(client_as, web_project):
+    _, info = web_project
+    c, token = client_as("ann")
+    resp = c.post(f"/validate/{info['nodes'][CLASSES[2]]}/remove", headers=hx(token), data={})
+    assert "Select objects first" in resp.get_data(as_text=True)
+
+
+def test_split_dissolve_merge(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    a, b, d = (info["nodes"][k] for k in CLASSES[1:4])
+    resp = c.post(f"/validate/{a}/split", headers=hx(token))
+    assert resp.status_code == 200 and "Split: the other part is now node" in resp.get_data(as_text=True)
+    new = int(re.search(r"now node (\d+)", resp.get_data(as_text=True)).group(1))
+    assert members(p, a) and members(p, new) and not members(p, a) & members(p, new)
+    before = members(p, new) | members(p, b)
+    resp = c.post(f"/validate/{new}/merge", headers=hx(token), data={"into": str(b)})
+    assert resp.status_code == 204 and members(p, b) == before
+    resp = c.post(f"/validate/{d}/dissolve", headers=hx(token))
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"] == "/validate/"
+    with p.session() as s:
+        assert s.get(Node, d).status == "dissolved"
+    assert "id of the node" in c.post(f"/validate/{a}/merge", headers=hx(token)).get_data(as_text=True)
+
+
+def test_two_annotators_claim_different_nodes(client_as, web_project):
+    p, info = web_project
+    ann, ann_token = client_as("ann")
+    bob, bob_token = client_as("bob")
+    n1 = int(ann.get("/validate/").headers["Location"].rstrip("/").split("/")[-1])
+    n2 = int(bob.get("/validate/").headers["Location"].rstrip("/").split("/")[-1])
+    assert n1 != n2
+    # ann gets her own claim back; bob cannot decide on ann's node
+    assert ann.get("/validate/").headers["Location"].endswith(f"/{n1}")
+    resp = bob.post(f"/validate/{n1}/dissolve", headers=hx(bob_token))
+    assert resp.status_code == 409 and "claimed" in resp.get_data(as_text=True)
+    with p.session() as s:
+        assert s.get(Node, n1).status == "candidate"
+
+
+def approve(c, token, node_id, name=None):
+    html = c.get(f"/validate/{node_id}").get_data(as_text=True)
+    version = re.search(r'name="members_version" value="(\d+)"', html).group(1)
+    data = {"members_version": version}
+    if name:
+        data["name"] = name
+    assert c.post(f"/validate/{node_id}/approve", headers=hx(token), data=data).status_code == 204
+
+
+def test_grow_click_first_wrong(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    node_id = info["nodes"]["copepod_calanoid"]
+    approve(c, token, node_id)
+    html = c.get(f"/grow/{node_id}").get_data(as_text=True)
+    ranked = pks_in(html)
+    assert 0 < len(ranked) <= 50
+    assert "first object that does not belong" in html
+    version = re.search(r'name="members_version" value="(\d+)"', html).group(1)
+    before = members(p, node_id)
+    resp = c.post(f"/grow/{node_id}/until", headers=hx(token),
+                  data={"rank": "3", "wrong_pk": str(ranked[3]), "members_version": version,
+                        "shown": ",".join(map(str, ranked))})
+    assert resp.status_code == 200 and "Accepted 3, rejected 1" in resp.get_data(as_text=True)
+    assert members(p, node_id) == before | set(ranked[:3])
+    with p.session() as s:
+        st = dict(s.execute(select(Membership.object_pk, Membership.status)
+                            .where(Membership.object_pk.in_(ranked[:3]))).all())
+        assert set(st.values()) == {"validated"}  # a human saw them
+        assert s.scalar(select(Rejection.object_pk).where(Rejection.node_id == node_id)) == ranked[3]
+    # the rejected object is not offered again
+    assert ranked[3] not in pks_in(c.get(f"/grow/{node_id}").get_data(as_text=True))
+
+
+def test_grow_accept_screen_and_reject_selected(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    node_id = info["nodes"]["acantharia_protist"]
+    approve(c, token, node_id)
+    ranked = pks_in(c.get(f"/grow/{node_id}").get_data(as_text=True))
+    resp = c.post(f"/grow/{node_id}/reject", headers=hx(token), data={"pks": f"{ranked[0]},{ranked[1]}"})
+    assert "Rejected 2" in resp.get_data(as_text=True)
+    ranked = pks_in(resp.get_data(as_text=True))
+    resp = c.post(f"/grow/{node_id}/accept", headers=hx(token), data={"shown": ",".join(map(str, ranked[:5])),
+                                                                      "pks": ",".join(map(str, ranked[:5]))})
+    assert "Accepted 5" in resp.get_data(as_text=True)
+    assert set(ranked[:5]) <= members(p, node_id)
+
+
+def test_grow_page_search(client_as, web_project, app):
+    p, info = web_project
+    app.config["GROW_PAGE_SIZE"] = 4
+    c, token = client_as("ann")
+    node_id = info["nodes"]["hydromedusae_solmaris"]
+    approve(c, token, node_id)
+    html = c.get(f"/grow/{node_id}/search?restart=1").get_data(as_text=True)
+    assert "All belong" in html and len(pks_in(html)) == 4
+    first_page = pks_in(html)
+    html = c.post(f"/grow/{node_id}/search/judge", headers=hx(token), data={"ok": "1"}).get_data(as_text=True)
+    for _ in range(20):
+        if "above the boundary" in html:
+            break
+        html = c.post(f"/grow/{node_id}/search/judge", headers=hx(token), data={"ok": "0"}).get_data(as_text=True)
+    assert "Accept the 4 objects above the boundary" in html
+    before = members(p, node_id)
+    resp = c.post(f"/grow/{node_id}/search/commit", headers=hx(token))
+    assert "Accepted 4 objects" in resp.get_data(as_text=True)
+    assert members(p, node_id) == before | set(first_page)
+
+
+def test_names_tree_rename_move_umbrella(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    a, b = info["nodes"]["copepod_calanoid"], info["nodes"]["acantharia_protist"]
+    approve(c, token, a, name="copepod")
+    approve(c, token, b, name="acantharia")
+    frag = c.get("/tree/names?name=cop", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert '<option value="copepod">' in frag and "acantharia" not in frag
+    resp = c.post(f"/tree/node/{b}/name", headers=hx(token), data={"name": "Acantharia"})
+    assert "now called" in resp.get_data(as_text=True)
+    resp = c.post("/tree/umbrella", headers=hx(token), data={"nodes": [str(a), str(b)], "name": "plankton"})
+    assert resp.status_code == 204
+    tree = c.get("/tree/").get_data(as_text=True)
+    assert "plankton" in tree and "Acantharia" in tree and f"{2 * IN_NODE}" in tree
+    with p.session() as s:
+        top = s.scalar(select(Node.id).where(Node.name == "plankton"))
+        assert s.get(Node, a).parent_id == top
+    assert c.post(f"/tree/node/{a}/move", headers=hx(token), data={"parent": ""}).status_code == 204
+    with p.session() as s:
+        assert s.get(Node, a).parent_id is None
+    assert c.get(f"/tree/node/{a}").status_code == 200
+
+
+def test_object_page_neighbours_and_more_like_this(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    pk = info["by_class"]["copepod_calanoid"][-5]  # unlabelled
+    html = c.get(f"/object/{pk}").get_data(as_text=True)
+    assert "More like this" in html and html.count("/thumb/") >= 20
+    resp = c.post(f"/tree/from-object/{pk}", headers=hx(token))
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"].startswith("/grow/")
+    assert c.get("/object/999999").status_code == 404
+
+
+def test_undo_through_the_ui(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    node_id = info["nodes"]["copepod_calanoid"]
+    approve(c, token, node_id, name="copepod")
+    resp = c.post("/undo", headers=hx(token))
+    assert resp.status_code == 200 and "Undone: approve" in resp.get_data(as_text=True)
+    assert resp.headers["HX-Refresh"] == "true"
+    with p.session() as s:
+        assert s.get(Node, node_id).status == "candidate" and s.get(Node, node_id).name is None
+    assert "nothing to undo" in c.post("/undo", headers=hx(token)).get_data(as_text=True)
+    # another user's decisions are not undone by ann
+    bob, bob_token = client_as("bob")
+    approve(bob, bob_token, info["nodes"]["acantharia_protist"])
+    assert "nothing to undo" in c.post("/undo", headers=hx(token)).get_data(as_text=True)
+
+
+def test_event_log_for_admin(client_as, web_project):
+    _, info = web_project
+    ann, token = client_as("ann")
+    approve(ann, token, info["nodes"]["copepod_calanoid"], name="copepod")
+    admin, _ = client_as("ada")
+    html = admin.get("/events").get_data(as_text=True)
+    assert "approve" in html and "ann" in html and "name=copepod" in html
+
+
+def test_home_shows_progress_queue_and_map(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    approve(c, token, info["nodes"]["copepod_calanoid"], name="copepod")
+    html = c.get("/").get_data(as_text=True)
+    assert re.search(r'id="n-labelled">16<', html) and re.search(r'id="n-approved">1<', html)
+    assert "copepod" in html and f"/validate/{info['nodes']['acantharia_protist']}" in html
+    frag = c.get("/map", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<svg" in frag or "No map yet" in frag
+
+
+def test_node_redirects(client_as, web_project):
+    _, info = web_project
+    c, token = client_as("ann")
+    n = info["nodes"]["copepod_calanoid"]
+    assert c.get(f"/node/{n}").headers["Location"] == f"/validate/{n}"
+    approve(c, token, n)
+    assert c.get(f"/node/{n}").headers["Location"] == f"/grow/{n}"
+    assert c.get("/grow/").status_code == 302
+
+
+def test_events_are_one_per_decision(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    approve(c, token, info["nodes"]["copepod_calanoid"])
+    with p.session() as s:
+        assert [e for e in s.scalars(select(Event.action))] == ["approve"]
