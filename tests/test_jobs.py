@@ -1,0 +1,85 @@
+"""Background jobs: one at a time, progress, failures recorded and harmless; the jobs page."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from morphocluster import jobs
+from morphocluster.store import Job
+from test_web_fixtures import app, client_as, web_project, web_template  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("shared_data")
+
+
+def wait(p, job_id, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        job = jobs.get_job(p, job_id)
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_index_job_runs_in_background(web_project):
+    p, _ = web_project
+    job_id = jobs.start_job(p, "index", {})
+    job = wait(p, job_id)
+    assert job["state"] == "done" and job["progress"] == 1.0 and job["finished_at"]
+    assert any(p.index_dir.iterdir())
+    assert jobs.active_job(p) is None and jobs.list_jobs(p)[0]["id"] == job_id
+
+
+def test_failed_job_shows_error_and_changes_nothing(web_project):
+    p, _ = web_project
+    before = sorted(x.name for x in p.features_dir.iterdir())
+    active = p.config["active_features"]
+    job = wait(p, jobs.start_job(p, "features", {"extractor": "no-such-extractor"}))
+    assert job["state"] == "failed" and "no-such-extractor" in job["error"]
+    assert sorted(x.name for x in p.features_dir.iterdir()) == before
+    assert p.config["active_features"] == active
+
+
+def test_one_job_at_a_time(web_project):
+    p, _ = web_project
+    with p.transaction() as s:
+        s.add(Job(kind="cluster", state="running"))
+    with pytest.raises(jobs.JobBusy, match="still running"):
+        jobs.start_job(p, "index")
+    assert jobs.fail_interrupted(p) == 1  # what a restarted server does
+    assert "interrupted" in jobs.list_jobs(p)[0]["error"]
+    wait(p, jobs.start_job(p, "index"))
+    with pytest.raises(ValueError, match="unknown job kind"):
+        jobs.start_job(p, "dance")
+
+
+def test_jobs_page_start_and_poll(client_as, web_project):
+    p, _ = web_project
+    admin, token = client_as("ada")
+    html = admin.get("/jobs/").get_data(as_text=True)
+    assert "Build the index" in html
+    resp = admin.post("/jobs/start/index", headers={"X-CSRFToken": token, "HX-Request": "true"})
+    assert resp.status_code == 200 and "Started" in resp.get_data(as_text=True)
+    job_id = jobs.list_jobs(p)[0]["id"]
+    wait(p, job_id)
+    row = admin.get(f"/jobs/{job_id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "done" in row and "every 1s" not in row  # polling stops when finished
+    ann, ann_token = client_as("ann")
+    assert ann.post("/jobs/start/index", headers={"X-CSRFToken": ann_token}).status_code == 403
+    assert admin.post("/jobs/start/dance", headers={"X-CSRFToken": token}).status_code == 404
+
+
+def test_running_job_row_polls(client_as, web_project):
+    p, _ = web_project
+    with p.transaction() as s:
+        job = Job(kind="cluster", state="running", progress=0.4, message="round 2")
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    admin, token = client_as("ada")
+    row = admin.get(f"/jobs/{job_id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "every 1s" in row and "40.0%" in row and "round 2" in row
+    resp = admin.post("/jobs/start/index", headers={"X-CSRFToken": token, "HX-Request": "true"})
+    assert resp.status_code == 409 and "still running" in resp.get_data(as_text=True)
