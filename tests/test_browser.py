@@ -1,0 +1,166 @@
+"""Headless Chromium against a real waitress server on a small real project.
+
+Log in, validate a cluster while removing two outliers, grow it by clicking the first wrong
+object, name it, undo, and check the counts on the home page. Run alone with
+`pytest -m browser tests/test_browser.py`. Needs Debian's chromium (`.ci/run` installs it).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from test_web_fixtures import CLASSES, IN_NODE, PASSWORD, web_project, web_template  # noqa: F401
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.usefixtures("shared_data"),
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)"),
+]
+
+
+@pytest.fixture
+def server(web_project):
+    """Serve the project with waitress on a free port in a thread; yield its base URL."""
+    from waitress import create_server
+
+    from morphocluster.web import create_app
+
+    p, info = web_project
+    app = create_app({"PROJECT": p})
+    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.effective_port}", p, info
+    srv.close()
+    t.join(5)
+
+
+@pytest.fixture
+def page():
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 900})
+        pg.set_default_timeout(20_000)
+        yield pg
+        browser.close()
+
+
+def log_in(pg, base, user):
+    pg.goto(base + "/")
+    assert "/login" in pg.url
+    pg.fill("input[name=username]", user)
+    pg.fill("input[name=password]", PASSWORD)
+    pg.click("button:has-text('Log in')")
+    pg.wait_for_selector("text=Progress")
+
+
+def test_validate_grow_name_undo(server, page):
+    base, p, info = server
+    pg = page
+    log_in(pg, base, "ann")
+    pg.keyboard.press("v")
+    pg.wait_for_url(re.compile(r"/validate/\d+$"))
+    node_id = int(pg.url.rsplit("/", 1)[1])
+    assert node_id == info["nodes"][CLASSES[0]]
+    figs = pg.locator("#grid .obj")
+    assert figs.count() == IN_NODE + 2
+    a, b = info["outliers"]
+    pg.click(f'#grid .obj[data-pk="{a}"]')
+    pg.click(f'#grid .obj[data-pk="{b}"]')
+    assert pg.inner_text("#sel-count") == "2"
+    assert pg.locator("#grid .obj.sel").count() == 2
+    pg.keyboard.press("r")
+    pg.wait_for_selector("#toast:has-text('Removed 2 objects')")
+    assert pg.locator("#grid .obj").count() == IN_NODE
+    pg.keyboard.press("Shift+A")  # approve & grow
+    pg.wait_for_url(re.compile(rf"/grow/{node_id}$"))
+    ranked = [int(x) for x in pg.locator("#grid .obj").evaluate_all("fs => fs.map(f => f.dataset.pk)")]
+    mine = set(info["by_class"][CLASSES[0]])
+    wrong = next(i for i, pk in enumerate(ranked) if pk not in mine)
+    pg.click(f'#grid .obj[data-rank="{wrong}"]')
+    pg.wait_for_selector(f"#toast:has-text('Accepted {wrong}, rejected 1')")
+    grown = IN_NODE + wrong
+    pg.fill("input.name-input", "chaetognath")
+    pg.click("button:has-text('Name')")
+    pg.wait_for_selector("#toast:has-text('now called')")
+    pg.goto(base + "/")
+    assert pg.inner_text("#n-labelled") == str(grown)
+    assert "chaetognath" in pg.inner_text(".labels")
+    pg.keyboard.press("u")  # undo the naming
+    pg.wait_for_load_state("load")
+    pg.wait_for_selector("text=(unnamed)")
+    assert pg.inner_text("#n-labelled") == str(grown)
+    assert pg.inner_text("#n-approved") == "1"
+    pg.click("#undo-btn")  # undo the growth
+    pg.wait_for_selector(f"#n-labelled:text-is('{IN_NODE}')")
+
+
+def test_shift_click_range_and_remove_from_here_on(server, page):
+    base, p, info = server
+    pg = page
+    log_in(pg, base, "bob")
+    node_id = info["nodes"][CLASSES[1]]
+    pg.goto(f"{base}/validate/{node_id}")
+    pg.click('#grid .obj[data-rank="3"]')
+    pg.click('#grid .obj[data-rank="7"]', modifiers=["Shift"])
+    assert pg.locator("#grid .obj.sel").count() == 5
+    pg.keyboard.press("Escape")
+    assert pg.locator("#grid .obj.sel").count() == 0
+    pg.click('#grid .obj[data-rank="10"]')
+    pg.keyboard.press("x")
+    pg.wait_for_selector("#toast:has-text('Removed')")
+    assert pg.locator("#grid .obj").count() == 10
+
+
+def test_viewer_sees_no_actions(server, page):
+    base, p, info = server
+    log_in(page, base, "vic")
+    page.goto(f"{base}/validate/{info['nodes'][CLASSES[0]]}")
+    assert page.locator("button:has-text('Approve')").count() == 0
+    assert page.locator("#undo-btn").count() == 0
+
+
+def take_screenshots(base: str, user: str, password: str, out: Path) -> None:
+    """Save validate.png and grow.png of a running server (used for docs/img)."""
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 760})
+        pg.goto(base + "/login")
+        pg.fill("input[name=username]", user)
+        pg.fill("input[name=password]", password)
+        pg.click("button:has-text('Log in')")
+        pg.goto(base + "/validate/")
+        pg.wait_for_selector("#grid .obj")
+        figs = pg.locator("#grid .obj")
+        n = figs.count()
+        for i in (n - 3, n - 1):
+            if i > 0:
+                figs.nth(i).click()
+        pg.wait_for_timeout(500)
+        pg.screenshot(path=str(out / "validate.png"))
+        pg.keyboard.press("Shift+A")
+        pg.wait_for_url(re.compile(r"/grow/\d+$"))
+        pg.wait_for_selector("#grid .obj")
+        pg.wait_for_timeout(500)
+        pg.locator("#grid .obj").nth(14).hover()
+        pg.screenshot(path=str(out / "grow.png"))
+        browser.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    take_screenshots(sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]))
