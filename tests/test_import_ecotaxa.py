@@ -163,3 +163,12 @@ def test_test_plus_tables_without_images(project, shared_data):
     r = _import(project, shared_data / E / "import_test_plus_more")
     assert (r.added, r.failed) == (1, 0)
     assert _objects(project)["m106_mn01_n3_sml_1111"].meta["_extra_images"] == ["m106_mn01_n3_sml_1111_2.jpg"]
+
+
+def test_single_table_file_as_source(project, shared_data):
+    tsv = next((shared_data / E / "import_sparse").glob("ecotaxa_*.tsv"))
+    assert detect(tsv) == "ecotaxa"
+    r = _import(project, tsv)
+    assert (r.added, r.failed) == (6, 0)
+    again = _import(project, shared_data / E / "import_sparse")  # same objects via the folder
+    assert (again.added, again.skipped) == (0, 6)

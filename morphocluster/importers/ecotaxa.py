@@ -110,7 +110,7 @@ def _collect_table(table: Path, search_root: Path, display: str, batch: Batch, p
     if parsed is None:
         return 0
     header, types, body = parsed
-    batch.add_ecotaxa_columns(list(zip(header, types)))
+    batch.add_ecotaxa_columns([(h, t) for h, t in zip(header, types) if h])
     col = {h: i for i, h in enumerate(header)}
     keep = [(i, h) for i, h in enumerate(header) if h.startswith(META_PREFIXES)]
     table_dir = posixpath.dirname(table_rel)
