@@ -1,0 +1,215 @@
+"""SeedClusterer: dimension reduction, HDBSCAN and (optionally) nearest-cluster assignment.
+
+A scikit-learn style estimator: `SeedClusterer(...).fit(X)` sets `labels_` (-1 = noise),
+`n_clusters_`, `reduced_` (the reduced matrix) and `timings_`.
+
+Backends (see benchmarks/cluster_scale.py for the measurements that chose the default):
+- `knn`: exact/IVF FAISS kNN graph, then `fast_hdbscan` on the sparse graph (default);
+- `fast`: `fast_hdbscan` on the vectors (numba kd-tree Boruvka);
+- `hdbscan`: the `hdbscan` package (Boruvka kd-tree).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+
+METHODS = ("leaf", "eom")
+BACKENDS = ("knn", "fast", "hdbscan")
+EXACT_KNN_MAX = 60_000  # above this the kNN graph comes from an IVF index
+
+
+class ClusterParamError(ValueError):
+    """A clustering parameter is out of range or malformed."""
+
+
+def parse_reduce(spec) -> tuple[str, int]:
+    """Parse 'pca:64', 'umap:10' or 'none' into (kind, dims)."""
+    if spec is None or str(spec).lower() in ("none", ""):
+        return "none", 0
+    kind, _, dims = str(spec).lower().partition(":")
+    if kind not in ("pca", "umap") or not dims.isdigit() or int(dims) < 1:
+        raise ClusterParamError(
+            f"--reduce {spec!r}: expected pca:N, umap:N (N a positive integer) or none")
+    return kind, int(dims)
+
+
+def reduce_features(X: np.ndarray, spec, random_state: int = 0, fit_rows=None) -> np.ndarray:
+    """Reduce X by PCA or UMAP (fitted on `fit_rows` when given); 'none' returns X."""
+    kind, dims = parse_reduce(spec)
+    X = np.asarray(X, dtype=np.float32)
+    if kind == "none" or dims >= X.shape[1]:
+        return X
+    fit = X if fit_rows is None else X[fit_rows]
+    if kind == "pca":
+        from sklearn.decomposition import PCA
+
+        pca = PCA(dims, random_state=random_state, svd_solver="randomized")
+        pca.fit(fit[:200_000])
+        return pca.transform(X).astype(np.float32)
+    import umap
+
+    um = umap.UMAP(n_components=dims, n_neighbors=15, min_dist=0.0, random_state=random_state,
+                   low_memory=True, n_jobs=1 if random_state is not None else -1)
+    um.fit(fit)
+    return (um.embedding_ if fit_rows is None and len(fit) == len(X)
+            else um.transform(X)).astype(np.float32)
+
+
+def knn_graph(Z: np.ndarray, k: int, random_state: int = 0):
+    """Return (distances, indices) of the k nearest other rows (Euclidean), via FAISS."""
+    import faiss
+
+    Z = np.ascontiguousarray(Z, dtype=np.float32)
+    n, d = Z.shape
+    k = min(k, n - 1)
+    if n <= EXACT_KNN_MAX:
+        index = faiss.IndexFlatL2(d)
+    else:
+        nlist = int(4 * np.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
+        rng = np.random.default_rng(random_state)
+        index.train(Z[rng.choice(n, min(n, 64 * nlist), replace=False)])
+        index.nprobe = 16
+    index.add(Z)
+    D, I = index.search(Z, k + 1)
+    # drop self-matches (usually column 0; duplicates may reorder them)
+    self_hit = I == np.arange(n)[:, None]
+    keep = ~self_hit
+    keep[keep.sum(1) > k, -1] = False
+    D = D[keep].reshape(n, -1)[:, :k]
+    I = I[keep].reshape(n, -1)[:, :k]
+    return np.sqrt(np.maximum(D, 0)), I
+
+
+class SeedClusterer(ClusterMixin, BaseEstimator):
+    """Reduce, then cluster with HDBSCAN; with `sample`, cluster a sample and assign the rest."""
+
+    def __init__(self, min_cluster_size=32, min_samples=None, method="leaf", reduce="pca:64",
+                 sample=None, backend="knn", knn_k=None, random_state=0, progress=None):
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.method = method
+        self.reduce = reduce
+        self.sample = sample
+        self.backend = backend
+        self.knn_k = knn_k
+        self.random_state = random_state
+        self.progress = progress
+
+    def _check(self, n: int) -> None:
+        def posint(name, v, lo):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ClusterParamError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+        posint("min_cluster_size", self.min_cluster_size, 2)
+        if self.min_samples is not None:
+            posint("min_samples", self.min_samples, 1)
+        if self.sample is not None:
+            posint("sample", self.sample, 2)
+        if self.method not in METHODS:
+            raise ClusterParamError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.backend not in BACKENDS:
+            raise ClusterParamError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        parse_reduce(self.reduce)
+        if n < 2:
+            raise ClusterParamError(f"need at least 2 objects to cluster, got {n}")
+
+    def _tell(self, frac, msg):
+        if self.progress is not None:
+            self.progress(frac, msg)
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2:
+            raise ClusterParamError(f"X must be 2-D, got shape {X.shape}")
+        n = len(X)
+        self._check(n)
+        rng = np.random.default_rng(self.random_state)
+        timings = {}
+        sampled = None
+        if self.sample is not None and self.sample < n:
+            sampled = np.sort(rng.choice(n, self.sample, replace=False))
+        t = time.perf_counter()
+        self._tell(0.05, f"reducing {n} x {X.shape[1]} ({self.reduce})")
+        Z = reduce_features(X, self.reduce, self.random_state, fit_rows=sampled)
+        timings["reduce"] = time.perf_counter() - t
+        t = time.perf_counter()
+        fitZ = Z if sampled is None else Z[sampled]
+        self._tell(0.3, f"HDBSCAN on {len(fitZ)} objects ({self.backend})")
+        lab = self._hdbscan(fitZ)
+        timings["cluster"] = time.perf_counter() - t
+        labels = lab
+        self.assign_threshold_ = None
+        if sampled is not None:
+            t = time.perf_counter()
+            self._tell(0.8, f"assigning {n - len(sampled)} objects to the nearest cluster")
+            labels = self._assign_rest(Z, sampled, lab)
+            timings["assign"] = time.perf_counter() - t
+        self.labels_ = labels.astype(np.int64)
+        self.n_clusters_ = int(labels.max() + 1) if len(labels) else 0
+        self.reduced_ = Z
+        self.timings_ = timings
+        return self
+
+    def _hdbscan(self, Z: np.ndarray) -> np.ndarray:
+        mcs = int(min(self.min_cluster_size, max(2, len(Z))))
+        ms = int(self.min_samples) if self.min_samples is not None else None
+        if self.backend == "hdbscan":
+            import hdbscan
+
+            return hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms,
+                                   cluster_selection_method=self.method,
+                                   core_dist_n_jobs=2).fit(Z).labels_
+        import fast_hdbscan
+
+        est = fast_hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms,
+                                   cluster_selection_method=self.method)
+        if self.backend == "fast":
+            return est.fit(Z).labels_
+        from scipy.sparse import csr_matrix
+
+        k = self.knn_k or max(ms or mcs, 16)
+        D, I = knn_graph(Z, k, self.random_state)
+        n = len(Z)
+        # explicit zero distances (duplicates) are valid edges: nudge them to stay stored
+        G = csr_matrix((np.maximum(D.ravel(), 1e-12), I.ravel(), np.arange(0, n * D.shape[1] + 1, D.shape[1])),
+                       shape=(n, n))
+        est.set_params(metric="precomputed")
+        return est.fit(G).labels_
+
+    def _assign_rest(self, Z, sampled, lab):
+        """Give each unsampled object the label of its nearest clustered sample if close enough.
+
+        Close enough: within the cluster's own 90th percentile of member-to-nearest-member
+        distance, so sparse clusters reach further than tight ones and noise stays noise.
+        """
+        import faiss
+
+        labels = np.full(len(Z), -1, dtype=np.int64)
+        labels[sampled] = lab
+        inside = np.flatnonzero(lab >= 0)
+        if len(inside) < 2:
+            return labels
+        Zc = np.ascontiguousarray(Z[sampled[inside]])
+        index = faiss.IndexFlatL2(Zc.shape[1])
+        index.add(Zc)
+        D, I = index.search(Zc, 2)
+        nn = np.sqrt(np.maximum(D[:, 1], 0))
+        same = lab[inside][I[:, 1]] == lab[inside]
+        ncl = lab.max() + 1
+        thr = np.zeros(ncl, np.float32)
+        for c in range(ncl):
+            m = (lab[inside] == c) & same
+            thr[c] = np.quantile(nn[m], 0.9) if m.any() else 0.0
+        rest = np.setdiff1d(np.arange(len(Z)), sampled)
+        for a in range(0, len(rest), 65536):
+            chunk = rest[a:a + 65536]
+            D1, I1 = index.search(np.ascontiguousarray(Z[chunk]), 1)
+            c = lab[inside][I1[:, 0]]
+            ok = np.sqrt(np.maximum(D1[:, 0], 0)) <= thr[c]
+            labels[chunk[ok]] = c[ok]
+        self.assign_threshold_ = thr
+        return labels

@@ -1,0 +1,162 @@
+"""One clustering round: cluster the free objects and write the seed clusters as new nodes.
+
+Free objects are those with features that are in no node except stale candidates. Stale
+candidates are nodes proposed by an earlier round that nobody approved, claimed or worked on
+(all members still 'cluster'): a new round dissolves them and their objects go back to the pool.
+Approved nodes, claimed nodes and their members are never touched. Noise stays unassigned.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import func, insert, select
+
+from ..features.matrix import load_matrix
+from ..store import Membership, Node, log_event, utcnow
+from .estimator import ClusterParamError, SeedClusterer
+
+# Chosen by benchmarks/cluster_quality.py on planktonset-dev (see its docstring).
+DEFAULT_MIN_CLUSTER_SIZE = 32   # first round
+MIN_CLUSTER_SIZE_FLOOR = 8      # later rounds halve the previous size down to this
+DEFAULT_MIN_SAMPLES = 1
+DEFAULT_METHOD = "leaf"
+DEFAULT_REDUCE = "pca:64"
+DEFAULT_BACKEND = "knn"
+
+
+@dataclass
+class RoundResult:
+    round: int
+    node_ids: list = field(default_factory=list)  # new nodes, largest first
+    n_pool: int = 0          # objects that were clustered or left as noise
+    n_clustered: int = 0     # objects now in a new node
+    n_dissolved: int = 0     # stale candidate nodes given back
+    params: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def last_params(session) -> dict | None:
+    """Return the parameters of the most recent round, or None before the first."""
+    last = session.execute(select(func.max(Node.round))).scalar()
+    if last is None:
+        return None
+    params = session.execute(select(Node.params).where(Node.round == last, Node.params.is_not(None))
+                             .limit(1)).scalar()
+    return dict(params or {}, round=last)
+
+
+def next_min_cluster_size(previous: int | None) -> int:
+    """Return the automatic min_cluster_size: the default first, then half the last, floored."""
+    if previous is None:
+        return DEFAULT_MIN_CLUSTER_SIZE
+    return max(MIN_CLUSTER_SIZE_FLOOR, int(previous) // 2)
+
+
+def _stale_candidates(session, now) -> dict[int, int]:
+    """Return {node id: members_version} of candidates that a new round may dissolve."""
+    has_child = select(Node.parent_id).where(Node.parent_id.is_not(None), Node.status != "dissolved")
+    worked = select(Membership.node_id).where(Membership.status != "cluster")
+    q = (select(Node.id, Node.members_version)
+         .where(Node.status == "candidate", Node.round.is_not(None))
+         .where((Node.claimed_by.is_(None)) | (Node.claimed_until.is_(None))
+                | (Node.claimed_until < now))
+         .where(Node.id.not_in(has_child), Node.id.not_in(worked)))
+    return dict(session.execute(q).all())
+
+
+def _taken_pks(session, stale: dict) -> np.ndarray:
+    q = select(Membership.object_pk)
+    if stale:
+        q = q.where(Membership.node_id.not_in(list(stale)))
+    return np.fromiter(session.execute(q).scalars(), dtype=np.int64)
+
+
+def cluster_round(project, min_cluster_size=None, min_samples=None, method=DEFAULT_METHOD,
+                  reduce=DEFAULT_REDUCE, sample=None, user_id=None, progress=None,
+                  backend=DEFAULT_BACKEND, random_state=0, stats=True, map2d=True) -> RoundResult:
+    """Cluster the free objects and store the clusters as a new round of candidate nodes."""
+    tell = progress or (lambda frac, msg: None)
+    t0 = time.perf_counter()
+    fm = load_matrix(project)
+    with project.session() as s:
+        prev = last_params(s)
+        stale = _stale_candidates(s, utcnow())
+        taken = _taken_pks(s, stale)
+    auto = min_cluster_size is None
+    if auto:
+        min_cluster_size = next_min_cluster_size(prev and prev.get("min_cluster_size"))
+    if min_samples is None:
+        min_samples = DEFAULT_MIN_SAMPLES
+    free = ~np.isin(fm.pks, taken)
+    pool = fm.pks[free]
+    est = SeedClusterer(min_cluster_size=min_cluster_size, min_samples=min_samples, method=method,
+                        reduce=reduce, sample=sample, backend=backend, random_state=random_state,
+                        progress=lambda f, m: tell(0.05 + 0.75 * f, m))
+    if len(pool) < 2:
+        raise ClusterParamError(f"{project.root}: only {len(pool)} objects are free to cluster")
+    est.fit(fm.X[free])
+    labels = est.labels_
+    tell(0.8, f"writing {est.n_clusters_} clusters")
+    t = time.perf_counter()
+    result = _write(project, pool, labels, stale, user_id, dict(
+        min_cluster_size=int(min_cluster_size), min_cluster_size_auto=auto,
+        min_samples=int(min_samples), method=method, reduce=str(reduce), sample=sample,
+        backend=backend, feature_set=fm.name, n_pool=int(len(pool))), est.timings_)
+    result.timings["write"] = time.perf_counter() - t
+    if stats and result.node_ids:
+        from ..nodestats import refresh_stats
+
+        tell(0.85, "computing node statistics")
+        t = time.perf_counter()
+        refresh_stats(project, result.node_ids)
+        result.timings["stats"] = time.perf_counter() - t
+    if map2d:
+        from ..map2d import compute_map
+
+        tell(0.92, "computing the 2-D map")
+        t = time.perf_counter()
+        compute_map(project)
+        result.timings["map2d"] = time.perf_counter() - t
+    result.timings["total"] = time.perf_counter() - t0
+    tell(1.0, f"round {result.round}: {len(result.node_ids)} clusters, "
+              f"{result.n_clustered} of {result.n_pool} objects")
+    return result
+
+
+def _write(project, pool, labels, stale, user_id, params, timings) -> RoundResult:
+    with project.transaction() as s:
+        # Re-check under the write lock: anything claimed or changed meanwhile stays as it is.
+        now_stale = _stale_candidates(s, utcnow())
+        dissolve = [i for i, v in stale.items() if now_stale.get(i) == v]
+        taken_now = set(_taken_pks(s, {i: 0 for i in dissolve}).tolist())
+        round_no = (s.execute(select(func.max(Node.round))).scalar() or 0) + 1
+        params = dict(params, round=round_no, timings={k: round(v, 3) for k, v in timings.items()})
+        if dissolve:
+            s.execute(Membership.__table__.delete().where(Membership.node_id.in_(dissolve)))
+            for node in s.execute(select(Node).where(Node.id.in_(dissolve))).scalars():
+                node.status, node.n_members = "dissolved", 0
+                node.members_version += 1
+        ok = (labels >= 0) & ~np.isin(pool, np.fromiter(taken_now, np.int64, len(taken_now)))
+        sizes = np.bincount(labels[ok], minlength=int(labels.max()) + 1 if len(labels) else 0)
+        order = [c for c in np.argsort(-sizes, kind="stable") if sizes[c] > 0]
+        nodes = [Node(status="candidate", round=round_no, params=params, n_members=int(sizes[c]),
+                      members_version=1, created_by=user_id) for c in order]
+        s.add_all(nodes)
+        s.flush()
+        node_of = np.full(len(sizes), -1, np.int64)
+        node_of[order] = [n.id for n in nodes]
+        rows = [{"object_pk": int(pk), "node_id": int(node_of[c]), "status": "cluster",
+                 "added_by": user_id} for pk, c in zip(pool[ok], labels[ok])]
+        for a in range(0, len(rows), 50_000):
+            s.execute(insert(Membership), rows[a:a + 50_000])
+        node_ids = [n.id for n in nodes]
+        log_event(s, user_id, "cluster_round", {
+            "round": round_no, "params": params, "n_nodes": len(node_ids),
+            "n_clustered": int(ok.sum()), "dissolved": dissolve,
+            "first_node": node_ids[0] if node_ids else None,
+            "last_node": node_ids[-1] if node_ids else None})
+    return RoundResult(round_no, node_ids, int(len(pool)), int(ok.sum()), len(dissolve),
+                       params, dict(timings))

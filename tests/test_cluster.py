@@ -1,0 +1,119 @@
+"""Clustering rounds on real (pixel) features of real plankton images, written to a real store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from clusterdata import build_project
+from morphocluster.cli import main
+from morphocluster.cluster import ClusterParamError, SeedClusterer, cluster_round
+from morphocluster.features.matrix import load_matrix
+from morphocluster.map2d import compute_map, map_2d
+from morphocluster.store import Event, Membership, Node, Object
+
+
+@pytest.fixture
+def built(project, shared_data):
+    truth = build_project(project, shared_data, per_class=60)
+    return project, truth
+
+
+def _members(project):
+    with project.session() as s:
+        return dict(s.execute(select(Membership.object_pk, Membership.node_id)).all())
+
+
+def test_round_writes_candidate_nodes(built):
+    project, truth = built
+    r = cluster_round(project, min_cluster_size=8, reduce="pca:16", user_id=None, map2d=False)
+    assert r.round == 1 and len(r.node_ids) >= 3 and 0 < r.n_clustered < r.n_pool == 240
+    with project.session() as s:
+        nodes = s.execute(select(Node).where(Node.id.in_(r.node_ids))).scalars().all()
+        rows = s.execute(select(Object.object_id, Membership.node_id, Membership.status)
+                         .join(Membership, Membership.object_pk == Object.id)).all()
+        ev = s.execute(select(Event).where(Event.action == "cluster_round")).scalar_one()
+    assert {n.status for n in nodes} == {"candidate"} and {n.round for n in nodes} == {1}
+    assert nodes[0].params["min_cluster_size"] == 8 and "cluster" in nodes[0].params["timings"]
+    assert sum(n.n_members for n in nodes) == len(rows) == r.n_clustered
+    assert {st for _, _, st in rows} == {"cluster"}
+    # seed clusters of real images should be mostly of one class
+    by_node = {}
+    for oid, nid, _ in rows:
+        by_node.setdefault(nid, []).append(truth[oid])
+    majority = sum(max(v.count(c) for c in set(v)) for v in by_node.values())
+    assert majority / len(rows) >= 0.8
+    assert ev.payload["round"] == 1 and ev.payload["n_nodes"] == len(r.node_ids)
+    # the 2-D map covers every object and colours by node (PCA here: UMAP compiles for 30 s)
+    assert compute_map(project, method="pca") == "pca"
+    m = map_2d(project)
+    assert m["xy"].shape == (240, 2) and np.isfinite(m["xy"]).all()
+    member = _members(project)
+    assert all(member.get(int(pk), -1) == nid for pk, nid in zip(m["pks"], m["node_ids"]))
+
+
+def test_second_round_leaves_approved_and_claimed_alone(built):
+    project, _ = built
+    r1 = cluster_round(project, min_cluster_size=16, reduce="pca:16", map2d=False)
+    assert len(r1.node_ids) >= 3
+    approved, claimed = r1.node_ids[0], r1.node_ids[1]
+    with project.transaction() as s:
+        s.get(Node, approved).status = "approved"
+        s.get(Node, claimed).claimed_by = None
+        s.get(Node, claimed).status = "candidate"
+        # a human validated one member of the second node: it is work in progress
+        m = s.execute(select(Membership).where(Membership.node_id == claimed).limit(1)).scalar_one()
+        m.status = "validated"
+    before = _members(project)
+    kept = {pk: nid for pk, nid in before.items() if nid in (approved, claimed)}
+    r2 = cluster_round(project, min_samples=1, reduce="pca:16", map2d=False)
+    assert r2.round == 2 and r2.params["min_cluster_size"] == 8  # auto: half of 16
+    assert r2.n_dissolved == len(r1.node_ids) - 2
+    after = _members(project)
+    assert all(after[pk] == nid for pk, nid in kept.items())
+    assert r2.n_pool == 240 - len(kept)
+    with project.session() as s:
+        statuses = dict(s.execute(select(Node.id, Node.status).where(Node.round == 1)).all())
+        versions = dict(s.execute(select(Node.id, Node.members_version).where(Node.round == 1)).all())
+    assert statuses[approved] == "approved" and statuses[claimed] == "candidate"
+    assert all(statuses[i] == "dissolved" and versions[i] == 2 for i in r1.node_ids[2:])
+    assert set(after.values()) <= {approved, claimed, *r2.node_ids}
+
+
+def test_sample_assigns_the_rest(built):
+    project, _ = built
+    fm = load_matrix(project)
+    est = SeedClusterer(min_cluster_size=8, min_samples=1, reduce="pca:16", sample=120).fit(fm.X)
+    assert est.labels_.shape == (240,) and est.n_clusters_ >= 2
+    assert est.assign_threshold_.shape == (est.n_clusters_,)
+    full = SeedClusterer(min_cluster_size=8, min_samples=1, reduce="pca:16").fit(fm.X)
+    assert set(np.unique(full.labels_)) >= {-1, 0, 1}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(min_cluster_size=1), "min_cluster_size must be an integer >= 2"),
+    (dict(min_samples=0), "min_samples must be an integer >= 1"),
+    (dict(method="dbscan"), "method must be one of leaf, eom"),
+    (dict(reduce="tsne:2"), "expected pca:N, umap:N"),
+    (dict(reduce="pca:x"), "expected pca:N, umap:N"),
+    (dict(sample=1), "sample must be an integer >= 2"),
+])
+def test_bad_parameters(built, kwargs, message):
+    project, _ = built
+    with pytest.raises(ClusterParamError, match=message):
+        cluster_round(project, **kwargs)
+    assert _members(project) == {}  # nothing written
+
+
+def test_cli(built, tmp_path):
+    project, _ = built
+    res = CliRunner().invoke(main, ["cluster", str(project.root), "--min-cluster-size", "10",
+                                    "--reduce", "pca:16", "--no-map"])
+    assert res.exit_code == 0, res.output
+    assert "round 1:" in res.output and "min_cluster_size=10" in res.output
+    res = CliRunner().invoke(main, ["cluster", str(project.root), "--reduce", "umap"])
+    assert res.exit_code != 0 and "expected pca:N, umap:N" in res.output
+    res = CliRunner().invoke(main, ["cluster", str(tmp_path / "nowhere")])
+    assert res.exit_code != 0 and "not a morphocluster project" in res.output
