@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .store import Membership, Node, Object, User
 
@@ -121,18 +121,32 @@ def object_labels(project, which: str = "validated", with_meta: bool = False,
         else:
             q = (q.select_from(Object).join(Membership, Membership.object_pk == Object.id)
                  .join(Node, Node.id == Membership.node_id).where(Node.status == "approved"))
-        q = q.order_by(Object.id).execution_options(yield_per=chunk)
-        for r in s.execute(q):
-            nl = labels.get(r.node_id) if r.node_id is not None else None
-            meta = r.meta if with_meta else None
-            if nl is None:
-                if which == "all":
-                    yield LabelRow(r.id, r.object_id, r.path, None, None, None, None, None, None,
-                                   None, meta)
-                continue
-            status = r.status if r.status in ("validated", "predicted") else "predicted"
-            yield LabelRow(r.id, r.object_id, r.path, nl.display, nl.name, nl.path, status,
-                           users.get(r.added_by), r.added_at, r.node_id, meta)
+        for lo, hi in id_windows(s, chunk):
+            for r in s.execute(q.where(Object.id >= lo, Object.id < hi).order_by(Object.id)):
+                nl = labels.get(r.node_id) if r.node_id is not None else None
+                meta = r.meta if with_meta else None
+                if nl is None:
+                    if which == "all":
+                        yield LabelRow(r.id, r.object_id, r.path, None, None, None, None, None,
+                                       None, None, meta)
+                    continue
+                status = r.status if r.status in ("validated", "predicted") else "predicted"
+                yield LabelRow(r.id, r.object_id, r.path, nl.display, nl.name, nl.path, status,
+                               users.get(r.added_by), r.added_at, r.node_id, meta)
+
+
+def id_windows(session, size: int = CHUNK):
+    """Yield [lo, hi) ranges of Object.id covering every object, `size` ids each.
+
+    Queries restricted to one window never sort more than `size` rows, whatever plan the
+    database picks (an ORDER BY over a join would otherwise sort the whole table in memory).
+    """
+    lo, hi = session.execute(select(func.min(Object.id), func.max(Object.id))).one()
+    if lo is None:
+        return
+    while lo <= hi:
+        yield lo, lo + size
+        lo += size
 
 
 def count_labelled(project) -> int:
@@ -141,8 +155,6 @@ def count_labelled(project) -> int:
         labels = node_labels(s)
         if not labels:
             return 0
-        from sqlalchemy import func
-
         n = 0
         ids = list(labels)
         for i in range(0, len(ids), 500):

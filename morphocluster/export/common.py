@@ -59,7 +59,8 @@ def ecotaxa_datetime(dt: datetime | None) -> tuple[str, str]:
     """Return ('YYYYMMDD', 'HHMMSS') of a UTC datetime, or empty strings."""
     if dt is None:
         return "", ""
-    return dt.strftime("%Y%m%d"), dt.strftime("%H%M%S")
+    return (f"{dt.year:04d}{dt.month:02d}{dt.day:02d}",
+            f"{dt.hour:02d}{dt.minute:02d}{dt.second:02d}")
 
 
 def iso_utc(dt: datetime | None) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import re
-from pathlib import PurePosixPath
 
 from sqlalchemy import select
 
@@ -79,6 +78,10 @@ def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = 
     meta_cols = columns(project)
     header = OURS + [c for c, _, _ in meta_cols]
     types = ["[t]"] * len(OURS) + [t for _, _, t in meta_cols]
+    # img_rank: one image per object; imported annotation columns belonged to the annotation
+    # that ours replaces, so they are left empty
+    plan = [(key, "0" if col == "img_rank" else "" if col.startswith("object_annotation_") else None)
+            for col, key, _ in meta_cols]
     taken: set[int] = set()
     with Sink(out) as sink, sink.open_text(TSV) as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
@@ -86,7 +89,7 @@ def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = 
         w.writerow(types)
         for r in object_labels(project, labels, with_meta=True):
             meta = r.meta or {}
-            ext = PurePosixPath(r.path or "").suffix.lower() or ".jpg"
+            ext = _suffix(r.path)
             img = safe_name(r.object_id) + ext
             if with_images:
                 n = 1
@@ -105,20 +108,19 @@ def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = 
                 ours = [r.object_id, img, r.label, r.status, r.annotator or "", date, time, r.label_path]
             else:
                 ours = [r.object_id, img, "", "", "", "", "", ""]
-            values = []
-            for col, key, t in meta_cols:
-                if col == "img_rank":
-                    values.append("0")
-                elif col.startswith("object_annotation_"):
-                    values.append("")  # belonged to the imported annotation, which ours replaces
-                else:
-                    values.append(_text(meta.get(key, "")))
+            values = [fixed if fixed is not None else _text(meta.get(key, "")) for key, fixed in plan]
             w.writerow(ours + values)
             report.count(r.label is not None)
     if with_images and report.n_missing_images:
         report.warnings.append(f"{report.n_missing_images} objects have no image file; their rows "
                                "name one that is not in the export")
     return report
+
+
+def _suffix(path: str | None) -> str:
+    base = (path or "").rsplit("/", 1)[-1]
+    stem, dot, ext = base.rpartition(".")
+    return f".{ext.lower()}" if dot and stem else ".jpg"
 
 
 def _text(v) -> str:

@@ -9,12 +9,14 @@ file system get a `~N` suffix from `UniqueNames`; the export's index file maps t
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from urllib.parse import unquote
 
 KEEP = set("-_.+,()")  # never '~': it only ever starts a suffix that `UniqueNames` adds
 WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
                     *(f"LPT{i}" for i in range(1, 10))}
+_PLAIN = re.compile(r"[A-Za-z0-9_+,()-][A-Za-z0-9_.+,()-]{0,150}")  # fast path: nothing to encode
 MAX_BYTES = 200  # below the 255-byte limit of most file systems, room for suffix and extension
 
 
@@ -24,6 +26,8 @@ def _enc(ch: str) -> str:
 
 def safe_name(text: str) -> str:
     """Return a file-system-safe, reversible name for `text`."""
+    if _PLAIN.fullmatch(text) and text[-1] != "." and text.split(".")[0].upper() not in WINDOWS_RESERVED:
+        return text
     text = unicodedata.normalize("NFC", text)
     if not text:
         raise ValueError("an empty label has no file name")

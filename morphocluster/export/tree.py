@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from .. import __version__
+from ..labels import id_windows
 from ..store import Membership, Node, Object, Rejection, User, log_event, utcnow
 from .common import ExportError, ExportReport, Sink, iso_utc
 
@@ -70,7 +71,8 @@ def export_tree(project, out, labels: str = "validated", with_images: bool = Fal
                        Membership.added_at).select_from(Object)
             q = q.outerjoin(Membership, Membership.object_pk == Object.id) if labels == "all" \
                 else q.join(Membership, Membership.object_pk == Object.id)
-            for r in s.execute(q.order_by(Object.id).execution_options(yield_per=5000)):
+            for r in (row for lo, hi in id_windows(s) for row in s.execute(
+                    q.where(Object.id >= lo, Object.id < hi).order_by(Object.id))):
                 if r.node_id in kept:
                     w.writerow([r.node_id, r.object_id, r.status, users.get(r.added_by, ""),
                                 iso_utc(r.added_at)])
