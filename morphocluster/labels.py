@@ -5,6 +5,8 @@ name, of its nearest named ancestor. `label_path` joins the names of the named a
 '>'. Where one name is used in two places of the tree, the display name follows EcoTaxa's
 convention `name<parent` (more ancestors are added until it is unique). The status is the
 membership's: 'validated' (a human saw the object) or 'predicted' (accepted without being shown).
+The annotator is the user who added the object to the node, or, for members that were in the
+cluster when it was approved, the user who approved it (with the approval time).
 """
 
 from __future__ import annotations
@@ -43,11 +45,15 @@ class NodeLabel:
     display: str
     path: str
     names: tuple  # the named ancestors' names, root first, ending with name
+    approved_by: int | None = None
+    approved_at: datetime | None = None
 
 
 def node_labels(session) -> dict[int, NodeLabel]:
     """Return {approved node id: NodeLabel} for every approved node that has a label."""
-    rows = session.execute(select(Node.id, Node.parent_id, Node.name, Node.status)).all()
+    rows = session.execute(select(Node.id, Node.parent_id, Node.name, Node.status, Node.approved_by,
+                                  Node.approved_at)).all()
+    approval = {r.id: (r.approved_by, r.approved_at) for r in rows if r.status == "approved"}
     parent = {r.id: r.parent_id for r in rows}
     # a dissolved node was given back: its name labels nothing any more
     name = {r.id: (r.name.strip() if r.name and r.name.strip() and r.status != "dissolved" else None)
@@ -70,7 +76,7 @@ def node_labels(session) -> dict[int, NodeLabel]:
 
     approved = {r.id: chain(r.id) for r in rows if r.status == "approved"}
     approved = {k: v for k, v in approved.items() if v}
-    return {nid: NodeLabel(names[-1], disp, ">".join(names), names)
+    return {nid: NodeLabel(names[-1], disp, ">".join(names), names, *approval[nid])
             for nid, names, disp in _displays(approved)}
 
 
@@ -131,8 +137,12 @@ def object_labels(project, which: str = "validated", with_meta: bool = False,
                                        None, None, meta)
                     continue
                 status = r.status if r.status in ("validated", "predicted") else "predicted"
+                # members that were in the cluster when it was approved carry no added_by:
+                # whoever approved the node labelled them, then
+                by, at = (r.added_by, r.added_at) if r.added_by is not None \
+                    else (nl.approved_by, nl.approved_at or r.added_at)
                 yield LabelRow(r.id, r.object_id, r.path, nl.display, nl.name, nl.path, status,
-                               users.get(r.added_by), r.added_at, r.node_id, meta)
+                               users.get(by), at, r.node_id, meta)
 
 
 def id_windows(session, size: int = CHUNK):

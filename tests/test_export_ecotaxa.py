@@ -173,3 +173,55 @@ def test_zip_has_the_table_and_images(copy_shared, tmp_path):
         names = zf.namelist()
     assert "ecotaxa_export.tsv" in names and len(names) == 1 + rep.n_images == 7
     assert not list(tmp_path.glob(".x.zip*"))  # no temporary left behind
+
+
+def test_labels_given_through_the_workflow(copy_shared, tmp_path):
+    """Approve a seed cluster with the workflow: seen members validated, the rest predicted."""
+    from morphocluster.users import add_user
+    from morphocluster.workflow import validate
+
+    src = copy_shared("ecotaxa-samples/import_test")
+    p = Project.create(tmp_path / "p")
+    import_sources(p, [src], progress=False)
+    user = add_user(p, "Émile", "secret-pw")
+    with p.transaction() as s:
+        pks = s.scalars(select(Object.id).order_by(Object.id)).all()
+        s.add(Node(id=1, status="candidate", n_members=6))
+        s.flush()
+        for pk in pks[:6]:
+            s.add(Membership(object_pk=pk, node_id=1, status="cluster"))
+    validate.approve(p, user["id"], 1, name="Oithona sp.", seen_pks=pks[:4])
+    out = tmp_path / "wf.zip"
+    rep = export(p, "ecotaxa", out, with_images=True)
+    assert rep.n_objects == 6
+    b = Project.create(tmp_path / "b")
+    import_sources(b, [out], progress=False)
+    with b.session() as s:
+        got = sorted(s.execute(select(Object.imported_label, Object.imported_status,
+                                      Object.meta)).all(), key=lambda r: r[2]["object_id"])
+    assert [g[0] for g in got] == ["Oithona sp."] * 6
+    assert sorted(g[1] for g in got) == ["predicted"] * 2 + ["validated"] * 4
+    assert {g[2]["object_annotation_person_name"] for g in got} == {"Émile"}
+
+
+def test_metadata_of_other_imports_gets_an_ecotaxa_prefix(tmp_path, shared_data):
+    """index.csv columns have no EcoTaxa prefix: they are written as object_<name> text columns."""
+    import shutil
+
+    src = tmp_path / "src"
+    (src / "img").mkdir(parents=True)
+    imgs = sorted((shared_data / "ifcb-sample/training_data").rglob("*.png"))[:3]
+    for f in imgs:
+        shutil.copy(f, src / "img" / f.name)
+    with open(src / "index.csv", "w", encoding="utf-8") as f:
+        f.write("object_id,path,Station Name,depth\n")
+        for i, img in enumerate(imgs):
+            f.write(f"o{i},img/{img.name},St. {i},{i * 10}\n")
+    p = Project.create(tmp_path / "p")
+    import_sources(p, [src], progress=False)
+    label_some(p)
+    export(p, "ecotaxa", tmp_path / "out", labels="all")
+    header, types, rows = _read_tsv(tmp_path / "out" / "ecotaxa_export.tsv")
+    assert "object_station_name" in header and "object_depth" in header
+    assert [r["object_station_name"] for r in rows] == ["St. 0", "St. 1", "St. 2"]
+    assert all(h.split("_")[0] in ("object", "sample", "acq", "process", "img") for h in header)

@@ -19,9 +19,7 @@ INDEX = "index.csv"
 def export_imagefolder(project, out, labels: str = "validated",
                        with_images: bool = True) -> ExportReport:
     """Copy each object's image into the folder of its label (or a ZIP if out ends in .zip)."""
-    report = ExportReport("imagefolder", str(out))
-    if not with_images:
-        report.warnings.append("imagefolder always holds the images; --with-images implied")
+    report = ExportReport("imagefolder", str(out))  # always with images: with_images is implied
     folders: dict[str, str] = {}   # label -> folder name
     root = UniqueNames()  # folders and the files of unlabelled objects share OUT/
     root.take(INDEX)
