@@ -28,7 +28,7 @@ def _open(source, name: str) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not an image Pillow can read") from exc
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name}: cannot open image ({exc})") from exc
+        raise ImageError(f"{name}: corrupt image ({exc})") from exc
 
 
 def check_image_bytes(data: bytes, name: str) -> tuple[int, int]:

@@ -20,7 +20,7 @@ LABEL_STATUS = "validated"
 def iter_images(root: Path):
     """Yield image files below `root` in a stable order, skipping hidden files and folders."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
         for fn in sorted(filenames):
             if not fn.startswith(".") and is_image_name(fn):
                 yield Path(dirpath) / fn
