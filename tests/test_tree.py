@@ -81,7 +81,10 @@ def test_example_tree_with_some_objects_missing(project, shared_data):
     summary = import_tree(project, shared_data / EXAMPLE, report)
     assert summary["missing_objects"] == 425
     assert set(summary["missing_object_ids"]) == set(objs[1000:])
-    assert any("425 of 1425 objects" in n for n in report.notes)
+    note = next(n for n in report.notes if "425 of 1425 objects" in n)
+    listing = note.rsplit(" in ", 1)[1].rstrip(")")
+    with open(listing, encoding="utf-8") as f:
+        assert set(f.read().split()) == set(objs[1000:])
 
 
 def _labelled_project(root):

@@ -298,9 +298,10 @@ def _import(project, src: _Source, report) -> dict:
                 f"(object ids e.g. {', '.join(absent[:10])}); import their images first "
                 "(morphocluster import PROJECT IMAGES), then the tree. Nothing was imported.")
         if absent:
+            listing = _write_missing(project, src.path, absent)
             report.note(f"{src.path}: {len(absent)} of {len(listed)} objects of the saved tree are not "
                         f"in this project and were left out: {', '.join(absent[:20])}"
-                        + (" ..." if len(absent) > 20 else ""))
+                        + (f" ... (all {len(absent)} ids in {listing})" if len(absent) > 20 else ""))
         taken = _assigned_pks(s, list(pk_of.values()))
         new_id = _insert_nodes(s, nodes, container, src.path.name)
         users: dict[str, int] = {}
@@ -345,6 +346,14 @@ def _import(project, src: _Source, report) -> dict:
                 f"{len(rej)} rejections")
     report.extra.setdefault("trees", []).append({"source": str(src.path), **summary})
     return summary
+
+
+def _write_missing(project, path: Path, ids: list[str]) -> Path:
+    """Write the ids of a tree's objects missing from the project to a file in cache/."""
+    project.cache_dir.mkdir(parents=True, exist_ok=True)
+    out = project.cache_dir / f"tree-missing-{path.stem}-{utcnow():%Y%m%d-%H%M%S}.txt"
+    out.write_text("\n".join(ids) + "\n", encoding="utf-8")
+    return out
 
 
 def _object_pks(s, object_ids: list[str]) -> dict[str, int]:
