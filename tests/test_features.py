@@ -1,0 +1,144 @@
+"""Feature extraction of real images end to end: HDF5 layout, alignment, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from morphocluster.cli import main
+from morphocluster.features import FeatureError, feature_path, list_feature_sets, load_features
+from morphocluster.features.extract import extract_features
+from morphocluster.features.matrix import load_matrix
+from test_features_helpers import import_small
+
+
+@pytest.fixture
+def small(project, shared_data, tmp_path):
+    return import_small(project, shared_data, tmp_path)
+
+
+def test_efficientnet_end_to_end(small):
+    name = extract_features(small, "efficientnet-lite0", size=64, batch_size=8, num_workers=1, progress=False)
+    assert name == "efficientnet-lite0" and small.config["active_features"] == name
+    with h5py.File(feature_path(small, name)) as h:
+        assert h["features"].dtype == np.float32 and h["features"].shape == (18, 1280)
+        assert h["features"].chunks is not None
+        assert h.attrs["complete"] and h.attrs["format_version"] == 1
+        assert h.attrs["extractor"] == "efficientnet-lite0"
+        assert json.loads(h.attrs["extractor_params"])["input_size"] == 64
+        pre = json.loads(h.attrs["preprocessing"])
+        assert pre == {"size": 64, "invert": False, "pad": "border-median", "resample": "bilinear"}
+    fm = load_matrix(small)
+    assert len(fm.pks) == 18 and set(fm.object_ids) == set(load_features(small)[0])
+    np.testing.assert_allclose(np.linalg.norm(fm.X, axis=1), 1, atol=1e-5)
+    # images of the same class are nearer to each other than to the other classes on average
+    labels = np.array([i.split("/")[-2] for i in fm.object_ids])
+    D = ((fm.X[:, None] - fm.X[None]) ** 2).sum(-1)
+    same = labels[:, None] == labels[None]
+    assert D[same & ~np.eye(18, dtype=bool)].mean() < D[~same].mean()
+
+
+def test_inversion_changes_features_and_is_recorded(small):
+    extract_features(small, "pixels", name="plain", num_workers=0, progress=False)
+    extract_features(small, "pixels", name="inv", invert=True, num_workers=0, progress=False)
+    _, a = load_features(small, "plain")
+    _, b = load_features(small, "inv")
+    np.testing.assert_allclose(a + b, 1.0, atol=2 / 255)  # x/255 and (255-x)/255, padding included
+    with h5py.File(feature_path(small, "inv")) as h:
+        assert json.loads(h.attrs["preprocessing"])["invert"] is True
+
+
+def test_morphometric_standardised(small):
+    extract_features(small, "morphometric", num_workers=0, progress=False)
+    ids, X = load_features(small, "morphometric")
+    assert X.shape == (18, 26) and np.isfinite(X).all()
+    varying = X.std(0) > 0
+    np.testing.assert_allclose(X[:, varying].mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(X[:, varying].std(0), 1, atol=1e-3)
+    with h5py.File(feature_path(small, "morphometric")) as h:
+        assert len(json.loads(h.attrs["standardise_mean"])) == 26
+
+
+def test_resume_continues_and_never_marks_partial_complete(small):
+    full = extract_features(small, "morphometric", name="ref", num_workers=0, progress=False, activate=False)
+    extract_features(small, "morphometric", name="m", batch_size=4, num_workers=0, progress=False, limit=8)
+    partial = feature_path(small, "m").with_name("m.h5.partial")
+    assert partial.exists() and not feature_path(small, "m").exists()
+    with h5py.File(partial) as h:
+        assert not h.attrs["complete"] and h.attrs["done"] == 8
+        first = h["features"][:8]
+    with pytest.raises(FeatureError):
+        load_features(small, "m")
+    assert small.config["active_features"] is None
+    extract_features(small, "morphometric", name="m", batch_size=4, num_workers=0, progress=False)
+    assert not partial.exists()
+    with h5py.File(feature_path(small, "m")) as h:
+        assert h.attrs["complete"] and h.attrs["done"] == 18
+    ids, X = load_features(small, "m")
+    ids_ref, X_ref = load_features(small, full)
+    assert list(ids) == list(ids_ref)
+    np.testing.assert_allclose(X, X_ref, atol=1e-5)
+    assert not np.allclose(first, X[:8])  # the raw rows were standardised once, at the end
+
+
+def test_partial_of_another_extractor_is_restarted(small):
+    extract_features(small, "pixels", name="x", batch_size=4, num_workers=0, progress=False, limit=4)
+    extract_features(small, "morphometric", name="x", batch_size=4, num_workers=0, progress=False)
+    assert load_features(small, "x")[1].shape == (18, 26)
+
+
+def test_unreadable_image_names_the_object(small):
+    from morphocluster.features.extract import project_objects
+
+    ids, paths = project_objects(small)
+    with open(paths[3], "wb") as f:
+        f.write(b"not an image")
+    with pytest.raises(FeatureError, match=ids[3]):
+        extract_features(small, "pixels", num_workers=0, progress=False)
+
+
+def test_torchscript_extractor(small, tmp_path):
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
+    path = tmp_path / "mine.pt"
+    torch.jit.trace(net, torch.zeros(1, 3, 32, 32)).save(str(path))
+    name = extract_features(small, f"torchscript:{path}", size=32, num_workers=0, progress=False)
+    assert name == "torchscript-mine"
+    _, X = load_features(small, name)
+    assert X.shape == (18, 8)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1, atol=1e-5)
+
+
+def test_bad_model_files_are_clear_errors(small, tmp_path):
+    bad = tmp_path / "junk.pt"
+    bad.write_bytes(b"junk")
+    with pytest.raises(Exception, match="junk.pt"):
+        extract_features(small, f"torchscript:{bad}", num_workers=0, progress=False)
+    with pytest.raises(ValueError, match="unknown extractor"):
+        extract_features(small, "resnet", num_workers=0, progress=False)
+
+
+def test_cli_features_list_activate_and_index(small):
+    r = CliRunner()
+    root = str(small.root)
+    res = r.invoke(main, ["features", root, "--extractor", "pixels", "--workers", "0", "--batch-size", "5"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(main, ["features", root, "--extractor", "morphometric", "--name", "morph", "--workers", "0",
+                          "--no-activate"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(main, ["features", root, "--list"])
+    assert "* pixels" in res.output and "morph" in res.output
+    res = r.invoke(main, ["features", root, "--activate", "morph"])
+    from morphocluster.project import Project
+
+    assert res.exit_code == 0 and {f["name"]: f["active"] for f in list_feature_sets(Project.open(root))}["morph"]
+    res = r.invoke(main, ["index", root, "--pca", "4"])
+    assert res.exit_code == 0, res.output
+    assert "flat index of 18 x 4" in res.output
+    res = r.invoke(main, ["features", root, "--extractor", "nope"])
+    assert res.exit_code != 0 and "unknown extractor" in res.output
