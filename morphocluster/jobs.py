@@ -7,6 +7,7 @@ results atomically, so a crashed job leaves the project as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import traceback
 from typing import Callable
@@ -40,6 +41,7 @@ def _cluster(project, params, progress):
     from .cluster import cluster_round
 
     return cluster_round(project, progress=progress, **params)
+
 
 
 KINDS: dict[str, Callable] = {"features": _features, "index": _index, "cluster": _cluster}
@@ -101,6 +103,8 @@ def run_job(project, job_id: int) -> None:
 def _summary(result) -> str | None:
     if result is None:
         return None
+    if dataclasses.is_dataclass(result):
+        result = dataclasses.asdict(result)
     if isinstance(result, dict):
         parts = [f"{k}: {v}" for k, v in result.items() if isinstance(v, (int, float, str))]
         return ", ".join(parts)[:500] or None

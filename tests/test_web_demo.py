@@ -19,7 +19,8 @@ def test_demo_builds_a_served_project(tmp_path):
     from morphocluster.web import create_app
 
     root = tmp_path / "demo"
-    res = CliRunner().invoke(main, ["demo", "--no-serve", "--project", str(root)])
+    # the default extractor (EfficientNet) is exercised by the feature tests; a quick one here
+    res = CliRunner().invoke(main, ["demo", "--no-serve", "--project", str(root), "--extractor", "pixels"])
     assert res.exit_code == 0, res.output
     password = re.search(r"with password '([^']+)'", res.output).group(1)
     p = Project.open(root)

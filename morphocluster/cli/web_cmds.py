@@ -119,13 +119,15 @@ def user_list(project):
               show_default=True, help="Folder of the demo project (re-used if it exists).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--extractor", default="efficientnet-lite0", show_default=True,
+              help="Feature extractor (see `morphocluster features --help`).")
 @click.option("--no-serve", is_flag=True, help="Build the project and stop (for tests).")
-def demo(project_dir, host, port, no_serve):
+def demo(project_dir, host, port, extractor, no_serve):
     """Build a demo project from the bundled sample, cluster it and serve it."""
     from ..demo import DemoError, build_demo
 
     try:
-        project, username, password = build_demo(project_dir, log=click.echo)
+        project, username, password = build_demo(project_dir, log=click.echo, extractor=extractor)
     except DemoError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"\nLog in as user {username!r} with password {password!r}")

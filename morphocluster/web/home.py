@@ -87,7 +87,7 @@ def _colour(node_id: int) -> str:
 
 def map_points(p, n_max: int) -> list[dict]:
     """Return up to n_max map points (x, y in 0..1000, node id, colour), cached per process."""
-    from ..cluster import map_2d
+    from ..map2d import map_2d
 
     with p.session() as s:
         key = (str(p.root), p.config.get("active_features"),
