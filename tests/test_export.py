@@ -157,3 +157,12 @@ def test_safe_names_are_reversible():
         assert len(name.encode()) <= 210
         if len(text) < 100:
             assert unsafe_name(name) == text
+
+
+def test_missing_image_is_reported_not_fatal(labelled, tmp_path):
+    with labelled.session() as s:
+        first = s.execute(select(Object.object_id, Object.path).order_by(Object.id)).first()
+    labelled.image_path(first.path).unlink()
+    rep = export(labelled, "imagefolder", tmp_path / "c")
+    assert rep.n_missing_images == 1 and rep.missing_images == [first.object_id]
+    assert rep.n_images == 20 and "1 images missing" in rep.summary()
