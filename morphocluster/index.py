@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -179,6 +180,23 @@ def _exact_subset(s, q, k, allowed):
     return D, pks
 
 
+@contextmanager
+def _few_threads(nq: int):
+    """Search a handful of queries on one thread: OpenMP's start-up and spinning cost more
+    than the search itself (about 100x for one query on a busy 2-core machine)."""
+    import faiss
+
+    if nq >= 32:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def search(project, queries, k: int, allowed_pks=None, nprobe: int | None = None):
     """Return (squared L2 distances, Object.ids) of the k nearest objects to each query.
 
@@ -186,17 +204,20 @@ def search(project, queries, k: int, allowed_pks=None, nprobe: int | None = None
     here; distances are then in PCA space). With `allowed_pks`, only those objects are
     candidates. Missing neighbours have pk -1.
     """
-    import faiss
-
     s = _searcher(project)
     q = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
     if q.shape[1] != s.fm.X.shape[1]:
         raise ValueError(f"query dimension {q.shape[1]} != feature dimension {s.fm.X.shape[1]}")
-    q = np.ascontiguousarray(s.transform(q))
+    with _few_threads(len(q)):
+        return _search(s, np.ascontiguousarray(s.transform(q)), k, allowed_pks, nprobe)
+
+
+def _search(s, q, k, allowed_pks, nprobe):
+    import faiss
+
     k = max(1, min(int(k), len(s.fm.pks)))
     if allowed_pks is None:
-        D, I = s.index.search(q, k, params=_params(s, k, nprobe=nprobe))
-        return D, I
+        return s.index.search(q, k, params=_params(s, k, nprobe=nprobe))
     allowed = np.unique(np.asarray(allowed_pks, dtype=np.int64))
     k = max(1, min(k, len(allowed)))
     n = len(s.fm.pks)
@@ -205,5 +226,4 @@ def search(project, queries, k: int, allowed_pks=None, nprobe: int | None = None
         return _exact_subset(s, q, k, allowed)
     sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed))
     frac = len(allowed) / max(n, 1)
-    D, I = s.index.search(q, k, params=_params(s, k, sel=sel, nprobe=nprobe, frac=frac))
-    return D, I
+    return s.index.search(q, k, params=_params(s, k, sel=sel, nprobe=nprobe, frac=frac))
