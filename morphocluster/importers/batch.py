@@ -110,10 +110,17 @@ class Batch:
             size = check_image_bytes(data, cand.image_name)
         except ImageError as exc:
             return str(exc)
-        dest = self.stage / cand.rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+        dest = os.path.join(self._stage_str, cand.rel)
+        folder = os.path.dirname(dest)
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+        with open(dest, "wb") as fh:
+            fh.write(data)
         return size
+
+    def _stage_chunk(self, chunk: list[Candidate]) -> list:
+        return [self._stage_one(c) for c in chunk]
 
     def _same_content(self, cand: Candidate, stored_rel: str) -> bool | None:
         try:
@@ -163,21 +170,25 @@ class Batch:
             for c in todo:
                 first.setdefault(c.rel, c)
             unique = list(first.values())
+            self._stage_str, self._made = str(self.stage), set()
+            chunks = [unique[i:i + 64] for i in range(0, len(unique), 64)]
             workers = max(1, min(4, os.cpu_count() or 1))
-            with ThreadPoolExecutor(workers) as pool:
-                staged = dict(zip((c.rel for c in unique), tqdm(
-                    pool.map(self._stage_one, unique), total=len(unique), desc="import", unit="img",
-                    disable=not progress, leave=False)))
-                for c in todo:
-                    res = staged[c.rel]
-                    if isinstance(res, str):
-                        report.fail(c.where, f"{res}; row skipped")
-                        continue
-                    rows.append({
-                        "object_id": c.object_id, "path": f"{self.token}/{c.rel}",
-                        "width": res[0], "height": res[1], "meta": c.meta,
-                        "imported_label": c.label, "imported_status": c.status,
-                    })
+            staged = {}
+            with ThreadPoolExecutor(workers) as pool, \
+                    tqdm(total=len(unique), desc="import", unit="img", disable=not progress, leave=False) as bar:
+                for chunk, results in zip(chunks, pool.map(self._stage_chunk, chunks)):
+                    staged.update(zip((c.rel for c in chunk), results))
+                    bar.update(len(chunk))
+            for c in todo:
+                res = staged[c.rel]
+                if isinstance(res, str):
+                    report.fail(c.where, f"{res}; row skipped")
+                    continue
+                rows.append({
+                    "object_id": c.object_id, "path": f"{self.token}/{c.rel}",
+                    "width": res[0], "height": res[1], "meta": c.meta,
+                    "imported_label": c.label, "imported_status": c.status,
+                })
         self._write(rows)
         return report
 
