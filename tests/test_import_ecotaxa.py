@@ -172,3 +172,15 @@ def test_single_table_file_as_source(project, shared_data):
     assert (r.added, r.failed) == (6, 0)
     again = _import(project, shared_data / E / "import_sparse")  # same objects via the folder
     assert (again.added, again.skipped) == (0, 6)
+
+
+def test_reimport_with_changed_states_keeps_stored_labels(project, shared_data):
+    _import(project, shared_data / E / "import_test")
+    r = _import(project, shared_data / E / "import_various_states" / "import_vs_sample1")
+    # same five objects and images; 821, 822 and 851 changed status: reported, not overwritten
+    assert (r.added, r.skipped, r.failed) == (0, 5, 0)
+    assert "3 skipped objects have another imported label or status in this source; the stored ones are kept" \
+        in r.notes
+    with project.session() as s:
+        o = s.scalars(select(Object).where(Object.object_id == "m106_mn01_n1_sml_821")).one()
+    assert o.imported_status == "predicted"

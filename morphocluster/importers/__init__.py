@@ -16,6 +16,8 @@ from ..images import is_image_name
 from .batch import Batch, Candidate  # noqa: F401  (re-exported)
 from .report import ImportFailed, ImportReport
 
+__all__ = ["Batch", "Candidate", "FORMATS", "ImportFailed", "ImportReport", "detect", "import_sources"]
+
 FORMATS = ("folder", "class-folders", "index-csv", "ecotaxa", "morphocluster-tree")
 
 

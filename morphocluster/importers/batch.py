@@ -89,13 +89,14 @@ class Batch:
             out.append(c)
         return out
 
-    def _existing(self, ids: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def _existing(self, ids: list[str]) -> dict[str, tuple]:
+        """Return object_id -> (path, imported_label, imported_status) for ids already stored."""
+        found: dict[str, tuple] = {}
+        cols = (Object.object_id, Object.path, Object.imported_label, Object.imported_status)
         with self.project.session() as s:
             for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                found.update(s.execute(select(Object.object_id, Object.path)
-                                       .where(Object.object_id.in_(chunk))).all())
+                for oid, *rest in s.execute(select(*cols).where(Object.object_id.in_(ids[i:i + 500]))):
+                    found[oid] = tuple(rest)
         return found
 
     def _stage_one(self, cand: Candidate):
@@ -138,12 +139,12 @@ class Batch:
         cands = self._dedupe()
         existing = self._existing([c.object_id for c in cands])
         todo = []
-        n_no_image = 0
+        n_no_image = n_relabelled = 0
         for c in cands:
-            stored = existing.get(c.object_id)
-            if stored is None:
+            if c.object_id not in existing:
                 todo.append(c)
                 continue
+            stored, label, status = existing[c.object_id]
             if not c.src.exists():
                 n_no_image += 1
                 report.skipped += 1
@@ -151,6 +152,7 @@ class Batch:
             same = self._same_content(c, stored)
             if same:
                 report.skipped += 1
+                n_relabelled += (c.label, c.status) != (label, status)
             elif same is None:
                 report.fail(c.where, f"object id {c.object_id!r} is already in the project, but its stored "
                                      f"image {stored} cannot be read to compare; row skipped")
@@ -158,6 +160,9 @@ class Batch:
                 report.fail(c.where, f"object id {c.object_id!r} is already in the project with a different "
                                      "image; row skipped (rename the object or import into another project)")
 
+        if n_relabelled:
+            report.note(f"{n_relabelled} skipped objects have another imported label or status in this "
+                        "source; the stored ones are kept")
         if n_no_image:
             report.note(f"{n_no_image} objects already in the project have no image in this source; "
                         "skipped (their stored image and metadata are kept)")

@@ -65,7 +65,8 @@ class ImportReport:
     def summary(self, max_messages: int = 10) -> str:
         """Render the counts and the first messages as text."""
         fmts = ", ".join(f"{src} ({fmt})" for src, fmt in self.formats.items())
-        lines = [f"Imported from {fmts}" if fmts else "Imported nothing",
+        run = f" (import #{self.import_id})" if self.import_id else ""
+        lines = [f"Imported from {fmts}{run}" if fmts else "Imported nothing",
                  f"  added {self.added}, skipped {self.skipped} (already in the project), "
                  f"failed {self.failed}"]
         for title, msgs in (("Problems (rows skipped)", self.failed_messages), ("Notes", self.notes)):
