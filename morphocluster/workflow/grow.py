@@ -16,8 +16,8 @@ from sqlalchemy import select
 from .. import index
 from ..features.matrix import load_matrix
 from ..store import Membership, Node, Rejection
-from ._core import Change, Page, WorkflowError, check_claim, check_version, get_node
-from ._stats import node_stats
+from ._core import Change, Page, WorkflowError, check_claim, check_version, get_node, member_pks
+from ._stats import kmeans, member_features, node_stats
 
 _CACHE: dict = {}
 
@@ -30,9 +30,26 @@ def _excluded(s, node_id: int) -> np.ndarray:
     return np.fromiter(list(taken) + list(rejected), dtype=np.int64)
 
 
+def prototypes(project, node_id: int) -> np.ndarray:
+    """Return the prototypes growth ranks by.
+
+    By default those of `nodestats`; the project setting `config["grow"]["n_prototypes"]`
+    asks for that many k-means centres of the members instead (the original used 16).
+    """
+    n = (project.config.get("grow") or {}).get("n_prototypes")
+    if not n:
+        return np.asarray(node_stats(project, node_id).prototypes, dtype=np.float32)
+    with project.session() as s:
+        pks = member_pks(s, node_id)
+    _, X = member_features(project, pks)
+    if len(X) == 0:
+        return np.zeros((0, load_matrix(project).X.shape[1]), np.float32)
+    return kmeans(X, int(n))[0].astype(np.float32)
+
+
 def _rank(project, node_id: int, allowed: np.ndarray, depth: int):
     """Return (pks, distances, complete) ranked by smallest distance to the prototypes."""
-    protos = np.asarray(node_stats(project, node_id).prototypes, dtype=np.float32)
+    protos = prototypes(project, node_id)
     if len(protos) == 0 or len(allowed) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32), True
     k = min(depth, len(allowed))
@@ -60,7 +77,8 @@ def _ranking(project, node_id: int, need: int):
         version = node.members_version
         excluded = _excluded(s, node.id)
     fm = load_matrix(project)
-    key = (str(project.root), int(node_id), version, fm.name)
+    n_protos = (project.config.get("grow") or {}).get("n_prototypes")
+    key = (str(project.root), int(node_id), version, fm.name, n_protos)
     hit = _CACHE.get(key)
     allowed_now = fm.pks[~np.isin(fm.pks, excluded)]
     if hit is None or (not hit[2] and len(hit[0]) < need):

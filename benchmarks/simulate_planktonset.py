@@ -1,0 +1,88 @@
+"""Annotation efficiency on PlanktonSet-dev with the simulated annotator.
+
+Builds (or reuses) a project of ../shared/data/planktonset-dev through the project's own
+pipeline (folder import with labels from folders, default feature extractor; `--features FILE`
+uses precomputed features instead), then runs each preset on it and prints the table:
+
+  (a) faithful: the original MorphoCluster procedure (PCA 64, HDBSCAN leaf 128 then 64,
+      approve/dissolve, grow by 16 k-means prototypes with page-level exponential search and
+      bisection);
+  (b) best: this tool's workflow.
+
+Rerun:
+  nice python benchmarks/simulate_planktonset.py --features /work/cache/planktonset_effnet128.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data" / "planktonset-dev"
+
+
+def build_project(work: Path, data: Path, features: str | None):
+    from sqlalchemy import func, select
+
+    from morphocluster.features.extract import DEFAULT, extract_features
+    from morphocluster.importers import import_sources
+    from morphocluster.project import Project
+    from morphocluster.store import Object
+
+    root = work / "project"
+    if (root / "morphocluster.json").is_file():
+        project = Project.open(root)
+        with project.session() as s:
+            n = s.scalar(select(func.count()).select_from(Object))
+        if n and project.config.get("active_features"):
+            print(f"reusing {root} ({n} objects, features {project.config['active_features']})")
+            return project
+        project.close()
+        import shutil
+
+        shutil.rmtree(root)
+    project = Project.create(root)
+    t = time.time()
+    rep = import_sources(project, [data], labels_from_folders=True, progress=False)
+    print(f"imported {rep.added} objects in {time.time() - t:.0f} s")
+    t = time.time()
+    name = extract_features(project, f"external:{features}" if features else DEFAULT, progress=True)
+    print(f"features {name} in {time.time() - t:.0f} s")
+    return project
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--features", help="precomputed features (HDF5 with object_id, features)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mc-simulate-planktonset"))
+    ap.add_argument("--out", type=Path, default=None, help="JSON, curve.png, table.txt (default WORK/out)")
+    ap.add_argument("--presets", default="faithful,best")
+    args = ap.parse_args(argv)
+
+    from morphocluster.simulate import Simulator, imported_truth, preset, reset_annotations
+    from morphocluster.simulate.report import table, write_all
+
+    project = build_project(args.work, args.data, args.features)
+    truth = imported_truth(project)
+    results = {}
+    for name in args.presets.split(","):
+        reset_annotations(project)
+        settings = preset(name)
+        print(f"--- {name}: {settings}")
+        results[name] = Simulator(project, truth, settings, log=print).run().to_dict()
+    out = args.out or args.work / "out"
+    write_all(results, out)
+    print()
+    print(table(results))
+    print(f"\nresults in {out}")
+    print("rerun: nice python benchmarks/simulate_planktonset.py" +
+          (f" --features {args.features}" if args.features else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""`morphocluster simulate`: measure annotation efficiency with a simulated annotator."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from . import open_project
+
+
+def rounds_for(base: tuple, n: int | None) -> tuple:
+    """Cut or extend the preset's min_cluster_size schedule to n rounds (halving, floor 8)."""
+    if not n:
+        return tuple(base)
+    out = list(base[:n])
+    while len(out) < n:
+        out.append(max(8, out[-1] // 2))
+    return tuple(out)
+
+
+@click.command("simulate")
+@click.argument("project_path", metavar="PROJECT", type=click.Path(file_okay=False))
+@click.option("--truth", default="imported-labels", show_default=True,
+              type=click.Choice(["imported-labels"]), help="Where the true classes come from.")
+@click.option("--preset", "preset_name", default="best", show_default=True,
+              type=click.Choice(["best", "faithful"]), help="Annotator behaviour.")
+@click.option("--rounds", type=int, default=None, help="Clustering rounds (default: the preset's).")
+@click.option("--min-cluster-size", "sizes", type=int, multiple=True,
+              help="min_cluster_size of each round, repeat for several (default: the preset's).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for <preset>.json, curve.png and table.txt.")
+@click.option("--in-place", is_flag=True,
+              help="Simulate in PROJECT itself (its annotations change); default: on a copy.")
+def simulate(project_path, truth, preset_name, rounds, sizes, out, in_place):
+    """Measure annotation efficiency with a simulated annotator on PROJECT's imported labels."""
+    from ..simulate import Simulator, imported_truth, preset
+    from ..simulate.report import table, write_all
+    from ..simulate.workcopy import work_copy
+
+    project = open_project(project_path)
+    truth_map = imported_truth(project)
+    if not truth_map:
+        raise click.ClickException(f"{project_path}: no object has an imported label to use as truth")
+    settings = preset(preset_name)
+    settings = preset(preset_name, rounds=rounds_for(tuple(sizes) or settings.rounds, rounds))
+    with tempfile.TemporaryDirectory(prefix="mc-simulate-") as tmp:
+        work = project if in_place else work_copy(project, Path(tmp) / "work")
+        try:
+            result = Simulator(work, truth_map, settings, log=click.echo).run().to_dict()
+        finally:
+            if work is not project:
+                work.close()
+    results = {preset_name: result}
+    click.echo(table(results))
+    if out:
+        for p in write_all(results, Path(out)):
+            click.echo(f"wrote {p}")

@@ -1,0 +1,27 @@
+"""Named annotator settings: the original MorphoCluster procedure and this tool's best one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .annotator import Settings
+
+PRESETS = {
+    # The original procedure: PCA 64, HDBSCAN leaf 128 then 64, approve or dissolve after
+    # looking at the whole cluster, grow by 16 k-means prototypes judging whole pages.
+    "faithful": Settings(name="faithful", rounds=(128, 64), reduce="pca:64", method="leaf",
+                         validate_pages=None, clean=False, split_mixed=False, grow="pages",
+                         n_prototypes=16, grow_page_ok=0.9),
+    # This tool's workflow: smaller rounds, look at the first screen only, clean instead of
+    # dissolving, grow screen by screen with first-wrong clicks.
+    "best": Settings(name="best", rounds=(64, 32, 16), reduce="pca:64", method="leaf",
+                     validate_pages=1, clean=True, split_mixed=True, grow="direct",
+                     n_prototypes=None, direct_min_gain=3.0),
+}
+
+
+def preset(name: str, **overrides) -> Settings:
+    """Return a copy of a named preset with some settings replaced."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)

@@ -1,0 +1,88 @@
+import json
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from morphocluster.simulate import Simulator, imported_truth, preset, reset_annotations
+from morphocluster.store import Event, Node
+from test_workflow_setup import wf  # noqa: F401
+
+
+def _scrub(v):
+    """Drop run times from event payloads: they differ between identical runs."""
+    if isinstance(v, dict):
+        return {k: _scrub(x) for k, x in v.items() if k not in ("reverse", "timings")}
+    return v
+
+
+def _run(project, truth, **over):
+    reset_annotations(project)
+    sim = Simulator(project, truth, preset("best", rounds=(12, 6), page_size=8, **over))
+    res = sim.run().to_dict()
+    with project.session() as s:
+        events = [(e.action, _scrub(e.payload))
+                  for e in s.scalars(select(Event).order_by(Event.id))]
+    return sim, res, events
+
+
+def test_show_reveals_and_click_counts(wf):
+    truth = imported_truth(wf.project)
+    sim = Simulator(wf.project, truth, preset("best"))
+    pk = next(iter(truth))
+    assert sim.seen == {} and sim.show([pk]) == [truth[pk]] and sim.seen == {pk: truth[pk]}
+    sim.click("approve")
+    sim.click("reject", 3)
+    assert sim.total_clicks == 4 and sim.clicks == Counter(approve=1, reject=3)
+    with pytest.raises(ValueError, match="unknown click kind"):
+        sim.click("think")
+
+
+@pytest.mark.parametrize("grow", ["direct", "pages"])
+def test_unshown_truth_changes_nothing(wf, grow):
+    p = wf.project
+    truth = imported_truth(p)
+    sim, res, events = _run(p, truth, grow=grow)
+    assert res["labelled"] > 0 and sim.seen
+    assert len(sim.seen) < len(truth)  # some objects were never shown
+    lie = {pk: (lab if pk in sim.seen else "a lie") for pk, lab in truth.items()}
+    sim2, res2, events2 = _run(p, lie, grow=grow)
+    assert events2 == events
+    assert sim2.clicks == sim.clicks and set(sim2.seen) == set(sim.seen)
+    assert res2["labelled"] == res["labelled"]
+
+
+def test_clicks_match_the_actions_taken(wf):
+    p = wf.project
+    sim, res, events = _run(p, imported_truth(p), grow="direct")
+    acts = Counter(a for a, _ in events)
+    c = sim.clicks
+    assert acts["approve"] == c["approve"] == c["name"]
+    assert acts["dissolve"] == c["dissolve"]
+    assert acts["remove"] == c["remove"] and acts["remove_from"] == c["remove_from"]
+    assert acts["split"] == c["split"] and acts["grow_until"] == c["first_wrong"]
+    assert acts["grow_reject"] == c["reject"] and acts["grow_accept"] == c["judge"]
+    assert res["clicks"] == sum(c.values()) and res["clicks_by_kind"] == dict(c)
+    assert acts["approve"] > 0
+    sim, res, events = _run(p, imported_truth(p), grow="pages")
+    acts = Counter(a for a, _ in events)
+    assert acts["grow_accept"] == sim.clicks["save"]
+    assert res["whole_set_objects_per_click"] == pytest.approx(
+        res["objects"] / (res["clicks"] + res["objects"] - res["labelled"]))
+
+
+def test_cli_simulates_on_a_copy_and_writes_results(wf, tmp_path):
+    from morphocluster.cli import main
+
+    p = wf.project
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["simulate", str(p.root), "--truth", "imported-labels",
+                                  "--rounds", "3", "--min-cluster-size", "12", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    data = json.loads((out / "best.json").read_text())
+    assert data["settings"]["rounds"] == [12, 8, 8]
+    assert data["whole_set_objects_per_click"] > 0 and data["clicks"] > 0
+    assert (out / "curve.png").stat().st_size > 1000 and "whole-set objects per click" in r.output
+    with p.session() as s:  # the project itself was not touched
+        assert s.scalar(select(func.count()).select_from(Node)) == 0
