@@ -61,7 +61,11 @@ def features(project, extractor, name, batch_size, device, workers, size, invert
 @click.option("--workers", type=click.IntRange(0), default=None, help="Image decoding processes.")
 @click.option("--invert", is_flag=True, help="Invert grey levels before padding.")
 @click.option("--no-labels", is_flag=True, help="Self-supervised only, even when validated labels exist.")
-def train(project, name, epochs, size, batch_size, device, workers, invert, no_labels):
+@click.option("--train-blocks", default=2, show_default=True, type=click.IntRange(1, 16),
+              help="How many of the last EfficientNet blocks to train (the rest stay frozen).")
+@click.option("--views", default=2, show_default=True, type=click.IntRange(1),
+              help="Augmented views per image computed through the frozen blocks.")
+def train(project, name, epochs, size, batch_size, device, workers, invert, no_labels, train_blocks, views):
     """Fine-tune the feature extractor on PROJECT's images, re-extract and activate the result.
 
     Self-supervised (two augmented views must agree), plus supervised on validated labels
@@ -73,7 +77,8 @@ def train(project, name, epochs, size, batch_size, device, workers, invert, no_l
     p = open_project(project)
     try:
         report = train_extractor(p, name=name, epochs=epochs, size=size, batch_size=batch_size, device=device,
-                                 num_workers=workers, invert=invert, use_labels=not no_labels)
+                                 num_workers=workers, invert=invert, use_labels=not no_labels,
+                                 train_blocks=train_blocks, views=views)
     except (FeatureError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Trained on {report['n_images']} images ({report['n_labelled']} labelled, "
