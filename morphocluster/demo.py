@@ -50,7 +50,7 @@ def build_demo(root, sample: Path | None = None, log: Callable[[str], None] = pr
 
         log(f"Importing {sample} ...")
         report = import_sources(project, [sample], labels_from_folders=False, progress=False)
-        log(f"  {getattr(report, 'n_added', '?')} objects imported")
+        log(f"  {report.added} objects imported")
     try:
         active_name(project)
         has_features = True
@@ -69,7 +69,8 @@ def build_demo(root, sample: Path | None = None, log: Callable[[str], None] = pr
         from .cluster import cluster_round
 
         log("Clustering ...")
-        cluster_round(project)
+        result = cluster_round(project)
+        log(f"  {len(result.node_ids)} candidate clusters, {result.n_clustered} of {result.n_pool} objects")
     password = generate_password()
     try:
         add_user(project, DEMO_USER, password, role="admin")

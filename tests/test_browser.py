@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,21 +28,36 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def server(web_project):
-    """Serve the project with waitress on a free port in a thread; yield its base URL."""
+@contextmanager
+def serving(app):
+    """Serve `app` with waitress on a free port in a thread; yield the base URL; stop cleanly."""
     from waitress import create_server
 
+    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            srv.asyncore.loop(timeout=0.05, map=srv._map, count=1)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.effective_port}"
+    finally:
+        stop.set()
+        t.join(5)
+        srv.task_dispatcher.shutdown()
+        srv.close()
+
+
+@pytest.fixture
+def server(web_project):
     from morphocluster.web import create_app
 
     p, info = web_project
-    app = create_app({"PROJECT": p})
-    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.effective_port}", p, info
-    srv.close()
-    t.join(5)
+    with serving(create_app({"PROJECT": p})) as base:
+        yield base, p, info
 
 
 @pytest.fixture
@@ -130,6 +146,29 @@ def test_viewer_sees_no_actions(server, page):
     assert page.locator("#undo-btn").count() == 0
 
 
+def load_all(pg, rounds: int = 50) -> None:
+    """Scroll down until the grid has loaded every page of members."""
+    for _ in range(rounds):
+        if not pg.evaluate("() => { const m = document.querySelector('#grid .more');"
+                           " if (m) m.scrollIntoView(); return !!m; }"):
+            return
+        pg.wait_for_timeout(200)
+    raise AssertionError("the grid did not finish loading")
+
+
+def test_members_load_page_by_page_on_scroll(web_project, page):
+    from morphocluster.web import create_app
+
+    p, info = web_project
+    with serving(create_app({"PROJECT": p, "PAGE_SIZE": 5})) as base:
+        log_in(page, base, "ann")
+        page.goto(f"{base}/validate/{info['nodes'][CLASSES[0]]}")
+        assert page.locator("#grid .obj").count() <= 10
+        load_all(page)
+        pks = page.locator("#grid .obj").evaluate_all("fs => fs.map(f => f.dataset.pk)")
+        assert len(pks) == len(set(pks)) == IN_NODE + 2
+
+
 def take_screenshots(base: str, user: str, password: str, out: Path) -> None:
     """Save validate.png and grow.png of a running server (used for docs/img)."""
     from playwright.sync_api import sync_playwright
@@ -144,11 +183,13 @@ def take_screenshots(base: str, user: str, password: str, out: Path) -> None:
         pg.click("button:has-text('Log in')")
         pg.goto(base + "/validate/")
         pg.wait_for_selector("#grid .obj")
+        load_all(pg)
         figs = pg.locator("#grid .obj")
         n = figs.count()
         for i in (n - 3, n - 1):
             if i > 0:
                 figs.nth(i).click()
+        pg.mouse.move(5, 5)
         pg.wait_for_timeout(500)
         pg.screenshot(path=str(out / "validate.png"))
         pg.keyboard.press("Shift+A")
