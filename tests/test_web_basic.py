@@ -127,3 +127,12 @@ def test_user_library(web_project):
     assert users.authenticate(p, "ann", PASSWORD) is None
     assert users.authenticate(p, "nobody", PASSWORD) is None
     assert [u["username"] for u in users.list_users(p)] == ["ada", "ann", "bob", "vic"]
+
+
+def test_suggestions_screen_is_linked_when_present(client_as, app):
+    c, _ = client_as("ann")
+    html = c.get("/").get_data(as_text=True)
+    if app.config["SUGGEST_URL"] is None:
+        assert "Suggestions" not in html
+    else:
+        assert f'href="{app.config["SUGGEST_URL"]}"' in html

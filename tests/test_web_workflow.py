@@ -280,6 +280,12 @@ def test_home_shows_progress_queue_and_map(client_as, web_project):
     approve(c, token, info["nodes"]["copepod_calanoid"], name="copepod")
     html = c.get("/").get_data(as_text=True)
     assert re.search(r'id="n-labelled">16<', html) and re.search(r'id="n-approved">1<', html)
+    assert re.search(r'id="n-grown">0<', html)
+    ranked = pks_in(c.get(f"/grow/{info['nodes']['copepod_calanoid']}").get_data(as_text=True))
+    c.post(f"/grow/{info['nodes']['copepod_calanoid']}/accept", headers=hx(token),
+           data={"pks": str(ranked[0]), "shown": str(ranked[0])})
+    html = c.get("/").get_data(as_text=True)
+    assert re.search(r'id="n-grown">1<', html) and re.search(r'id="n-labelled">17<', html)
     assert "copepod" in html and f"/validate/{info['nodes']['acantharia_protist']}" in html
     frag = c.get("/map", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "<svg" in frag or "No map yet" in frag

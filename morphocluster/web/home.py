@@ -10,11 +10,12 @@ from flask import Blueprint, current_app, redirect, url_for
 from sqlalchemy import func, select
 from werkzeug.exceptions import HTTPException
 
-from ..store import Node, Object
+from ..store import Event, Node, Object
 from . import project
 from .common import render
 
 bp = Blueprint("home", __name__)
+GROW_ACTIONS = ("grow_accept", "grow_until")
 _MAP_CACHE: dict = {}
 _MAP_LOCK = threading.Lock()
 
@@ -36,6 +37,8 @@ def progress(p) -> dict:
                                    .group_by(Node.status)).all())
         labelled = s.scalar(select(func.coalesce(func.sum(Node.n_members), 0))
                             .where(Node.status == "approved")) or 0
+        grown = s.scalar(select(func.count(func.distinct(Event.payload["node"].as_integer())))
+                         .where(Event.action.in_(GROW_ACTIONS), Event.undone_by.is_(None)))
         labels = s.execute(
             select(Node.name, func.sum(Node.n_members), func.count(Node.id))
             .where(Node.status == "approved")
@@ -44,6 +47,7 @@ def progress(p) -> dict:
     return {"objects": total, "labelled": int(labelled),
             "fraction": (labelled / total) if total else 0.0,
             "candidates": by_status.get("candidate", 0), "approved": by_status.get("approved", 0),
+            "grown": grown or 0,
             "labels": [{"name": n or "(unnamed)", "objects": int(c or 0), "nodes": k}
                        for n, c, k in labels]}
 
