@@ -32,7 +32,7 @@ def _error(exc: HTTPException):
 def progress(p) -> dict:
     """Return the counts shown on the home page (from the nodes table; cheap at any size)."""
     with p.session() as s:
-        total = s.scalar(select(func.count(Object.id)))
+        total = s.scalar(select(func.count()).select_from(Object))  # count(*): SQLite's fast path
         by_status = dict(s.execute(select(Node.status, func.count(Node.id))
                                    .group_by(Node.status)).all())
         labelled = s.scalar(select(func.coalesce(func.sum(Node.n_members), 0))

@@ -38,8 +38,10 @@ def start(kind: str):
     if kind not in jobs.KINDS:
         abort(404, description=f"unknown job kind {kind!r}")
     params = {}
-    if kind == "cluster" and request.form.get("min_cluster_size", type=int):
-        params["min_cluster_size"] = request.form.get("min_cluster_size", type=int)
+    if kind == "cluster":
+        params["user_id"] = g.user["id"]
+        if request.form.get("min_cluster_size", type=int):
+            params["min_cluster_size"] = request.form.get("min_cluster_size", type=int)
     try:
         job_id = jobs.start_job(project(), kind, params, user_id=g.user["id"])
     except jobs.JobBusy as exc:
