@@ -83,3 +83,19 @@ def test_running_job_row_polls(client_as, web_project):
     assert "every 1s" in row and "40.0%" in row and "round 2" in row
     resp = admin.post("/jobs/start/index", headers={"X-CSRFToken": token, "HX-Request": "true"})
     assert resp.status_code == 409 and "still running" in resp.get_data(as_text=True)
+
+
+def test_cluster_job_writes_a_round(web_project):
+    from sqlalchemy import func, select
+
+    from morphocluster.store import Node
+
+    p, _ = web_project
+    with p.session() as s:
+        before = s.scalar(select(func.count(Node.id)))
+    job = wait(p, jobs.start_job(p, "cluster", {"min_cluster_size": 5, "map2d": False, "user_id": 1}))
+    assert job["state"] == "done", job["error"]
+    assert job["progress"] == 1.0 and "round" in job["message"]
+    with p.session() as s:
+        assert s.scalar(select(func.count(Node.id)).where(Node.round == 2)) > 0
+        assert s.scalar(select(func.count(Node.id))) > before
