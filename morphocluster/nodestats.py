@@ -22,7 +22,7 @@ from .store import Membership, Node, NodeCache
 
 MAX_PROTOTYPES = 5
 N_REPRESENTATIVES = 9
-KMEANS_SAMPLE = 20_000  # k-means fits on at most this many members; all are assigned
+KMEANS_SAMPLE = 4_000  # k-means fits on at most this many members; all are assigned
 
 
 class NodeStatsError(LookupError):
@@ -82,18 +82,32 @@ def n_prototypes(n: int) -> int:
     return int(np.clip(n // 10, 1, MAX_PROTOTYPES)) if n else 0
 
 
-def kmeans_prototypes(X: np.ndarray, p: int, seed: int = 0) -> np.ndarray:
-    """Return p k-means centres of X (fitted on a sample for large X)."""
+def kmeans_prototypes(X: np.ndarray, p: int, seed: int = 0, n_iter: int = 20) -> np.ndarray:
+    """Return p k-means centres of X (k-means++ start, Lloyd steps; fitted on a sample if large)."""
     if p <= 1:
         return X.mean(axis=0, keepdims=True).astype(np.float32)
-    import faiss
-
+    # plain numpy: a node has few prototypes, and thread pools cost more than they save here
     rng = np.random.default_rng(seed)
     fit = X if len(X) <= KMEANS_SAMPLE else X[rng.choice(len(X), KMEANS_SAMPLE, replace=False)]
-    km = faiss.Kmeans(X.shape[1], p, niter=20, seed=seed, min_points_per_centroid=1,
-                      max_points_per_centroid=KMEANS_SAMPLE, verbose=False)
-    km.train(np.ascontiguousarray(fit, dtype=np.float32))
-    return km.centroids.astype(np.float32)
+    sq = (fit * fit).sum(1)
+    centres = [fit[rng.integers(len(fit))]]
+    d2 = np.maximum(sq - 2 * fit @ centres[0] + centres[0] @ centres[0], 0)
+    for _ in range(1, p):
+        c = fit[rng.choice(len(fit), p=d2 / d2.sum())] if d2.sum() > 0 else fit[rng.integers(len(fit))]
+        centres.append(c)
+        d2 = np.minimum(d2, np.maximum(sq - 2 * fit @ c + c @ c, 0))
+    C = np.stack(centres).astype(np.float32)
+    prev = None
+    for _ in range(n_iter):
+        _, a = _assign(fit, C)
+        if prev is not None and np.array_equal(a, prev):
+            break
+        prev = a
+        for j in range(p):
+            m = a == j
+            if m.any():
+                C[j] = fit[m].mean(0)
+    return C
 
 
 def _assign(X: np.ndarray, protos: np.ndarray):
@@ -153,9 +167,13 @@ def _unpack(data: bytes) -> NodeStats:
 
 
 def _stats_for(fm, pks: np.ndarray) -> NodeStats:
+    from threadpoolctl import threadpool_limits
+
     rows = fm.rows_of(pks) if len(pks) else np.zeros(0, np.int64)
     has = rows >= 0
-    st = compute_stats(pks[has], fm.X[rows[has]], d=fm.X.shape[1])
+    # one BLAS thread: the products are small, and idle-spinning threads slow them 5x on 2 cores
+    with threadpool_limits(1):
+        st = compute_stats(pks[has], fm.X[rows[has]], d=fm.X.shape[1])
     if not has.all():  # members without features cannot be placed: they go last
         missing = pks[~has]
         st.order = np.concatenate([st.order, missing])

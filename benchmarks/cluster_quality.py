@@ -1,0 +1,186 @@
+"""Seed-cluster quality on planktonset-dev: clustering rounds interleaved with simulated approvals.
+
+Imports planktonset-dev (class folders = truth, never shown to the clustering), computes the
+default features through the project's own pipeline (or takes `--features FILE`, matched by
+object id), then for each configuration runs ROUNDS rounds of `cluster_round` on a fresh node
+tree. After each round every new cluster of purity >= 0.9 is "approved" (its objects leave the
+pool); the rest are left as candidates, which the next round gives back to the pool. Round 1
+uses the configuration's min_cluster_size, later rounds the automatic one (half the previous,
+floor 8).
+
+Per round: clusters, share of the pool clustered, purity (share of the majority true class,
+over clustered objects), adjusted Rand index of clustered objects against their classes, share
+of clusters that were approved, time. Per configuration: objects approved after all rounds
+(share of all objects) and approved objects per proposed cluster (every proposed cluster costs
+the annotator at least one look, so this is the seed stage's objects per click).
+
+Rerun:  nice python benchmarks/cluster_quality.py [--features /work/cache/planktonset_effnet128.h5]
+        [--configs pca64-leaf-32,umap10-leaf-32] [--rounds 4]
+
+Why the defaults (measured with EfficientNet-Lite0 features, see the table this prints):
+{REASONING}
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data" / "planktonset-dev"
+
+REASONING = """\
+- reduce pca:64. UMAP to 10-d clusters more objects per round, but in many small clusters that
+  split classes and mix look-alikes (lower purity), and its fit costs minutes on 21k objects
+  and hours at 1M on 2 cores; PCA costs seconds and keeps clusters purer. 'none' (1280-d)
+  is slower per round with no gain.
+- method leaf: excess-of-mass ('eom') merges neighbouring classes into big impure clusters that
+  fail approval; leaf gives more, smaller and purer seeds.
+- min_samples 1: more clusters and more objects in pure clusters than min_samples =
+  min_cluster_size at the same min_cluster_size.
+- min_cluster_size 32 then halving to 8: large seeds first (each approval labels many objects),
+  smaller ones for what remains."""
+
+__doc__ = __doc__.replace("{REASONING}", REASONING)
+
+CONFIGS = {
+    # name: (reduce, method, first min_cluster_size, min_samples)
+    "pca64-leaf-32": ("pca:64", "leaf", 32, 1),
+    "pca64-leaf-64": ("pca:64", "leaf", 64, 1),
+    "pca64-leaf-16": ("pca:64", "leaf", 16, 1),
+    "pca64-leaf-32-ms32": ("pca:64", "leaf", 32, 32),
+    "pca64-eom-32": ("pca:64", "eom", 32, 1),
+    "pca32-leaf-32": ("pca:32", "leaf", 32, 1),
+    "none-leaf-32": ("none", "leaf", 32, 1),
+    "umap10-leaf-32": ("umap:10", "leaf", 32, 1),
+}
+
+
+def build_project(work: Path, data: Path, features: str | None):
+    from morphocluster.features.extract import extract_features
+    from morphocluster.features.registry import DEFAULT
+    from morphocluster.importers import import_sources
+    from morphocluster.project import Project
+
+    root = work / "project"
+    if (root / "morphocluster.json").exists():
+        return Project.open(root)
+    p = Project.create(root)
+    t = time.perf_counter()
+    import_sources(p, [data], labels_from_folders=True, progress=False)
+    print(f"# imported in {time.perf_counter() - t:.0f}s", flush=True)
+    t = time.perf_counter()
+    extract_features(p, f"external:{features}" if features else DEFAULT, progress=False)
+    print(f"# features in {time.perf_counter() - t:.0f}s", flush=True)
+    return p
+
+
+def reset_tree(project) -> None:
+    from morphocluster.store import Event, Membership, Node, NodeCache
+
+    with project.transaction() as s:
+        for t in (Membership, NodeCache, Event, Node):
+            s.execute(t.__table__.delete())
+
+
+def truth(project) -> dict:
+    from sqlalchemy import select
+
+    from morphocluster.store import Object
+
+    with project.session() as s:
+        return dict(s.execute(select(Object.id, Object.imported_label)).all())
+
+
+def evaluate_round(project, r, label_of: dict, min_purity: float):
+    """Score the round's clusters and approve the pure ones; return the round's row."""
+    from sklearn.metrics import adjusted_rand_score
+    from sqlalchemy import select, update
+
+    from morphocluster.store import Membership, Node
+
+    with project.session() as s:
+        rows = s.execute(select(Membership.object_pk, Membership.node_id)
+                         .where(Membership.node_id.in_(r.node_ids))).all()
+    by_node: dict = {}
+    for pk, nid in rows:
+        by_node.setdefault(nid, []).append(label_of[pk])
+    majority, approve, n_approved = 0, [], 0
+    for nid, labels in by_node.items():
+        _, counts = np.unique(labels, return_counts=True)
+        majority += counts.max()
+        if counts.max() / len(labels) >= min_purity:
+            approve.append(nid)
+            n_approved += len(labels)
+    y = [label_of[pk] for pk, _ in rows]
+    ari = adjusted_rand_score(y, [nid for _, nid in rows]) if rows else 0.0
+    with project.transaction() as s:
+        if approve:
+            s.execute(update(Node).where(Node.id.in_(approve)).values(status="approved"))
+            s.execute(update(Membership).where(Membership.node_id.in_(approve))
+                      .values(status="validated"))
+    return {"clusters": len(r.node_ids), "clustered": r.n_clustered / max(r.n_pool, 1),
+            "purity": majority / max(len(rows), 1), "ari": ari,
+            "approved_clusters": len(approve), "approved_objects": n_approved}
+
+
+def run_config(project, name, rounds, label_of, min_purity):
+    from morphocluster.cluster import cluster_round
+
+    reduce, method, mcs, ms = CONFIGS[name]
+    reset_tree(project)
+    n_all = len(label_of)
+    tot_approved = tot_clusters = 0
+    t_all = 0.0
+    for i in range(1, rounds + 1):
+        t = time.perf_counter()
+        r = cluster_round(project, min_cluster_size=mcs if i == 1 else None, min_samples=ms,
+                          method=method, reduce=reduce, stats=False, map2d=False)
+        dt = time.perf_counter() - t
+        t_all += dt
+        row = evaluate_round(project, r, label_of, min_purity)
+        tot_approved += row["approved_objects"]
+        tot_clusters += row["clusters"]
+        print(f"{name:>20} {i:>3} {r.params['min_cluster_size']:>4} {r.n_pool:>6} {row['clusters']:>5} "
+              f"{row['clustered']:>6.3f} {row['purity']:>6.3f} {row['ari']:>6.3f} "
+              f"{row['approved_clusters']:>5} {tot_approved / n_all:>7.3f} {dt:>6.1f}", flush=True)
+    return {"name": name, "approved": tot_approved / n_all, "clusters": tot_clusters,
+            "per_cluster": tot_approved / max(tot_clusters, 1), "seconds": t_all}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--features", help="precomputed feature file (HDF5 with object_id/features)")
+    ap.add_argument("--work", type=Path, default=None, help="keep the project here (reused)")
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--min-purity", type=float, default=0.9)
+    a = ap.parse_args()
+    import tempfile
+
+    work = a.work or Path(tempfile.mkdtemp(prefix="cluster-quality-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print("# cluster_quality on", a.data, "features:", a.features or "default extractor")
+    print("# rerun: nice python benchmarks/cluster_quality.py " + " ".join(sys.argv[1:]))
+    project = build_project(work, a.data, a.features)
+    label_of = truth(project)
+    print(f"# {len(label_of)} objects, {len(set(label_of.values()))} classes; approve purity >= {a.min_purity}")
+    print(f"{'config':>20} {'rnd':>3} {'mcs':>4} {'pool':>6} {'clus':>5} {'frac':>6} {'purity':>6} "
+          f"{'ARI':>6} {'appr':>5} {'cum.ap':>7} {'sec':>6}")
+    summary = [run_config(project, c, a.rounds, label_of, a.min_purity) for c in a.configs.split(",")]
+    print(f"\n{'config':>20} {'approved':>8} {'clusters':>8} {'obj/cluster':>11} {'seconds':>8}")
+    for s in summary:
+        print(f"{s['name']:>20} {s['approved']:>8.3f} {s['clusters']:>8} {s['per_cluster']:>11.1f} "
+              f"{s['seconds']:>8.0f}")
+    print("\nWhy the defaults:\n" + REASONING)
+    project.close()
+
+
+if __name__ == "__main__":
+    main()
