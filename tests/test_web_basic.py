@@ -95,7 +95,7 @@ def test_viewer_cannot_change_anything(client_as, web_project):
                 f"/validate/{node}/split", f"/validate/{node}/merge", f"/grow/{node}/until",
                 f"/grow/{node}/accept", f"/grow/{node}/reject", "/undo", f"/tree/node/{node}/name",
                 f"/tree/node/{node}/move", "/tree/umbrella", "/jobs/start/cluster",
-                f"/tree/from-object/1"):
+                "/tree/from-object/1"):
         assert c.post(url, headers=h, data={"pks": "1"}).status_code == 403, url
     assert c.get(f"/validate/{node}").status_code == 200  # but may look
     assert c.get("/events").status_code == 403  # the log is for admins

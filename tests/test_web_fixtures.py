@@ -60,11 +60,15 @@ def build_web_project(root, shared_data):
     return info
 
 
+_BUILT: dict = {}  # one template per test session, whichever module imports the fixture
+
+
 @pytest.fixture(scope="session")
 def web_template(tmp_path_factory, shared_data):
-    root = tmp_path_factory.mktemp("webtpl") / "proj"
-    info = build_web_project(root, shared_data)
-    return root, info
+    if "template" not in _BUILT:
+        root = tmp_path_factory.mktemp("webtpl") / "proj"
+        _BUILT["template"] = (root, build_web_project(root, shared_data))
+    return _BUILT["template"]
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort, g, render_template, request
+from flask import abort, g, redirect, render_template, request
 
 from ..users import may
 from . import project  # noqa: F401  (re-exported for the blueprints)
@@ -58,3 +58,24 @@ def toast(message: str, kind: str = "info") -> str:
 
     return (f'<div id="toast" hx-swap-oob="true" class="toast {escape(kind)}" role="status">'
             f'{escape(message)}</div>')
+
+
+def redirect_to(url: str):
+    """Send the browser to `url` (htmx follows HX-Redirect, plain forms the 303)."""
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Redirect": url}
+    return redirect(url, 303)
+
+
+def node_info(node_id: int) -> dict:
+    """Return the fields of a node that the pages show; WorkflowError if there is none."""
+    from ..store import Node
+    from ..workflow import WorkflowError
+
+    with project().session() as s:
+        n = s.get(Node, node_id)
+        if n is None:
+            raise WorkflowError(f"node {node_id} not found")
+        return {"id": n.id, "name": n.name, "status": n.status, "n_members": n.n_members,
+                "members_version": n.members_version, "claimed_by": n.claimed_by,
+                "parent_id": n.parent_id}

@@ -8,8 +8,7 @@ from flask import Blueprint, current_app, g, redirect, request, url_for
 
 from ..workflow import grow as wf
 from . import project
-from .common import int_list, message, render, role_required, toast
-from .validate import node_info
+from .common import int_list, message, node_info, render, role_required, toast
 
 bp = Blueprint("grow", __name__, url_prefix="/grow")
 

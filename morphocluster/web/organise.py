@@ -8,8 +8,7 @@ from ..workflow import WorkflowError
 from ..workflow import organise as wf
 from ..workflow import validate as wf_validate
 from . import project
-from .common import int_list, message, render, role_required
-from .validate import _redirect, node_info
+from .common import int_list, message, node_info, redirect_to, render, role_required
 
 bp = Blueprint("organise", __name__, url_prefix="/tree")
 
@@ -65,7 +64,7 @@ def rename(node_id: int):
 def move(node_id: int):
     parent = request.form.get("parent", "").strip()
     wf.move(project(), g.user["id"], node_id, int(parent) if parent else None)
-    return _redirect(url_for("organise.tree"))
+    return redirect_to(url_for("organise.tree"))
 
 
 @bp.route("/node/<int:node_id>/merge", methods=["POST"])
@@ -75,14 +74,14 @@ def merge(node_id: int):
     if into is None:
         raise WorkflowError("give the id of the node to merge into")
     wf.merge(project(), g.user["id"], node_id, into)
-    return _redirect(url_for("organise.node", node_id=into))
+    return redirect_to(url_for("organise.node", node_id=into))
 
 
 @bp.route("/umbrella", methods=["POST"])
 @role_required("annotator")
 def umbrella():
     new_id = wf.umbrella(project(), g.user["id"], int_list("nodes"), request.form.get("name", ""))
-    return _redirect(url_for("organise.tree") + f"#n{new_id}")
+    return redirect_to(url_for("organise.tree") + f"#n{new_id}")
 
 
 @bp.route("/from-object/<int:pk>", methods=["POST"])
@@ -90,4 +89,4 @@ def umbrella():
 def from_object(pk: int):
     """"More like this": start a new node from one object and grow it."""
     new_id = wf.new_node_from_object(project(), g.user["id"], pk, request.form.get("name") or None)
-    return _redirect(url_for("grow.show", node_id=new_id))
+    return redirect_to(url_for("grow.show", node_id=new_id))

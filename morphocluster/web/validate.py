@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, g, redirect, request, url_for
 from ..workflow import WorkflowError
 from ..workflow import validate as wf
 from . import project
-from .common import int_list, message, render, role_required, toast
+from .common import int_list, message, node_info, redirect_to, render, role_required, toast
 
 bp = Blueprint("validate", __name__, url_prefix="/validate")
 
@@ -24,28 +24,8 @@ def _workflow_error(exc):
     return render("error.html", code=409, name="Conflict", description=str(exc)), 409
 
 
-def _redirect(url):
-    """Send the browser to `url` (htmx follows HX-Redirect, plain forms the 303)."""
-    if request.headers.get("HX-Request"):
-        return "", 204, {"HX-Redirect": url}
-    return redirect(url, 303)
-
-
 def _version():
-    v = request.form.get("members_version", type=int)
-    return v
-
-
-def node_info(node_id: int) -> dict:
-    from ..store import Node
-
-    with project().session() as s:
-        n = s.get(Node, node_id)
-        if n is None:
-            raise WorkflowError(f"node {node_id} not found")
-        return {"id": n.id, "name": n.name, "status": n.status, "n_members": n.n_members,
-                "members_version": n.members_version, "claimed_by": n.claimed_by,
-                "parent_id": n.parent_id}
+    return request.form.get("members_version", type=int)
 
 
 @bp.route("/", endpoint="next")
@@ -69,6 +49,9 @@ def members(node_id: int):
     size = current_app.config["PAGE_SIZE"]
     offset = max(0, request.args.get("offset", 0, type=int))
     page = wf.members(project(), node_id, offset, size)
+    shown_version = request.args.get("v", type=int)
+    if shown_version is not None and shown_version != page.members_version:
+        return render("_changed.html", url=url_for("validate.show", node_id=node_id), htmx=True)
     return render("_members.html", node=node_info(node_id), page=page, size=size, htmx=True)
 
 
@@ -79,8 +62,8 @@ def approve(node_id: int):
     wf.approve(project(), g.user["id"], node_id, name=request.form.get("name") or None,
                seen_pks=seen, members_version=_version())
     if request.form.get("then") == "grow":
-        return _redirect(url_for("grow.show", node_id=node_id))
-    return _redirect(url_for("validate.next"))
+        return redirect_to(url_for("grow.show", node_id=node_id))
+    return redirect_to(url_for("validate.next"))
 
 
 @bp.route("/<int:node_id>/remove", methods=["POST"])
@@ -101,7 +84,7 @@ def remove(node_id: int):
 @role_required("annotator")
 def dissolve(node_id: int):
     wf.dissolve(project(), g.user["id"], node_id)
-    return _redirect(url_for("validate.next"))
+    return redirect_to(url_for("validate.next"))
 
 
 @bp.route("/<int:node_id>/split", methods=["POST"])
@@ -118,7 +101,7 @@ def merge(node_id: int):
     if into is None:
         return message("Give the id of the node to merge into.", "error")
     wf.merge(project(), g.user["id"], node_id, into)
-    return _redirect(url_for("validate.next"))
+    return redirect_to(url_for("validate.next"))
 
 
 def _reshow(node_id: int, message: str):
