@@ -123,6 +123,45 @@ def ensure_set(project, work, extractor, args, pks, labels, a_mask):
     return name, time.perf_counter() - t
 
 
+def size_study(data: Path, sizes, n: int, workers: int):
+    """5-NN leave-one-out accuracy of ImageNet EfficientNet-Lite0 at several input sizes on a
+    seeded random subset of n images (exact kNN with faiss.knn; no project)."""
+    import faiss
+    from sklearn.metrics import f1_score
+    from torch.utils.data import DataLoader
+
+    from morphocluster.features.effnet import EfficientNetLite0
+    from morphocluster.features.extract import _collate, _Images
+
+    files = sorted(data.rglob("*.jpg"))
+    pick = np.sort(np.random.default_rng(0).choice(len(files), min(n, len(files)), replace=False))
+    paths = [str(files[i]) for i in pick]
+    y = np.array([files[i].parent.name for i in pick])
+    out = []
+    for size in sizes:
+        ex = EfficientNetLite0(size=size)
+        ex.setup("cpu")
+        t = time.perf_counter()
+        X = np.concatenate([ex.transform(b) for _, b in DataLoader(
+            _Images(ex, paths, paths, 0), batch_size=64, num_workers=workers, collate_fn=_collate)])
+        secs = time.perf_counter() - t
+        _, I = faiss.knn(X, X, 6)
+        pred = []
+        for row, nn in enumerate(I):
+            nn = [j for j in nn if j != row][:5]
+            labs, counts = np.unique(y[nn], return_counts=True)
+            top = labs[counts == counts.max()]
+            pred.append(next(y[j] for j in nn if y[j] in top))
+        pred = np.array(pred)
+        out.append((size, float((pred == y).mean()), float(f1_score(y, pred, average="macro")), len(paths) / secs))
+        print(f"size {size}: {out[-1]}", flush=True)
+    print(f"\ninput size study: {len(paths)} random images, ImageNet EfficientNet-Lite0, 5-NN leave-one-out")
+    print(f"{'size':>5s} {'5-NN acc':>9s} {'macro F1':>9s} {'img/s':>7s}")
+    for size, acc, f1, speed in out:
+        print(f"{size:5d} {acc:9.3f} {f1:9.3f} {speed:7.1f}")
+    print(f"rerun: nice python benchmarks/feature_quality.py --size-study {','.join(map(str, sizes))} --study-n {n}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
@@ -135,11 +174,16 @@ def main(argv=None):
     ap.add_argument("--train-blocks", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--size-study", default=None, help="comma-separated input sizes: run only the size study")
+    ap.add_argument("--study-n", type=int, default=2000)
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(2)
+    if args.size_study:
+        size_study(args.data, [int(s) for s in args.size_study.split(",")], args.study_n, args.workers)
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     project = open_project(args.work, args.data)
     pks, labels = labels_by_pk(project)
