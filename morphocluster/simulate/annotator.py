@@ -32,6 +32,7 @@ class Settings:
     approve_purity: float = 0.9        # approve when this share of the seen members is one class
     validate_pages: int | None = None  # screens of a cluster looked at (None: all of them)
     clean: bool = False                # remove seen members of other classes before approving
+    validate_search: bool = False      # judge later member pages to cut the impure tail
     lost_object_cost: float = 0.1      # clicks a good object sent back to the pool is worth
     split_mixed: bool = False          # split a mixed cluster instead of dissolving it
     grow: str = "pages"                # pages | direct | pages+direct | none

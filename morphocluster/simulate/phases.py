@@ -103,16 +103,41 @@ def validate_node(sim, nid: int, r: int, depth: int = 0) -> None:
     sim.click("dissolve")
 
 
+def tail_boundary(sim, nid: int, cls, first) -> int | None:
+    """Judge member pages further down (exponential search, then bisection) for the first page
+    where fewer than `approve_purity` are `cls`; return its first rank (None: all pages OK)."""
+    st = sim.settings
+    n_pages = math.ceil(first.total / st.page_size)
+    lo, hi, probe = 1, None, 1  # page 0 was judged by the decision to approve
+    while True:
+        if hi is None and probe >= n_pages:
+            probe = n_pages - 1
+            if probe < lo:
+                return None
+        if hi is not None and lo >= hi:
+            break
+        page = validate.members(sim.project, nid, probe * st.page_size, st.page_size)
+        ok = _share(sim.show(page.pks), cls) >= st.approve_purity
+        sim.click("next_screen")  # opening a screen further down the cluster
+        if ok:
+            lo = probe + 1
+        else:
+            hi = probe
+        probe = 2 * probe + 1 if hi is None else (lo + hi) // 2
+    return lo * st.page_size if lo < n_pages else None
+
+
 def _approve_and_clean(sim, nid, cls, seen, cut, remove_pks, first) -> None:
     p, u = sim.project, sim.user_id
+    if sim.settings.validate_search and cut is None and first.total > len(seen):
+        cut = tail_boundary(sim, nid, cls, first)
     if cut is not None:
         validate.remove_from(p, u, nid, cut, members_version=first.members_version)
         sim.click("remove_from")
     for pk in remove_pks:
         validate.remove(p, u, nid, [pk])
         sim.click("remove")
-    kept = seen[:cut] if cut is not None else seen
-    validate.approve(p, u, nid, name=cls, seen_pks=kept)
+    validate.approve(p, u, nid, name=cls, seen_pks=list(sim.seen))
     sim.click("approve")
     sim.click("name")
 
@@ -148,10 +173,12 @@ def grow_pages(sim, nid: int, cls) -> int:
 
 
 def grow_direct(sim, nid: int, cls) -> int:
-    """Screen by screen from the top of the ranking: accept a clean screen with one click,
-    else click the first wrong object (accepts all above it) or reject the few wrong ones and
-    accept the rest, whichever gains more per click; stop when a click gains too little."""
+    """Screen by screen from the top of the ranking. A clean screen is accepted with one click;
+    otherwise the annotator either clicks the first wrong object (accepting all above it) or
+    rejects the wrong ones and accepts the rest, whichever is worth more at `direct_min_gain`
+    objects per click, and stops when neither is worth a click."""
     st, p, u = sim.settings, sim.project, sim.user_id
+    theta = st.direct_min_gain
     gained = 0
     for _ in range(st.max_direct_pages):
         page = grow.candidates(p, nid, 0, st.page_size)
@@ -159,32 +186,29 @@ def grow_direct(sim, nid: int, cls) -> int:
             break
         labels = sim.show(page.pks)
         wrong = [i for i, lab in enumerate(labels) if lab != cls]
+        good = [pk for i, pk in enumerate(page.pks) if labels[i] == cls]
         if not wrong:
             grow.accept(p, u, nid, page.pks, page.pks, members_version=page.members_version)
             sim.click("judge")
-            gained += len(page.pks)
+            gained += len(good)
             continue
         first = wrong[0]
-        n_good = len(labels) - len(wrong)
-        # each further wrong object rejected buys the good ones behind it
-        if n_good > first and (n_good - first) / len(wrong) >= st.direct_min_gain:
-            bad = [page.pks[i] for i in wrong]
-            for pk in bad:
-                grow.reject(p, u, nid, [pk])
-            sim.click("reject", len(bad))
-            good = [pk for i, pk in enumerate(page.pks) if labels[i] == cls]
+        value_first = first - theta
+        value_all = len(good) - theta * (len(wrong) + 1)
+        if max(value_first, value_all) <= 0:
+            break
+        if value_all > value_first:
+            for i in wrong:
+                grow.reject(p, u, nid, [page.pks[i]])
+            sim.click("reject", len(wrong))
             grow.accept(p, u, nid, good, good)
             sim.click("judge")
             gained += len(good)
-            if n_good / (len(bad) + 1) < st.direct_min_gain:
-                break
-            continue
-        if first < st.direct_min_gain:
-            break
-        grow.accept_until(p, u, nid, first, page.pks[:first + 1], wrong_pk=page.pks[first],
-                          members_version=page.members_version)
-        sim.click("first_wrong")
-        gained += first
+        else:
+            grow.accept_until(p, u, nid, first, page.pks[:first + 1], wrong_pk=page.pks[first],
+                              members_version=page.members_version)
+            sim.click("first_wrong")
+            gained += first
     return gained
 
 

@@ -15,7 +15,8 @@ PRESETS = {
     # This tool's workflow: smaller rounds, look at the first screen only, clean instead of
     # dissolving, grow screen by screen with first-wrong clicks.
     "best": Settings(name="best", rounds=(64, 32, 16), reduce="pca:64", method="leaf",
-                     validate_pages=1, clean=True, split_mixed=True, grow="direct",
+                     validate_pages=1, clean=True, validate_search=True, split_mixed=True,
+                     grow="direct",
                      n_prototypes=None, direct_min_gain=3.0),
 }
 
