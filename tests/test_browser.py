@@ -146,9 +146,12 @@ def test_viewer_sees_no_actions(server, page):
     assert page.locator("#undo-btn").count() == 0
 
 
-def load_all(pg, rounds: int = 50) -> None:
+def load_all(pg, timeout_s: float = 60) -> None:
     """Scroll down until the grid has loaded every page of members."""
-    for _ in range(rounds):
+    import time
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
         if not pg.evaluate("() => { const m = document.querySelector('#grid .more');"
                            " if (m) m.scrollIntoView(); return !!m; }"):
             return
