@@ -1,6 +1,6 @@
 """A 2-D map of the feature space for the web UI, computed once per feature set and stored.
 
-UMAP (on a 64-d PCA) for up to `UMAP_MAX` objects, PCA beyond that; the coordinates live in
+UMAP (on a 32-d PCA) for up to `UMAP_MAX` objects, PCA beyond that; the coordinates live in
 `cache/map2d.npz`. Node colours come from the current memberships at each call.
 """
 
@@ -20,22 +20,29 @@ def _path(project):
     return project.cache_dir / FILE
 
 
-def _fresh(project, fm) -> bool:
+def _stored(project, fm) -> str | None:
+    """Return the method of the stored map if it covers exactly the current objects, else None."""
     p = _path(project)
     if not p.is_file():
-        return False
+        return None
     z = np.load(p, allow_pickle=False)
-    return str(z["feature_set"]) == fm.name and np.array_equal(z["pks"], fm.pks)
+    if str(z["feature_set"]) == fm.name and np.array_equal(z["pks"], fm.pks):
+        return str(z["method"])
+    return None
+
+
+def default_method(n: int) -> str:
+    return "umap" if n <= UMAP_MAX else "pca"
 
 
 def compute_map(project, method: str | None = None, force: bool = False) -> str:
     """Compute and store the 2-D map unless it is up to date; return the method used."""
     fm = load_matrix(project)
-    if not force and method is None and _fresh(project, fm):
-        return str(np.load(_path(project))["method"])
-    method = method or ("umap" if len(fm.pks) <= UMAP_MAX else "pca")
+    method = method or default_method(len(fm.pks))
     if method not in ("umap", "pca"):
         raise ValueError(f"map method must be umap or pca, got {method!r}")
+    if not force and _stored(project, fm) == method:
+        return method
     from .cluster.estimator import reduce_features
 
     X = fm.X
@@ -46,7 +53,12 @@ def compute_map(project, method: str | None = None, force: bool = False) -> str:
     elif method == "pca":
         xy = reduce_features(X, "pca:2")
     else:
-        xy = reduce_features(reduce_features(X, "pca:64"), "umap:2")
+        import umap
+
+        # PCA initialisation: the spectral one costs minutes on large graphs
+        Z = reduce_features(X, "pca:32")
+        xy = umap.UMAP(n_components=2, n_neighbors=15, init="pca", random_state=0,
+                       low_memory=True).fit_transform(Z)
     project.cache_dir.mkdir(exist_ok=True)
     tmp = project.cache_dir / (FILE + ".tmp.npz")
     np.savez(tmp, pks=fm.pks, xy=xy.astype(np.float32), feature_set=fm.name, method=method)
@@ -55,10 +67,14 @@ def compute_map(project, method: str | None = None, force: bool = False) -> str:
 
 
 def map_2d(project) -> dict:
-    """Return dict(pks, xy, node_ids) of every object; node_ids is -1 where in no node."""
+    """Return dict(pks, xy, node_ids) of every object; node_ids is -1 where in no node.
+
+    Reads the stored map (computed by `cluster_round`); without one, stores a PCA map first.
+    """
     fm = load_matrix(project)
-    if not _fresh(project, fm):
-        compute_map(project)
+    if _stored(project, fm) is None:
+        # a quick PCA map now (called from web requests); the next round stores the UMAP one
+        compute_map(project, method="pca")
     z = np.load(_path(project), allow_pickle=False)
     pks, xy = z["pks"], z["xy"]
     with project.session() as s:

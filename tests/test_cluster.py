@@ -46,9 +46,11 @@ def test_round_writes_candidate_nodes(built):
     majority = sum(max(v.count(c) for c in set(v)) for v in by_node.values())
     assert majority / len(rows) >= 0.8
     assert ev.payload["round"] == 1 and ev.payload["n_nodes"] == len(r.node_ids)
-    # the 2-D map covers every object and colours by node (PCA here: UMAP compiles for 30 s)
-    assert compute_map(project, method="pca") == "pca"
+    # the 2-D map covers every object and colours by node; without a stored one (the round ran
+    # with map2d=False, as UMAP compiles for 30 s) map_2d stores a quick PCA map
     m = map_2d(project)
+    assert (project.cache_dir / "map2d.npz").is_file()
+    assert compute_map(project, method="pca") == "pca"
     assert m["xy"].shape == (240, 2) and np.isfinite(m["xy"]).all()
     member = _members(project)
     assert all(member.get(int(pk), -1) == nid for pk, nid in zip(m["pks"], m["node_ids"]))
@@ -88,8 +90,12 @@ def test_sample_assigns_the_rest(built):
     est = SeedClusterer(min_cluster_size=8, min_samples=1, reduce="pca:16", sample=120).fit(fm.X)
     assert est.labels_.shape == (240,) and est.n_clusters_ >= 2
     assert est.assign_threshold_.shape == (est.n_clusters_,)
-    full = SeedClusterer(min_cluster_size=8, min_samples=1, reduce="pca:16").fit(fm.X)
-    assert set(np.unique(full.labels_)) >= {-1, 0, 1}
+    # objects outside the sample join a cluster only where they are close to it
+    rest = np.ones(240, bool)
+    rest[est.sample_rows_] = False
+    assert 0 < (est.labels_[rest] >= 0).sum() < rest.sum()
+    r = cluster_round(project, min_cluster_size=8, reduce="pca:16", sample=120, map2d=False)
+    assert r.params["sample"] == 120 and r.n_pool == 240 and len(r.node_ids) >= 2
 
 
 @pytest.mark.parametrize("kwargs, message", [

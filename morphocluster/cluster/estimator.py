@@ -1,7 +1,8 @@
 """SeedClusterer: dimension reduction, HDBSCAN and (optionally) nearest-cluster assignment.
 
 A scikit-learn style estimator: `SeedClusterer(...).fit(X)` sets `labels_` (-1 = noise),
-`n_clusters_`, `reduced_` (the reduced matrix) and `timings_`.
+`n_clusters_`, `reduced_` (the reduced matrix), `sample_rows_` (rows clustered when sampling,
+else None), `assign_threshold_` (per-cluster reach when sampling) and `timings_`.
 
 Backends (see benchmarks/cluster_scale.py for the measurements that chose the default):
 - `knn`: exact/IVF FAISS kNN graph, then `fast_hdbscan` on the sparse graph (default);
@@ -151,6 +152,7 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = labels.astype(np.int64)
         self.n_clusters_ = int(labels.max() + 1) if len(labels) else 0
         self.reduced_ = Z
+        self.sample_rows_ = sampled
         self.timings_ = timings
         return self
 

@@ -148,10 +148,13 @@ def _write(project, pool, labels, stale, user_id, params, timings) -> RoundResul
         s.flush()
         node_of = np.full(len(sizes), -1, np.int64)
         node_of[order] = [n.id for n in nodes]
-        rows = [{"object_pk": int(pk), "node_id": int(node_of[c]), "status": "cluster",
-                 "added_by": user_id} for pk, c in zip(pool[ok], labels[ok])]
-        for a in range(0, len(rows), 50_000):
-            s.execute(insert(Membership), rows[a:a + 50_000])
+        pks, nids = pool[ok], node_of[labels[ok]]
+        now = utcnow()
+        for a in range(0, len(pks), 50_000):
+            s.execute(insert(Membership), [
+                {"object_pk": int(pk), "node_id": int(nid), "status": "cluster",
+                 "added_by": user_id, "added_at": now}
+                for pk, nid in zip(pks[a:a + 50_000], nids[a:a + 50_000])])
         node_ids = [n.id for n in nodes]
         log_event(s, user_id, "cluster_round", {
             "round": round_no, "params": params, "n_nodes": len(node_ids),
