@@ -86,3 +86,26 @@ def test_cli_simulates_on_a_copy_and_writes_results(wf, tmp_path):
     assert (out / "curve.png").stat().st_size > 1000 and "whole-set objects per click" in r.output
     with p.session() as s:  # the project itself was not touched
         assert s.scalar(select(func.count()).select_from(Node)) == 0
+
+
+def test_cleaning_plan_picks_the_cheapest_removal():
+    from morphocluster.simulate.phases import cleaning_plan
+
+    a, b = "a", "b"
+    # two wrong objects early: remove them one by one (2 clicks)
+    assert cleaning_plan([a, b, a, b, a, a, a, a], a, 8, 0.5) == (2.0, None, [1, 3])
+    # a wrong tail: one "remove from here on" click, losing one good object
+    cost, cut, ranks = cleaning_plan([a] * 6 + [b, b, a, b, b], a, 11, 0.5)
+    assert (cut, ranks) == (6, []) and cost == pytest.approx(1.5)
+    # unseen members behind the cut count as lost too
+    assert cleaning_plan([a] * 6 + [b, b, a, b, b], a, 50, 0.5)[1] is None
+    # nothing wrong: nothing to do
+    assert cleaning_plan([a] * 5, a, 5, 0.5) == (0.0, None, [])
+
+
+def test_rounds_schedule():
+    from morphocluster.cli.simulate_cmd import rounds_for
+
+    assert rounds_for((64, 32, 16), None) == (64, 32, 16)
+    assert rounds_for((64, 32, 16), 2) == (64, 32)
+    assert rounds_for((32,), 4) == (32, 16, 8, 8)

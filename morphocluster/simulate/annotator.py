@@ -33,7 +33,8 @@ class Settings:
     validate_pages: int | None = None  # screens of a cluster looked at (None: all of them)
     clean: bool = False                # remove seen members of other classes before approving
     validate_search: bool = False      # judge later member pages to cut the impure tail
-    lost_object_cost: float = 0.1      # clicks a good object sent back to the pool is worth
+    tail_purity: float = 0.8           # a later member page is OK with this share of the class
+    lost_object_cost: float = 0.5      # clicks a good object sent back to the pool is worth
     split_mixed: bool = False          # split a mixed cluster instead of dissolving it
     grow: str = "pages"                # pages | direct | pages+direct | none
     grow_page_ok: float = 0.9          # page-level judgement: OK when this share is the class

@@ -105,7 +105,7 @@ def validate_node(sim, nid: int, r: int, depth: int = 0) -> None:
 
 def tail_boundary(sim, nid: int, cls, first) -> int | None:
     """Judge member pages further down (exponential search, then bisection) for the first page
-    where fewer than `approve_purity` are `cls`; return its first rank (None: all pages OK)."""
+    where fewer than `tail_purity` are `cls`; return its first rank (None: all pages OK)."""
     st = sim.settings
     n_pages = math.ceil(first.total / st.page_size)
     lo, hi, probe = 1, None, 1  # page 0 was judged by the decision to approve
@@ -117,7 +117,7 @@ def tail_boundary(sim, nid: int, cls, first) -> int | None:
         if hi is not None and lo >= hi:
             break
         page = validate.members(sim.project, nid, probe * st.page_size, st.page_size)
-        ok = _share(sim.show(page.pks), cls) >= st.approve_purity
+        ok = _share(sim.show(page.pks), cls) >= st.tail_purity
         sim.click("next_screen")  # opening a screen further down the cluster
         if ok:
             lo = probe + 1
