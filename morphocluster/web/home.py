@@ -108,10 +108,15 @@ def map_points(p, n_max: int) -> list[dict]:
             if len(xy):
                 lo, hi = xy.min(axis=0), xy.max(axis=0)
                 xy = 20 + 960 * (xy - lo) / np.where(hi > lo, hi - lo, 1)
-            hit = [{"x": round(float(x), 1), "y": round(float(y), 1),
-                    "node": int(n) if n is not None and n >= 0 else None,
-                    "colour": _colour(int(n)) if n is not None and n >= 0 else "#b9b9b9"}
-                   for (x, y), n in zip(xy, nodes)]
+            with p.session() as s:
+                about = {i: (st, nm) for i, st, nm in s.execute(select(Node.id, Node.status, Node.name))}
+            hit = []
+            for (x, y), n in zip(xy, nodes):
+                n = int(n) if n is not None and n >= 0 else None
+                status, name = about.get(n, (None, None))
+                hit.append({"x": round(float(x), 1), "y": round(float(y), 1), "node": n,
+                            "status": status, "label": name or (f"node {n}" if n else None),
+                            "colour": _colour(n) if n else "#b9b9b9"})
             _MAP_CACHE.clear()
             _MAP_CACHE[key] = hit
     return hit
