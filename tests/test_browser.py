@@ -144,6 +144,8 @@ def test_viewer_sees_no_actions(server, page):
     page.goto(f"{base}/validate/{info['nodes'][CLASSES[0]]}")
     assert page.locator("button:has-text('Approve')").count() == 0
     assert page.locator("#undo-btn").count() == 0
+    page.keyboard.press("?")
+    assert page.locator("dialog#keys").is_visible()
 
 
 def load_all(pg, timeout_s: float = 60) -> None:
