@@ -235,6 +235,8 @@ def test_names_tree_rename_move_umbrella(client_as, web_project):
     with p.session() as s:
         assert s.get(Node, a).parent_id is None
     assert c.get(f"/tree/node/{a}").status_code == 200
+    strip = c.get(f"/tree/node/{a}/preview", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert strip.count("<img") == 8 and "s=64" in strip
 
 
 def test_object_page_neighbours_and_more_like_this(client_as, web_project):

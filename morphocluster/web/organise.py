@@ -50,6 +50,13 @@ def node(node_id: int):
     return render("node.html", node=info, page=page)
 
 
+@bp.route("/node/<int:node_id>/preview")
+def preview(node_id: int):
+    """A strip of the node's most typical members (loaded when its tree row scrolls into view)."""
+    page = wf_validate.members(project(), node_id, 0, 8)
+    return render("_preview.html", page=page, htmx=True)
+
+
 @bp.route("/node/<int:node_id>/name", methods=["POST"])
 @role_required("annotator")
 def rename(node_id: int):
