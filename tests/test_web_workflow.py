@@ -309,3 +309,26 @@ def test_events_are_one_per_decision(client_as, web_project):
     approve(c, token, info["nodes"]["copepod_calanoid"])
     with p.session() as s:
         assert [e for e in s.scalars(select(Event.action))] == ["approve"]
+
+
+def test_concurrent_claims_never_share_a_node(client_as, web_project):
+    import threading
+
+    p, info = web_project
+    clients = [client_as(u) for u in ("ann", "bob", "ada")]
+    barrier = threading.Barrier(len(clients))
+    got = {}
+
+    def claim(i, c):
+        barrier.wait()
+        got[i] = c.get("/validate/").headers["Location"]
+
+    threads = [threading.Thread(target=claim, args=(i, c)) for i, (c, _) in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(got) == 3 and len(set(got.values())) == 3
+    with p.session() as s:
+        claimed = {s.get(Node, int(u.rstrip("/").split("/")[-1])).claimed_by for u in got.values()}
+    assert len(claimed) == 3
