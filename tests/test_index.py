@@ -46,8 +46,7 @@ def test_restricted_search_matches_numpy(vec_project, kind, subset):
     assert np.isin(I, allowed).all()
     Db, Ib = brute(fm, q, 10, allowed)
     np.testing.assert_allclose(Dd, Db, rtol=1e-4, atol=1e-3)
-    if kind == "flat" or subset <= index.SUBSET_EXACT_MAX:
-        assert (I == Ib).all()
+    assert (I == Ib).all()  # small subsets are searched exactly, whatever the index
 
 
 def test_unrestricted_and_k_larger_than_subset(vec_project):
@@ -99,6 +98,7 @@ def test_stale_index_falls_back_to_exact(vec_project):
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
 def test_idselector_path_on_large_subsets(vec_project, kind, monkeypatch):
     monkeypatch.setattr(index, "SUBSET_EXACT_MAX", 100)  # force the IDSelector search in the index
+    monkeypatch.setattr(index, "SUBSET_EXACT_BYTES", 0)
     index.build_index(vec_project, kind=kind, nlist=8)
     fm = load_matrix(vec_project)
     allowed = fm.pks[fm.pks % 3 != 0]

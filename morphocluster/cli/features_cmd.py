@@ -91,7 +91,7 @@ def train(project, name, epochs, size, batch_size, device, workers, invert, no_l
 @click.option("--pca", type=click.IntRange(1), default=None, help="Reduce to N dimensions by PCA first.")
 @click.option("--kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto", show_default=True,
               help="auto: exact up to 200,000 objects, IVF above.")
-@click.option("--nlist", type=click.IntRange(1), default=None, help="IVF lists (default 4 sqrt(n)).")
+@click.option("--nlist", type=click.IntRange(1), default=None, help="IVF lists (default sqrt(n)).")
 def index(project, pca, kind, nlist):
     """Build the nearest-neighbour index over PROJECT's active feature set."""
     from ..features import FeatureError
