@@ -49,7 +49,7 @@ REASONING = """\
 __doc__ = __doc__.replace("{REASONING}", REASONING)
 
 CONFIGS = {
-    # name: (reduce, method, first min_cluster_size, min_samples)
+    # name: (reduce, method, first min_cluster_size, min_samples[, floor of the halving])
     "pca64-leaf-32": ("pca:64", "leaf", 32, 1),
     "pca64-leaf-64": ("pca:64", "leaf", 64, 1),
     "pca64-leaf-16": ("pca:64", "leaf", 16, 1),
@@ -58,6 +58,10 @@ CONFIGS = {
     "pca32-leaf-32": ("pca:32", "leaf", 32, 1),
     "none-leaf-32": ("none", "leaf", 32, 1),
     "umap10-leaf-32": ("umap:10", "leaf", 32, 1),
+    "pca64-leaf-32-floor16": ("pca:64", "leaf", 32, 1, 16),
+    "pca64-leaf-64-floor16": ("pca:64", "leaf", 64, 1, 16),
+    "pca64-leaf-128": ("pca:64", "leaf", 128, 1),
+    "pca64-leaf-64-ms4": ("pca:64", "leaf", 64, 4),
 }
 
 
@@ -132,21 +136,24 @@ def evaluate_round(project, r, label_of: dict, min_purity: float):
 def run_config(project, name, rounds, label_of, min_purity):
     from morphocluster.cluster import cluster_round
 
-    reduce, method, mcs, ms = CONFIGS[name]
+    reduce, method, mcs, ms, *floor = CONFIGS[name]
     reset_tree(project)
     n_all = len(label_of)
     tot_approved = tot_clusters = 0
     t_all = 0.0
     for i in range(1, rounds + 1):
         t = time.perf_counter()
-        r = cluster_round(project, min_cluster_size=mcs if i == 1 else None, min_samples=ms,
+        if i > 1:  # None: the library's automatic schedule
+            mcs = max(floor[0], mcs // 2) if floor else None
+        r = cluster_round(project, min_cluster_size=mcs, min_samples=ms,
                           method=method, reduce=reduce, stats=False, map2d=False)
         dt = time.perf_counter() - t
         t_all += dt
+        mcs = r.params["min_cluster_size"]
         row = evaluate_round(project, r, label_of, min_purity)
         tot_approved += row["approved_objects"]
         tot_clusters += row["clusters"]
-        print(f"{name:>20} {i:>3} {r.params['min_cluster_size']:>4} {r.n_pool:>6} {row['clusters']:>5} "
+        print(f"{name:>22} {i:>3} {r.params['min_cluster_size']:>4} {r.n_pool:>6} {row['clusters']:>5} "
               f"{row['clustered']:>6.3f} {row['purity']:>6.3f} {row['ari']:>6.3f} "
               f"{row['approved_clusters']:>5} {tot_approved / n_all:>7.3f} {dt:>6.1f}", flush=True)
     return {"name": name, "approved": tot_approved / n_all, "clusters": tot_clusters,
@@ -171,12 +178,12 @@ def main():
     project = build_project(work, a.data, a.features)
     label_of = truth(project)
     print(f"# {len(label_of)} objects, {len(set(label_of.values()))} classes; approve purity >= {a.min_purity}")
-    print(f"{'config':>20} {'rnd':>3} {'mcs':>4} {'pool':>6} {'clus':>5} {'frac':>6} {'purity':>6} "
+    print(f"{'config':>22} {'rnd':>3} {'mcs':>4} {'pool':>6} {'clus':>5} {'frac':>6} {'purity':>6} "
           f"{'ARI':>6} {'appr':>5} {'cum.ap':>7} {'sec':>6}")
     summary = [run_config(project, c, a.rounds, label_of, a.min_purity) for c in a.configs.split(",")]
-    print(f"\n{'config':>20} {'approved':>8} {'clusters':>8} {'obj/cluster':>11} {'seconds':>8}")
+    print(f"\n{'config':>22} {'approved':>8} {'clusters':>8} {'obj/cluster':>11} {'seconds':>8}")
     for s in summary:
-        print(f"{s['name']:>20} {s['approved']:>8.3f} {s['clusters']:>8} {s['per_cluster']:>11.1f} "
+        print(f"{s['name']:>22} {s['approved']:>8.3f} {s['clusters']:>8} {s['per_cluster']:>11.1f} "
               f"{s['seconds']:>8.0f}")
     print("\nWhy the defaults:\n" + REASONING)
     project.close()

@@ -116,27 +116,47 @@ def _assign(X: np.ndarray, protos: np.ndarray):
     return d2, d2.argmin(1)
 
 
+CHUNK = 32_768  # rows gathered at a time: an umbrella over 1M members never copies all of them
+
+
+def _nearest(X, rows, protos):
+    """Return (distance to the nearest prototype, its index) for X[rows], chunk by chunk."""
+    dist = np.empty(len(rows), np.float32)
+    near = np.empty(len(rows), np.int64)
+    for a in range(0, len(rows), CHUNK):
+        d2, j = _assign(X[rows[a:a + CHUNK]], protos)
+        dist[a:a + CHUNK] = np.sqrt(np.maximum(d2[np.arange(len(j)), j], 0))
+        near[a:a + CHUNK] = j
+    return dist, near
+
+
 def compute_stats(pks: np.ndarray, X: np.ndarray, n_repr: int = N_REPRESENTATIVES,
-                  d: int | None = None) -> NodeStats:
-    """Compute the statistics of members `pks` with feature rows `X` (rows aligned)."""
+                  rows: np.ndarray | None = None, seed: int = 0) -> NodeStats:
+    """Compute the statistics of members `pks` whose features are X[rows] (default: X)."""
     pks = np.asarray(pks, dtype=np.int64)
-    d = X.shape[1] if X.ndim == 2 else (d or 0)
+    rows = np.arange(len(pks)) if rows is None else np.asarray(rows)
+    d = X.shape[1]
     if len(pks) == 0:
         return NodeStats(np.zeros(d, np.float32), np.zeros((0, d), np.float32),
                          np.zeros(0, np.int64), np.zeros(0, np.float32), [])
-    X = np.asarray(X, dtype=np.float32)
-    centroid = X.mean(axis=0)
-    protos = kmeans_prototypes(X, n_prototypes(len(X)))
-    d2, nearest = _assign(X, protos)
+    n = len(rows)
+    total = np.zeros(d, np.float64)
+    for a in range(0, n, CHUNK):
+        total += X[rows[a:a + CHUNK]].sum(0, dtype=np.float64)
+    centroid = (total / n).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    fit_rows = rows if n <= KMEANS_SAMPLE else rows[np.sort(rng.choice(n, KMEANS_SAMPLE, replace=False))]
+    fit = np.asarray(X[fit_rows], dtype=np.float32)
+    protos = kmeans_prototypes(fit, n_prototypes(n), seed)
     # a prototype that captured only a few outliers would make them look typical: drop it
-    sizes = np.bincount(nearest, minlength=len(protos))
-    keep = sizes >= max(3, 0.05 * len(X))
+    _, fit_near = _assign(fit, protos)
+    sizes = np.bincount(fit_near, minlength=len(protos))
+    keep = sizes >= max(3, 0.05 * len(fit))
     if not keep.all():
         keep[sizes.argmax()] = True
-        _, nearest = _assign(X, protos[keep])
-        protos = np.stack([X[nearest == j].mean(0) for j in range(int(keep.sum()))])
-        d2, nearest = _assign(X, protos)
-    dist = np.sqrt(np.maximum(d2[np.arange(len(X)), nearest], 0)).astype(np.float32)
+        _, fit_near = _assign(fit, protos[keep])
+        protos = np.stack([fit[fit_near == j].mean(0) for j in range(int(keep.sum()))])
+    dist, nearest = _nearest(X, rows, protos)
     order = np.argsort(dist, kind="stable")
     reps: list[int] = []
     # one per prototype (largest first), then the most typical members
@@ -150,7 +170,7 @@ def compute_stats(pks: np.ndarray, X: np.ndarray, n_repr: int = N_REPRESENTATIVE
             break
         if int(pks[i]) not in reps:
             reps.append(int(pks[i]))
-    return NodeStats(centroid.astype(np.float32), protos, pks[order], dist[order], reps[:n_repr])
+    return NodeStats(centroid, protos.astype(np.float32), pks[order], dist[order], reps[:n_repr])
 
 
 def _pack(st: NodeStats) -> bytes:
@@ -173,7 +193,7 @@ def _stats_for(fm, pks: np.ndarray) -> NodeStats:
     has = rows >= 0
     # one BLAS thread: the products are small, and idle-spinning threads slow them 5x on 2 cores
     with threadpool_limits(1):
-        st = compute_stats(pks[has], fm.X[rows[has]], d=fm.X.shape[1])
+        st = compute_stats(pks[has], fm.X, rows=rows[has])
     if not has.all():  # members without features cannot be placed: they go last
         missing = pks[~has]
         st.order = np.concatenate([st.order, missing])

@@ -82,6 +82,11 @@ def knn_graph(Z: np.ndarray, k: int, random_state: int = 0):
     keep[keep.sum(1) > k, -1] = False
     D = D[keep].reshape(n, -1)[:, :k]
     I = I[keep].reshape(n, -1)[:, :k]
+    # an IVF probe can come back short (-1): point those at the row itself, a dropped self-edge
+    short = I < 0
+    if short.any():
+        I = np.where(short, np.arange(n)[:, None], I)
+        D = np.where(short, 0, D)
     return np.sqrt(np.maximum(D, 0)), I
 
 
