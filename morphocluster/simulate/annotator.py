@@ -16,7 +16,8 @@ from sqlalchemy import select
 from ..store import Membership, Node, Object, User
 
 CLICK_KINDS = ("approve", "dissolve", "remove", "remove_from", "name", "judge", "reject",
-               "first_wrong", "save", "split", "merge", "undo", "next_screen")
+               "first_wrong", "save", "split", "merge", "undo", "next_screen",
+               "confirm", "accept")  # confirm/accept: sort-suggestions screen (simulate_suggest)
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Settings:
     reduce: str = "pca:64"
     page_size: int = 50                # objects on one screen
     approve_purity: float = 0.9        # approve when this share of the seen members is one class
+    approve_purity_seen: float | None = None  # lower bar when the whole cluster was seen (clean)
+    min_clean_gain: float = 2.0        # ... and cleaning it gains this many objects per click
     validate_pages: int | None = None  # screens of a cluster looked at (None: all of them)
     clean: bool = False                # remove seen members of other classes before approving
     validate_search: bool = False      # judge later member pages to cut the impure tail

@@ -87,10 +87,16 @@ def validate_node(sim, nid: int, r: int, depth: int = 0) -> None:
     cls, k = Counter(labels).most_common(1)[0]
     purity = k / len(seen)
     est_good = purity * first.total
-    if purity >= st.approve_purity and cls is not None:
+    # a cluster seen whole and cleaned has no wrong labels left: a lower purity may do
+    seen_all = st.clean and len(seen) == first.total and st.approve_purity_seen is not None
+    need = min(st.approve_purity, st.approve_purity_seen) if seen_all else st.approve_purity
+    if purity >= need and cls is not None:
         cost, cut, ranks = (0.0, None, []) if not st.clean else cleaning_plan(
             labels, cls, first.total, st.lost_object_cost)
-        if 2 + cost < 1 + st.lost_object_cost * est_good or not st.clean:
+        worth = not st.clean or 2 + cost < 1 + st.lost_object_cost * est_good
+        if purity < st.approve_purity:  # only when the cleaning pays for itself
+            worth = worth and k >= st.min_clean_gain * (2 + len(ranks) + (cut is not None))
+        if worth:
             _approve_and_clean(sim, nid, cls, seen, cut, [seen[i] for i in ranks], first)
             return
     elif (st.split_mixed and depth < 2 and first.total >= 2 * st.rounds[min(r, len(st.rounds) - 1)]
@@ -104,27 +110,27 @@ def validate_node(sim, nid: int, r: int, depth: int = 0) -> None:
 
 
 def tail_boundary(sim, nid: int, cls, first) -> int | None:
-    """Judge member pages further down (exponential search, then bisection) for the first page
-    where fewer than `tail_purity` are `cls`; return its first rank (None: all pages OK)."""
+    """Look at the least typical screen; if fewer than `tail_purity` of it are `cls`, bisect the
+    screens between the first and the last for where that starts; return its first rank (None:
+    the tail is fine). Each screen opened is a `next_screen` click."""
     st = sim.settings
     n_pages = math.ceil(first.total / st.page_size)
-    lo, hi, probe = 1, None, 1  # page 0 was judged by the decision to approve
-    while True:
-        if hi is None and probe >= n_pages:
-            probe = n_pages - 1
-            if probe < lo:
-                return None
-        if hi is not None and lo >= hi:
-            break
-        page = validate.members(sim.project, nid, probe * st.page_size, st.page_size)
-        ok = _share(sim.show(page.pks), cls) >= st.tail_purity
-        sim.click("next_screen")  # opening a screen further down the cluster
-        if ok:
-            lo = probe + 1
+
+    def ok(i: int) -> bool:
+        page = validate.members(sim.project, nid, i * st.page_size, st.page_size)
+        sim.click("next_screen")
+        return _share(sim.show(page.pks), cls) >= st.tail_purity
+
+    if n_pages < 2 or ok(n_pages - 1):
+        return None
+    lo, hi = 1, n_pages - 1  # screens [0, lo) fine, screen hi not
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid + 1
         else:
-            hi = probe
-        probe = 2 * probe + 1 if hi is None else (lo + hi) // 2
-    return lo * st.page_size if lo < n_pages else None
+            hi = mid
+    return lo * st.page_size
 
 
 def _approve_and_clean(sim, nid, cls, seen, cut, remove_pks, first) -> None:

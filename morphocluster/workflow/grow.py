@@ -11,19 +11,44 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .. import index
 from ..features.matrix import load_matrix
-from ..store import Membership, Node, Rejection
+from ..store import Event, Membership, Node, Rejection
 from ._core import Change, Page, WorkflowError, check_claim, check_version, get_node, member_pks
 from ._stats import kmeans, member_features, node_stats
 
 _CACHE: dict = {}
 
 
-def _excluded(s, node_id: int) -> np.ndarray:
-    """Object.ids that cannot be offered to the node: in a non-candidate node, or rejected for it."""
+_EXCLUDED: dict = {}
+
+
+def _excluded(s, node_id: int, root: str = "") -> np.ndarray:
+    """Object.ids that cannot be offered to the node: in a non-candidate node, or rejected for it.
+
+    Cached until the next event: every decision writes one, so paging costs one tiny query.
+    """
+    last = s.scalar(select(func.max(Event.id)))
+    key = (root, int(node_id), last)
+    hit = _EXCLUDED.get(key)
+    if hit is not None:
+        return hit
+    out = _excluded_query(s, node_id)
+    if len(_EXCLUDED) > 8:
+        _EXCLUDED.clear()
+    _EXCLUDED[key] = out
+    return out
+
+
+def clear_cache() -> None:
+    """Forget cached rankings (after annotations were reset outside the workflow)."""
+    _EXCLUDED.clear()
+    _CACHE.clear()
+
+
+def _excluded_query(s, node_id: int) -> np.ndarray:
     taken = s.scalars(select(Membership.object_pk).join(Node, Node.id == Membership.node_id)
                       .where((Node.status != "candidate") | (Node.id == node_id)))
     rejected = s.scalars(select(Rejection.object_pk).where(Rejection.node_id == node_id))
@@ -75,7 +100,7 @@ def _ranking(project, node_id: int, need: int):
     with project.session() as s:
         node = get_node(s, node_id)
         version = node.members_version
-        excluded = _excluded(s, node.id)
+        excluded = _excluded(s, node.id, str(project.root))
     fm = load_matrix(project)
     n_protos = (project.config.get("grow") or {}).get("n_prototypes")
     key = (str(project.root), int(node_id), version, fm.name, n_protos)
