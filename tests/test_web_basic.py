@@ -136,3 +136,11 @@ def test_suggestions_screen_is_linked_when_present(client_as, app):
         assert "Suggestions" not in html
     else:
         assert f'href="{app.config["SUGGEST_URL"]}"' in html
+
+
+def test_unknown_nodes_and_objects_are_404(client_as):
+    c, token = client_as("ann")
+    for url in ("/validate/9999", "/grow/9999", "/tree/node/9999", "/object/9999", "/validate/9999/members"):
+        assert c.get(url).status_code == 404, url
+    resp = c.post("/validate/9999/dissolve", headers={"X-CSRFToken": token, "HX-Request": "true"})
+    assert resp.status_code == 404 and "not found" in resp.get_data(as_text=True)

@@ -6,13 +6,13 @@ import colorsys
 import threading
 
 import numpy as np
-from flask import Blueprint, current_app, redirect, url_for
+from flask import Blueprint, current_app, redirect, request, url_for
 from sqlalchemy import func, select
 from werkzeug.exceptions import HTTPException
 
 from ..store import Event, Node, Object
 from . import project
-from .common import render
+from .common import message, render
 
 bp = Blueprint("home", __name__)
 GROW_ACTIONS = ("grow_accept", "grow_until")
@@ -21,12 +21,24 @@ _MAP_LOCK = threading.Lock()
 
 
 def init_app(app):
+    from ..workflow import WorkflowError
+
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _error)
+    app.register_error_handler(WorkflowError, _workflow_error)
 
 
 def _error(exc: HTTPException):
     return render("error.html", code=exc.code, name=exc.name, description=exc.description), exc.code
+
+
+def _workflow_error(exc):
+    """A refused decision (claimed by someone else, changed meanwhile, ...): say why, change nothing."""
+    code = 404 if "not found" in str(exc) else 409
+    if request.headers.get("HX-Request"):
+        return message(str(exc), "error", code)
+    return render("error.html", code=code, name="Not found" if code == 404 else "Conflict",
+                  description=str(exc)), code
 
 
 def progress(p) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, redirect, request, url_for
 
-from ..workflow import WorkflowError
 from ..workflow import validate as wf
 from . import project
 from .common import int_list, message, node_info, redirect_to, render, role_required, toast
@@ -14,14 +13,6 @@ bp = Blueprint("validate", __name__, url_prefix="/validate")
 
 def init_app(app):
     app.register_blueprint(bp)
-    app.register_error_handler(WorkflowError, _workflow_error)
-
-
-def _workflow_error(exc):
-    """A refused decision (claimed by someone else, changed meanwhile, ...): say why, change nothing."""
-    if request.headers.get("HX-Request"):
-        return message(str(exc), "error", 409)
-    return render("error.html", code=409, name="Conflict", description=str(exc)), 409
 
 
 def _version():
