@@ -136,6 +136,14 @@ def test_shift_click_range_and_remove_from_here_on(server, page):
     pg.keyboard.press("x")
     pg.wait_for_selector("#toast:has-text('Removed')")
     assert pg.locator("#grid .obj").count() == 10
+    pg.keyboard.press("Shift+A")
+    pg.wait_for_url(re.compile(rf"/grow/{node_id}$"))
+    target = pg.locator('#grid .obj[data-rank="2"]').get_attribute("data-pk")
+    pg.click('#grid .obj[data-rank="2"]', modifiers=["Control"])  # select, do not accept
+    assert pg.locator("#grid .obj.sel").count() == 1
+    pg.keyboard.press("r")
+    pg.wait_for_selector("#toast:has-text('Rejected 1')")
+    assert pg.locator(f'#grid .obj[data-pk="{target}"]').count() == 0
 
 
 def test_viewer_sees_no_actions(server, page):
