@@ -140,6 +140,8 @@ def test_two_annotators_claim_different_nodes(client_as, web_project):
     assert ann.get("/validate/").headers["Location"].endswith(f"/{n1}")
     resp = bob.post(f"/validate/{n1}/dissolve", headers=hx(bob_token))
     assert resp.status_code == 409 and "claimed" in resp.get_data(as_text=True)
+    assert "ann is working on this node" in bob.get(f"/validate/{n1}").get_data(as_text=True)
+    assert "is working on this node" not in ann.get(f"/validate/{n1}").get_data(as_text=True)
     with p.session() as s:
         assert s.get(Node, n1).status == "candidate"
 

@@ -28,6 +28,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="morphocluster_session",
+        # behind an HTTPS proxy, set MORPHOCLUSTER_SECURE_COOKIES=1 so the cookie never goes in clear
+        SESSION_COOKIE_SECURE=os.environ.get("MORPHOCLUSTER_SECURE_COOKIES") == "1",
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         PAGE_SIZE=60,        # thumbnails per page of the validate grid
         GROW_PAGE_SIZE=50,   # candidates per grow screen (at most 50)

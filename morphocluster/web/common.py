@@ -69,13 +69,15 @@ def redirect_to(url: str):
 
 def node_info(node_id: int) -> dict:
     """Return the fields of a node that the pages show; WorkflowError if there is none."""
-    from ..store import Node
+    from ..store import Node, User, utcnow
     from ..workflow import WorkflowError
 
     with project().session() as s:
         n = s.get(Node, node_id)
         if n is None:
             raise WorkflowError(f"node {node_id} not found")
+        other = (n.claimed_by is not None and n.claimed_by != g.user["id"]
+                 and n.claimed_until is not None and n.claimed_until > utcnow())
         return {"id": n.id, "name": n.name, "status": n.status, "n_members": n.n_members,
-                "members_version": n.members_version, "claimed_by": n.claimed_by,
-                "parent_id": n.parent_id}
+                "members_version": n.members_version, "parent_id": n.parent_id,
+                "claimed_by_other": s.get(User, n.claimed_by).username if other else None}
