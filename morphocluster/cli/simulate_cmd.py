@@ -33,7 +33,9 @@ def rounds_for(base: tuple, n: int | None) -> tuple:
               help="Folder for <preset>.json, curve.png and table.txt.")
 @click.option("--in-place", is_flag=True,
               help="Simulate in PROJECT itself (its annotations change); default: on a copy.")
-def simulate(project_path, truth, preset_name, rounds, sizes, out, in_place):
+@click.option("--assist", is_flag=True,
+              help="Also sort by suggestions after each round (morphocluster.simulate_suggest).")
+def simulate(project_path, truth, preset_name, rounds, sizes, out, in_place, assist):
     """Measure annotation efficiency with a simulated annotator on PROJECT's imported labels."""
     from ..simulate import Simulator, imported_truth, preset
     from ..simulate.report import table, write_all
@@ -48,11 +50,16 @@ def simulate(project_path, truth, preset_name, rounds, sizes, out, in_place):
     with tempfile.TemporaryDirectory(prefix="mc-simulate-") as tmp:
         work = project if in_place else work_copy(project, Path(tmp) / "work")
         try:
-            result = Simulator(work, truth_map, settings, log=click.echo).run().to_dict()
+            extra = {}
+            if assist:
+                from ..simulate_suggest import phases as assist_phases
+
+                extra = assist_phases()
+            result = Simulator(work, truth_map, settings, log=click.echo, **extra).run().to_dict()
         finally:
             if work is not project:
                 work.close()
-    results = {preset_name: result}
+    results = {preset_name + ("+assist" if assist else ""): result}
     click.echo(table(results))
     if out:
         for p in write_all(results, Path(out)):

@@ -1,0 +1,139 @@
+"""Suggest labels for the objects not labelled yet, from the objects labelled so far (issue #7).
+
+`train(project)` fits a `SuggestionModel` on the members of approved nodes and saves it in the
+project's cache folder; `predict(project)` returns `Predictions` for every object outside an
+approved node: a label, the node it would go to, a calibrated confidence and an "unknown" flag
+for objects far from every known label (those go back to clustering). See docs/suggest.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+
+from ..store import Event
+from .data import LabelSet, label_set, rejected_labels
+from .model import MODEL_NAME, SuggestionModel
+
+__all__ = ["LabelSet", "Predictions", "SuggestionModel", "SuggestError", "label_set", "load_model",
+           "model_path", "predict", "train"]
+
+MAX_EXTRA = 20000  # unlabelled objects the projection also sees
+
+
+class SuggestError(RuntimeError):
+    """No model, too few labels, or a model that does not fit the project's features."""
+
+
+@dataclass
+class Predictions:
+    pks: np.ndarray          # int64 Object.id
+    label: np.ndarray        # suggested label (str)
+    node_id: np.ndarray      # int64 approved node of that label in this project, -1 if none
+    confidence: np.ndarray   # calibrated probability of the label
+    unknown: np.ndarray      # bool: far from every labelled object of that label
+    ratio: np.ndarray        # distance to the label's nearest reference / its typical distance
+    display: dict            # label -> short name
+
+    def __len__(self) -> int:
+        return len(self.pks)
+
+    def subset(self, mask) -> "Predictions":
+        return Predictions(self.pks[mask], self.label[mask], self.node_id[mask],
+                           self.confidence[mask], self.unknown[mask], self.ratio[mask], self.display)
+
+
+def model_path(project) -> Path:
+    return project.cache_dir / MODEL_NAME
+
+
+def last_event_id(session) -> int:
+    return int(session.scalar(select(func.max(Event.id))) or 0)
+
+
+def train(project, include_predicted: bool = True, save: bool = True, **params) -> SuggestionModel:
+    """Fit a suggestion model on the members of approved nodes; save it in the cache folder.
+
+    Validated members count fully and are the only ones held out to calibrate; predicted
+    members train with half weight (`include_predicted=False`: not at all).
+    """
+    from ..features.matrix import load_matrix
+
+    with project.session() as s:
+        ls = label_set(s)
+        stamp = last_event_id(s)
+    fm = load_matrix(project)
+    rows = fm.rows_of(ls.pks)
+    w = ls.weights(include_predicted)
+    keep = (rows >= 0) & (w > 0)
+    if len(set(ls.labels[keep])) < 2:
+        raise SuggestError(f"{project.root}: suggestions need labelled objects of at least 2 labels "
+                           f"(approve and name some clusters first); found {len(set(ls.labels[keep]))}")
+    free = np.ones(len(fm.pks), bool)
+    free[rows[rows >= 0]] = False
+    extra = np.flatnonzero(free)
+    if len(extra) > MAX_EXTRA:
+        extra = np.sort(np.random.default_rng(0).choice(extra, MAX_EXTRA, replace=False))
+    model = SuggestionModel(**params).fit(fm.X[rows[keep]], ls.labels[keep].astype(str),
+                                          sample_weight=w[keep], X_extra=fm.X[extra])
+    model.meta_ = {"feature_set": fm.name, "n_train": int(keep.sum()),
+                   "n_validated": int((ls.status[keep] == "validated").sum()),
+                   "last_event": stamp, "project": str(project.root.resolve()),
+                   "display": {k: ls.display[k] for k in model.classes_}}
+    if save:
+        project.cache_dir.mkdir(parents=True, exist_ok=True)
+        model.save(model_path(project))
+    return model
+
+
+def load_model(project, path=None) -> SuggestionModel:
+    """Load the project's saved model (or the one at `path`)."""
+    path = Path(path) if path else model_path(project)
+    if not path.is_file():
+        raise SuggestError(f"{path}: no suggestion model; train one with `morphocluster suggest "
+                           f"{project.root} --train`")
+    try:
+        return SuggestionModel.load(path)
+    except ValueError as exc:
+        raise SuggestError(str(exc)) from exc
+
+
+def predict(project, model: SuggestionModel | None = None) -> Predictions:
+    """Suggest a label for every object with features that is not in an approved node.
+
+    Labels an object was rejected for are never suggested for it.
+    """
+    from ..features.matrix import load_matrix
+
+    model = model or load_model(project)
+    fm = load_matrix(project)
+    if fm.X.shape[1] != model.n_features_in_:
+        raise SuggestError(f"the model expects {model.n_features_in_} features per object, the "
+                           f"active feature set {fm.name!r} has {fm.X.shape[1]}")
+    with project.session() as s:
+        ls = label_set(s)
+        rejected = rejected_labels(s, ls.label_of_node)
+    free = ~np.isin(fm.pks, ls.pks)
+    rows = np.flatnonzero(free)
+    index = {c: i for i, c in enumerate(model.classes_)}
+    forbidden = {}
+    if rejected:
+        pos = {int(pk): i for i, pk in enumerate(fm.pks[rows])}
+        for pk, labs in rejected.items():
+            i = pos.get(int(pk))
+            bad = [index[lab] for lab in labs if lab in index]
+            if i is not None and bad:
+                forbidden[i] = bad
+    cls, conf, ratio = model.suggest(fm.X[rows], forbidden)
+    labels = model.classes_[cls].astype(object)
+    nodes = np.array([ls.target.get(lab, -1) for lab in model.classes_], np.int64)[cls]
+    display = dict((getattr(model, "meta_", {}) or {}).get("display", {}))
+    display.update(ls.display)
+    # all labels forbidden for an object: nothing left to suggest
+    dead = np.array([len(forbidden.get(i, ())) >= len(model.classes_) for i in range(len(rows))]) \
+        if forbidden else np.zeros(len(rows), bool)
+    unknown = (ratio > model.unknown_factor) | dead
+    return Predictions(fm.pks[rows], labels, nodes, conf, unknown, ratio, display)

@@ -1,0 +1,315 @@
+"""Sort suggestions: confirm or reject the objects the model suggests for one label.
+
+Screens show the objects suggested for one approved node's label, most confident first. The
+annotator marks the ones that do not belong (rejected for that node, so that label never comes
+back for them) and confirms the rest ('validated'), or accepts every remaining suggestion above
+a confidence ('predicted'), seeing the precision estimated on held-out validated objects.
+Each decision is one event written through `Change`, so `undo.undo_last` reverses it.
+
+The model retrains in a background thread after decisions; screens use the latest predictions
+and never wait for training unless asked to (`wait=True`, as the simulator does).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import select
+
+from .. import suggest as sg
+from ..store import Membership, Node, Rejection
+from ._core import Change, WorkflowError, check_claim, check_version, chunks, get_node
+
+SCREEN = 50
+EXTERNAL = 2**62  # stamp of a model from another project
+_STATES: dict = {}
+_LOCK = threading.Lock()
+
+
+@dataclass
+class State:
+    model: object
+    preds: object
+    stamp: int                      # last event id the model was trained after
+    done: np.ndarray                # predictions decided since (in this process)
+    trained_at: float = field(default_factory=time.time)
+    seconds: float = 0.0
+
+
+@dataclass
+class Screen:
+    node_id: int
+    label: str
+    name: str
+    pks: list
+    confidence: list
+    offset: int
+    total: int                      # suggestions of this label still open
+    members_version: int
+    stale: bool = False             # decisions happened since the model was trained
+
+
+@dataclass
+class _Slot:
+    state: State | None = None
+    thread: threading.Thread | None = None
+    error: str | None = None
+    requested: int = 0              # event id a retrain was asked for
+
+
+def _slot(project) -> _Slot:
+    with _LOCK:
+        return _STATES.setdefault(str(project.root.resolve()), _Slot())
+
+
+def _train_now(project, **params) -> State:
+    t = time.time()
+    model = sg.train(project, **params)
+    preds = sg.predict(project, model)
+    return State(model, preds, int(model.meta_["last_event"]), np.zeros(len(preds), bool),
+                 seconds=time.time() - t)
+
+
+def _load_saved(project) -> State | None:
+    try:
+        model = sg.load_model(project)
+    except sg.SuggestError:
+        return None
+    preds = sg.predict(project, model)
+    stamp = int(model.meta_.get("last_event", -1))
+    if model.meta_.get("project") != str(project.root.resolve()):
+        stamp = EXTERNAL  # trained elsewhere: retrain only when asked to
+    return State(model, preds, stamp, np.zeros(len(preds), bool))
+
+
+def _run(project, slot: _Slot, params: dict) -> None:
+    try:
+        while True:
+            want = slot.requested
+            state = _train_now(project, **params)
+            slot.state, slot.error = state, None
+            if slot.requested <= want:
+                break
+    except Exception as exc:  # shown on the screen; the previous predictions stay in use
+        slot.error = str(exc)
+
+
+def refresh(project, wait: bool = False, force: bool = False, **params) -> State | None:
+    """Retrain and predict if decisions happened since the last training (or if `force`).
+
+    In the background unless `wait`; return the state to use now (None if there is none yet).
+    A model saved from another project is kept until a retrain is forced.
+    """
+    slot = _slot(project)
+    with project.session() as s:
+        stamp = sg.last_event_id(s)
+    if slot.state is None and slot.thread is None and not force:
+        slot.state = _load_saved(project)
+    st = slot.state
+    fresh = not force and st is not None and (st.stamp == stamp or st.stamp == EXTERNAL)
+    if fresh:
+        return st
+    if wait:
+        if slot.thread is not None:
+            slot.thread.join()
+        st = slot.state
+        if force or st is None or st.stamp != stamp:
+            slot.state, slot.error = _train_now(project, **params), None
+        return slot.state
+    with _LOCK:
+        slot.requested = max(slot.requested, stamp)
+        if slot.thread is None or not slot.thread.is_alive():
+            slot.thread = threading.Thread(target=_run, args=(project, slot, params), daemon=True,
+                                           name="morphocluster-suggest")
+            slot.thread.start()
+    return slot.state
+
+
+def forget(project) -> None:
+    """Drop this process's model and predictions of the project (after a reset)."""
+    slot = _slot(project)
+    if slot.thread is not None:
+        slot.thread.join()
+    with _LOCK:
+        _STATES.pop(str(project.root.resolve()), None)
+
+
+def status(project) -> dict:
+    """Return what the screen shows about the model: training?, error, age, size."""
+    slot = _slot(project)
+    st = slot.state
+    return {"training": slot.thread is not None and slot.thread.is_alive(), "error": slot.error,
+            "ready": st is not None,
+            "n_train": st.model.meta_.get("n_train") if st else 0,
+            "labels": len(st.model.classes_) if st else 0,
+            "seconds": round(st.seconds, 1) if st else None}
+
+
+def overview(project, state: State | None = None) -> list[dict]:
+    """Return one row per label with open suggestions: node, name, counts, most confident first."""
+    st = state or refresh(project)
+    if st is None:
+        return []
+    p = st.preds
+    open_ = ~st.done & ~p.unknown & (p.node_id >= 0)
+    rows = []
+    for nid in np.unique(p.node_id[open_]):
+        m = open_ & (p.node_id == nid)
+        lab = p.label[m][0]
+        conf = p.confidence[m]
+        rows.append({"node_id": int(nid), "label": lab, "name": p.display.get(lab, lab),
+                     "n": int(m.sum()), "n_90": int((conf >= 0.9).sum()),
+                     "mean_confidence": float(conf.mean())})
+    rows.sort(key=lambda r: (-r["n_90"], -r["n"]))
+    return rows
+
+
+def n_unknown(state: State) -> int:
+    return int((~state.done & state.preds.unknown).sum())
+
+
+def _open_order(st: State, node_id: int) -> np.ndarray:
+    p = st.preds
+    idx = np.flatnonzero(~st.done & ~p.unknown & (p.node_id == int(node_id)))
+    return idx[np.argsort(-p.confidence[idx], kind="stable")]
+
+
+def _settled(s, node_id: int, pks) -> set:
+    """Objects that are in an approved node or rejected for this node by now."""
+    out = set()
+    for part in chunks(pks):
+        out.update(s.scalars(select(Membership.object_pk).join(Node, Node.id == Membership.node_id)
+                             .where(Membership.object_pk.in_(part), Node.status == "approved")))
+        out.update(s.scalars(select(Rejection.object_pk).where(
+            Rejection.node_id == node_id, Rejection.object_pk.in_(part))))
+    return out
+
+
+def screen(project, node_id: int, offset: int = 0, limit: int = SCREEN,
+           state: State | None = None) -> Screen:
+    """Return a screen of the objects suggested for the node's label, most confident first."""
+    limit = max(1, min(int(limit), SCREEN))
+    st = state or refresh(project)
+    if st is None:
+        raise WorkflowError("no suggestions yet: the model is still training or there are too "
+                            "few labelled objects")
+    with project.session() as s:
+        node = get_node(s, node_id, ("approved",))
+        order = _open_order(st, node.id)
+        take = order[int(offset):int(offset) + 4 * limit]
+        gone = _settled(s, node.id, [int(x) for x in st.preds.pks[take]])
+        version, stamp = node.members_version, sg.last_event_id(s)
+    if gone:  # decided elsewhere since the predictions were made
+        st.done[take[np.isin(st.preds.pks[take], list(gone))]] = True
+        order = _open_order(st, node_id)
+        take = order[int(offset):int(offset) + limit]
+    take = take[:limit]
+    p = st.preds
+    lab = p.label[take[0]] if len(take) else (p.label[order[0]] if len(order) else "")
+    return Screen(int(node_id), lab, p.display.get(lab, lab), [int(x) for x in p.pks[take]],
+                  [float(x) for x in p.confidence[take]], int(offset), len(order), version,
+                  stale=stamp > st.stamp)
+
+
+def _mark_done(project, pks) -> None:
+    st = _slot(project).state
+    if st is not None and len(pks):
+        st.done[np.isin(st.preds.pks, np.asarray(list(pks), np.int64))] = True
+
+
+def _free(ch: Change, pks) -> list:
+    """Raise if any object already belongs to an approved node."""
+    cur = ch.current(pks)
+    taken = [p for p, (nid, _) in cur.items() if ch.s.get(Node, nid).status == "approved"]
+    if taken:
+        raise WorkflowError(f"objects {sorted(taken)[:5]} already belong to an approved node; reload")
+    return list(pks)
+
+
+def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_version=None) -> dict:
+    """Confirm a screen: reject `rejected_pks` for the node, the other shown objects join it
+    as 'validated'. One event ('suggest_screen')."""
+    shown = sorted({int(p) for p in shown_pks})
+    bad = sorted({int(p) for p in rejected_pks})
+    if set(bad) - set(shown):
+        raise WorkflowError("rejected objects must be among those shown")
+    good = [p for p in shown if p not in set(bad)]
+    with project.transaction() as s:
+        node = get_node(s, node_id, ("approved",))
+        check_claim(node, user_id)
+        check_version(node, members_version)
+        ch = Change(s, user_id)
+        ch.assign(_free(ch, good), node.id, "validated")
+        ch.reject(node.id, bad)
+        ch.finish("suggest_screen", {"node": node.id, "n": len(good), "rejected": len(bad)})
+    _mark_done(project, shown)
+    return {"confirmed": len(good), "rejected": len(bad)}
+
+
+def accept_preview(project, node_id, threshold: float, state: State | None = None) -> dict:
+    """Return how many open suggestions of the node reach `threshold` and their estimated precision."""
+    st = state or refresh(project)
+    if st is None:
+        raise WorkflowError("no suggestions yet")
+    idx = _open_order(st, node_id)
+    n = int((st.preds.confidence[idx] >= float(threshold)).sum())
+    lab = st.preds.label[idx[0]] if len(idx) else None
+    prec, n_held = st.model.precision_at(lab, float(threshold)) if lab is not None else (None, 0)
+    return {"n": n, "precision": prec, "n_heldout": n_held, "threshold": float(threshold)}
+
+
+def accept_above(project, user_id, node_id, threshold: float, members_version=None,
+                 state: State | None = None) -> int:
+    """Accept every open suggestion of the node with confidence >= threshold as 'predicted'.
+    One event ('suggest_accept')."""
+    st = state or refresh(project)
+    if st is None:
+        raise WorkflowError("no suggestions yet")
+    idx = _open_order(st, node_id)
+    idx = idx[st.preds.confidence[idx] >= float(threshold)]
+    pks = [int(p) for p in st.preds.pks[idx]]
+    with project.transaction() as s:
+        node = get_node(s, node_id, ("approved",))
+        check_claim(node, user_id)
+        check_version(node, members_version)
+        gone = _settled(s, node.id, pks)
+        pks = [p for p in pks if p not in gone]
+        ch = Change(s, user_id)
+        ch.assign(pks, node.id, "predicted")
+        ch.finish("suggest_accept", {"node": node.id, "n": len(pks), "threshold": float(threshold)})
+    _mark_done(project, pks)
+    _mark_done(project, gone)
+    return len(pks)
+
+
+def adopt_labels(project, user_id, labels) -> dict:
+    """Create approved nodes for labels (paths 'a>b') the project has no node for yet.
+
+    For a model trained elsewhere (a new instrument). One event ('suggest_adopt'); return
+    label -> node id of every label given.
+    """
+    with project.transaction() as s:
+        have = sg.label_set(s).target
+        ch = Change(s, user_id)
+        out, new = {}, 0
+        for lab in labels:
+            if lab in have:
+                out[lab] = have[lab]
+                continue
+            parent = None
+            for part in str(lab).split(">"):
+                q = select(Node).where(Node.name == part, Node.status == "approved",
+                                       Node.parent_id.is_(None) if parent is None else Node.parent_id == parent)
+                node = s.scalars(q.order_by(Node.id)).first()
+                if node is None:
+                    node = ch.create_node(name=part, parent_id=parent, status="approved",
+                                          approved_by=user_id, params={"from": "suggest"})
+                    new += 1
+                parent = node.id
+            out[lab] = have[lab] = parent
+        if new:
+            ch.finish("suggest_adopt", {"n": new}, bump=False)
+    return out

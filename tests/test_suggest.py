@@ -1,0 +1,151 @@
+"""Suggestion model and the sort-suggestions workflow on a small project of real images."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from morphocluster.cli import main
+from morphocluster.store import Event, Membership, Rejection
+from morphocluster.suggest import SuggestError, SuggestionModel, load_model, model_path, predict, train
+from morphocluster.workflow import WorkflowError, undo
+from morphocluster.workflow import suggest as ws
+from test_workflow_setup import CLASSES, member_set, wf  # noqa: F401
+
+
+def _labelled(wf, n=20):
+    """Approve one node per class holding its first n objects (validated)."""
+    return [wf.make_node(wf.by_class[c][:n], status="approved", name=c, member_status="validated")
+            for c in CLASSES]
+
+
+def _status(p, pks):
+    with p.session() as s:
+        return dict(s.execute(select(Membership.object_pk, Membership.status)
+                              .where(Membership.object_pk.in_(list(pks)))).all())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    yield
+    ws._STATES.clear()
+
+
+def test_model_fits_calibrates_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 32)) * 3
+    y = np.repeat(np.arange(3), 60)
+    X = (centres[y] + rng.normal(size=(180, 32))).astype(np.float32)
+    m = SuggestionModel(n_components=16, cv=3).fit(X, np.array(["a", "b", "c"])[y])
+    assert list(m.classes_) == ["a", "b", "c"]
+    assert 0.05 < m.temperature_ < 20
+    P = m.predict_proba(X)
+    assert P.shape == (180, 3) and np.allclose(P.sum(1), 1, atol=1e-5)
+    assert (m.predict(X) == np.array(["a", "b", "c"])[y]).mean() > 0.95
+    assert len(m.oof_confidence_) == 180  # every object held out once
+    prec, n = m.precision_at("a", 0.5)
+    assert n > 0 and 0.9 <= prec <= 1.0
+    # far from every class: flagged by the distance ratio
+    far = (centres[0] + 40 * rng.normal(size=(5, 32))).astype(np.float32)
+    assert (m.distance_ratio(far, np.zeros(5, int)) > m.unknown_factor).all()
+    path = m.save(tmp_path / "m.npz")
+    m2 = SuggestionModel.load(path)
+    assert np.allclose(m2.predict_proba(X), P, atol=1e-5)
+    with pytest.raises(ValueError):
+        SuggestionModel().fit(X, np.zeros(len(X)))  # one label only
+
+
+def test_train_predict_on_project(wf):
+    p = wf.project
+    with pytest.raises(SuggestError, match="at least 2 labels"):
+        train(p)
+    _labelled(wf)
+    m = train(p)
+    assert model_path(p).is_file() and set(m.classes_) == set(CLASSES)
+    preds = predict(p, load_model(p))
+    labelled = {pk for c in CLASSES for pk in wf.by_class[c][:20]}
+    assert set(preds.pks.tolist()).isdisjoint(labelled)
+    assert len(preds) == 3 * 40 - len(labelled)
+    truth = {pk: c for c in CLASSES for pk in wf.by_class[c]}
+    acc = np.mean([truth[int(pk)] == lab for pk, lab in zip(preds.pks, preds.label)])
+    assert acc > 0.6
+    assert ((preds.confidence > 0) & (preds.confidence <= 1)).all()
+    assert (preds.node_id > 0).all()
+
+
+def test_screen_reject_confirm_and_undo(wf):
+    p = wf.project
+    nodes = _labelled(wf)
+    st = ws.refresh(p, wait=True)
+    assert st is not None and ws.overview(p, st)
+    nid = nodes[0]
+    scr = ws.screen(p, nid, 0, 50)
+    assert scr.pks and scr.confidence == sorted(scr.confidence, reverse=True)
+    assert len(scr.pks) <= 50
+    bad, good = scr.pks[:2], scr.pks[2:]
+    before = member_set(p, nid)
+    ws.decide(p, wf.A, nid, scr.pks, bad, members_version=scr.members_version)
+    assert member_set(p, nid) == before | set(good)
+    assert set(_status(p, good).values()) == {"validated"}
+    with p.session() as s:
+        assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == set(bad)
+        assert s.scalar(select(func.count()).select_from(Event).where(
+            Event.action == "suggest_screen")) == 1
+    # rejected objects never come back for that label, even after retraining
+    st = ws.refresh(p, wait=True)
+    preds = st.preds
+    for pk in bad:
+        i = np.flatnonzero(preds.pks == pk)
+        assert len(i) == 1 and preds.label[i[0]] != CLASSES[0]
+    assert not set(bad) & set(ws.screen(p, nid, 0, 50).pks)
+    # one undo puts the screen back
+    undo.undo_last(p, wf.A)
+    assert member_set(p, nid) == before
+    with p.session() as s:
+        assert s.scalar(select(func.count()).select_from(Rejection)) == 0
+
+
+def test_accept_above_sets_predicted(wf):
+    p = wf.project
+    nodes = _labelled(wf)
+    st = ws.refresh(p, wait=True)
+    nid = nodes[1]
+    prev = ws.accept_preview(p, nid, 0.0, st)
+    assert prev["n"] > 0 and prev["precision"] is not None
+    n = ws.accept_above(p, wf.A, nid, 0.0, state=st)
+    assert n == prev["n"]
+    added = member_set(p, nid) - set(wf.by_class[CLASSES[1]][:20])
+    assert len(added) == n and set(_status(p, added).values()) == {"predicted"}
+    assert ws.accept_preview(p, nid, 0.0, st)["n"] == 0
+    undo.undo_last(p, wf.A)
+    assert member_set(p, nid) == set(wf.by_class[CLASSES[1]][:20])
+
+
+def test_decide_refuses_bad_input(wf):
+    p = wf.project
+    nodes = _labelled(wf)
+    ws.refresh(p, wait=True)
+    scr = ws.screen(p, nodes[0])
+    with pytest.raises(WorkflowError, match="among those shown"):
+        ws.decide(p, wf.A, nodes[0], scr.pks[:3], scr.pks[3:5])
+    with pytest.raises(WorkflowError, match="already belong"):
+        ws.decide(p, wf.A, nodes[0], wf.by_class[CLASSES[1]][:2])
+
+
+def test_cli_train_predict_accept_and_model_file(wf, tmp_path):
+    p = wf.project
+    _labelled(wf)
+    r = CliRunner()
+    res = r.invoke(main, ["suggest", str(p.root), "--train", "--predict", "--model",
+                          str(tmp_path / "m.npz"), "--out", str(tmp_path / "pred.csv")])
+    assert res.exit_code == 0, res.output
+    assert "trained on 60 objects" in res.output and (tmp_path / "m.npz").is_file()
+    rows = (tmp_path / "pred.csv").read_text().splitlines()
+    assert rows[0] == "object_id,label,node_id,confidence,unknown" and len(rows) == 61
+    res = r.invoke(main, ["suggest", str(p.root), "--accept-above", "0.0", "--label", CLASSES[2]])
+    assert res.exit_code == 0, res.output
+    assert "accepted" in res.output and "estimated precision" in res.output
+    res = r.invoke(main, ["suggest", str(p.root), "--accept-above", "0.5"])
+    assert res.exit_code != 0 and "--label" in res.output
+    res = r.invoke(main, ["suggest", str(p.root), "--model", str(tmp_path / "nope.npz"), "--predict"])
+    assert res.exit_code != 0 and "nope.npz" in res.output
