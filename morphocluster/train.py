@@ -199,6 +199,7 @@ def train_extractor(project, name: str = "trained", epochs: int | None = None, s
     if maps is None:
         maps = trunk_maps(model.to(dev), train_blocks, paths, pre, views, dev, batch_size, workers, progress, seed)
     views = maps.shape[0]
+    t_maps = time.perf_counter() - t0
     _, tail = split_model(model, train_blocks)
     tail.to(dev)
     proj = torch.nn.Sequential(torch.nn.Linear(1280, 512), torch.nn.ReLU(), torch.nn.Linear(512, 128)).to(dev)
@@ -239,6 +240,7 @@ def train_extractor(project, name: str = "trained", epochs: int | None = None, s
             bar.update()
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
     bar.close()
+    t_train = time.perf_counter() - t0 - t_maps
     tail.eval()
     feats = []
     with torch.inference_mode():
@@ -250,7 +252,8 @@ def train_extractor(project, name: str = "trained", epochs: int | None = None, s
     torch.save({k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("_fc.")}, weights)
     report = {"name": name, "weights": str(weights), "n_images": n, "n_labelled": int((y >= 0).sum()) if y is not None else 0,
               "n_classes": len(classes), "epochs": epochs, "steps": total, "train_blocks": train_blocks,
-              "views": views, "final_loss": float(np.mean(losses[-20:])), "seconds": time.perf_counter() - t0}
+              "views": views, "final_loss": float(np.mean(losses[-20:])), "seconds": time.perf_counter() - t0,
+              "maps_seconds": round(t_maps, 1), "train_seconds": round(t_train, 1)}
     write_features(feature_path(project, name), ids, X, {
         "extractor": f"state-dict:{weights}",
         "extractor_params": {"input_size": size, "weights": str(weights), "pooling": "global-average",
