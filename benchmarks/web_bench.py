@@ -8,7 +8,8 @@ the project's own index (`build_index`), ~N/1000 candidate nodes covering 60 % o
 20 approved nodes. Then times, through the Flask test client (server time, no network):
 the validate page, a grow page and the home page (median and p95 over --repeat warm requests,
 plus the first, cold request), and ranking all N objects as grow candidates for one node.
-Target: each page < 100 ms p95.
+Target: each page < 100 ms p95. The map is a fragment loaded after the home page; it is
+recomputed (colours from the current memberships) only after a decision, which its cold time shows.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ def main(argv=None) -> int:
                            ("validate: next page of members", f"/validate/{cand}/members?offset=60"),
                            ("grow page", f"/grow/{appr}"),
                            ("home page", "/"),
+                           ("home map (htmx, after home)", "/map"),
                            ("thumbnail (cached)", "/thumb/1")):
             rows.append((label, timed(c, url, args.repeat)))
     finally:

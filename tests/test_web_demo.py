@@ -37,7 +37,12 @@ def test_demo_builds_a_served_project(tmp_path):
     token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").get_data(as_text=True)).group(1)
     c.post("/login", data={"username": "demo", "password": new_password, "csrf_token": token})
     assert c.get("/validate/").status_code == 302
-    assert "<svg" in c.get("/map", headers={"HX-Request": "true"}).get_data(as_text=True)
+    svg = c.get("/map", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<svg" in svg and svg.count("<circle") == 300
+    node_links = set(re.findall(r'href="/node/(\d+)"', svg))
+    with p.session() as s:
+        candidates = {str(i) for i in s.scalars(select(Node.id).where(Node.status == "candidate"))}
+    assert node_links == candidates  # every cluster can be opened from the map
     p.close()
 
 

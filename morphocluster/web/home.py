@@ -101,45 +101,53 @@ def _colour(node_id: int) -> str:
     return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
 
 
+def _map_key(p) -> tuple:
+    """What the map depends on: the feature set, the nodes and every decision since."""
+    with p.session() as s:
+        return (str(p.root), p.config.get("active_features"), s.scalar(select(func.max(Node.id))),
+                s.scalar(select(func.sum(Node.members_version))), s.scalar(select(func.max(Event.id))))
+
+
 def map_points(p, n_max: int) -> list[dict]:
-    """Return up to n_max map points (x, y in 0..1000, node id, colour), cached per process."""
+    """Return up to n_max map points (x, y in 0..1000, node id, status, label, colour)."""
     from ..map2d import map_2d
 
+    m = map_2d(p)
+    xy = np.asarray(m["xy"], dtype=np.float64)
+    nodes = np.asarray(m["node_ids"]) if m.get("node_ids") is not None else np.full(len(xy), -1)
+    if len(xy) > n_max:
+        keep = np.random.default_rng(0).choice(len(xy), n_max, replace=False)
+        xy, nodes = xy[keep], nodes[keep]
+    if len(xy):
+        lo, hi = xy.min(axis=0), xy.max(axis=0)
+        xy = 20 + 960 * (xy - lo) / np.where(hi > lo, hi - lo, 1)
     with p.session() as s:
-        key = (str(p.root), p.config.get("active_features"),
-               s.scalar(select(func.max(Node.id))), s.scalar(select(func.sum(Node.members_version))))
-    with _MAP_LOCK:
-        hit = _MAP_CACHE.get(key)
-        if hit is None:
-            m = map_2d(p)
-            xy = np.asarray(m["xy"], dtype=np.float64)
-            nodes = np.asarray(m["node_ids"]) if m.get("node_ids") is not None else np.full(len(xy), -1)
-            if len(xy) > n_max:
-                keep = np.random.default_rng(0).choice(len(xy), n_max, replace=False)
-                xy, nodes = xy[keep], nodes[keep]
-            if len(xy):
-                lo, hi = xy.min(axis=0), xy.max(axis=0)
-                xy = 20 + 960 * (xy - lo) / np.where(hi > lo, hi - lo, 1)
-            with p.session() as s:
-                about = {i: (st, nm) for i, st, nm in s.execute(select(Node.id, Node.status, Node.name))}
-            hit = []
-            for (x, y), n in zip(xy, nodes):
-                n = int(n) if n is not None and n >= 0 else None
-                status, name = about.get(n, (None, None))
-                hit.append({"x": round(float(x), 1), "y": round(float(y), 1), "node": n,
-                            "status": status, "label": name or (f"node {n}" if n else None),
-                            "colour": _colour(n) if n else "#b9b9b9"})
-            _MAP_CACHE.clear()
-            _MAP_CACHE[key] = hit
-    return hit
+        about = {i: (st, nm) for i, st, nm in s.execute(select(Node.id, Node.status, Node.name))}
+    points = []
+    for (x, y), n in zip(xy, nodes):
+        n = int(n) if n is not None and n >= 0 else None
+        status, name = about.get(n, (None, None))
+        points.append({"x": round(float(x), 1), "y": round(float(y), 1), "node": n,
+                       "status": status, "label": name or (f"node {n}" if n else None),
+                       "colour": _colour(n) if n else "#b9b9b9"})
+    return points
 
 
 @bp.route("/map")
 def map_():
-    """The map as an inline SVG fragment (loaded by htmx after the page)."""
-    try:
-        points = map_points(project(), current_app.config["MAP_POINTS"])
-        error = None
-    except Exception as exc:  # noqa: BLE001 - no features yet, no clustering yet, ...
-        points, error = [], f"{exc.__class__.__name__}: {exc}"
-    return render("_map.html", points=points, error=error)
+    """The map as an inline SVG fragment (loaded by htmx after the page), cached until a change."""
+    p = project()
+    key = _map_key(p)
+    with _MAP_LOCK:
+        html = _MAP_CACHE.get(key)
+        if html is None:
+            try:
+                points, error = map_points(p, current_app.config["MAP_POINTS"]), None
+            except Exception as exc:  # noqa: BLE001 - no features yet, no clustering yet, ...
+                points, error = [], f"{exc.__class__.__name__}: {exc}"
+            html = render("_map.html", points=points, error=error,
+                          node_url=url_for("home.node", node_id=0)[:-1])
+            if error is None:
+                _MAP_CACHE.clear()
+                _MAP_CACHE[key] = html
+    return html
