@@ -107,7 +107,7 @@ def test_validate_grow_name_undo(server, page):
     pg.wait_for_selector(f"#toast:has-text('Accepted {wrong}, rejected 1')")
     grown = IN_NODE + wrong
     pg.fill("input.name-input", "chaetognath")
-    pg.click("button:has-text('Name')")
+    pg.press("input.name-input", "Enter")
     pg.wait_for_selector("#toast:has-text('now called')")
     pg.goto(base + "/")
     assert pg.inner_text("#n-labelled") == str(grown)

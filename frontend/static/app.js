@@ -108,6 +108,12 @@
   });
 
   document.addEventListener("keydown", function (ev) {
+    // Enter in a name field presses its form's main button (approve, name)
+    if (ev.key === "Enter" && ev.target.matches && ev.target.matches("input.name-input")) {
+      const btn = ev.target.form && ev.target.form.querySelector("[data-enter]");
+      if (btn) { ev.preventDefault(); btn.click(); }
+      return;
+    }
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const tag = (ev.target.tagName || "").toLowerCase();
     if (tag === "input" || tag === "textarea" || tag === "select" || ev.target.isContentEditable) return;
