@@ -85,12 +85,24 @@ def _load_saved(project) -> State | None:
     return State(model, preds, stamp, np.zeros(len(preds), bool))
 
 
-def _run(project, slot: _Slot, params: dict) -> None:
+def _fresh(st: State | None, stamp: int) -> bool:
+    return st is not None and (st.stamp == stamp or st.stamp == EXTERNAL)
+
+
+def _stamp(project) -> int:
+    with project.session() as s:
+        return sg.last_event_id(s)
+
+
+def _run(project, slot: _Slot, params: dict, force: bool) -> None:
     try:
+        if slot.state is None and not force:
+            slot.state = _load_saved(project)
         while True:
             want = slot.requested
-            state = _train_now(project, **params)
-            slot.state, slot.error = state, None
+            if not force and _fresh(slot.state, _stamp(project)):
+                break
+            slot.state, slot.error, force = _train_now(project, **params), None, False
             if slot.requested <= want:
                 break
     except Exception as exc:  # shown on the screen; the previous predictions stay in use
@@ -100,30 +112,26 @@ def _run(project, slot: _Slot, params: dict) -> None:
 def refresh(project, wait: bool = False, force: bool = False, **params) -> State | None:
     """Retrain and predict if decisions happened since the last training (or if `force`).
 
-    In the background unless `wait`; return the state to use now (None if there is none yet).
-    A model saved from another project is kept until a retrain is forced.
+    In a background thread unless `wait`; return the state to use now (None if there is none
+    yet). A model saved from another project is kept until a retrain is forced.
     """
     slot = _slot(project)
-    with project.session() as s:
-        stamp = sg.last_event_id(s)
-    if slot.state is None and slot.thread is None and not force:
-        slot.state = _load_saved(project)
-    st = slot.state
-    fresh = not force and st is not None and (st.stamp == stamp or st.stamp == EXTERNAL)
-    if fresh:
-        return st
     if wait:
         if slot.thread is not None:
             slot.thread.join()
-        st = slot.state
-        if force or st is None or st.stamp != stamp:
+        if slot.state is None and not force:
+            slot.state = _load_saved(project)
+        if force or not _fresh(slot.state, _stamp(project)):
             slot.state, slot.error = _train_now(project, **params), None
+        return slot.state
+    stamp = _stamp(project)
+    if not force and _fresh(slot.state, stamp):
         return slot.state
     with _LOCK:
         slot.requested = max(slot.requested, stamp)
         if slot.thread is None or not slot.thread.is_alive():
-            slot.thread = threading.Thread(target=_run, args=(project, slot, params), daemon=True,
-                                           name="morphocluster-suggest")
+            slot.thread = threading.Thread(target=_run, args=(project, slot, params, force),
+                                           daemon=True, name="morphocluster-suggest")
             slot.thread.start()
     return slot.state
 

@@ -1,0 +1,100 @@
+"""Sort suggestions: the labels with open suggestions, and screens of one label's suggestions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request, url_for
+
+from ..workflow import WorkflowError
+from ..workflow import suggest as wf
+from . import project
+from .common import int_list, message, node_info, redirect_to, render, role_required, toast
+
+bp = Blueprint("suggest", __name__, url_prefix="/suggest")
+
+THRESHOLDS = (0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
+
+
+@bp.route("/")
+def index():
+    """Labels with open suggestions, most confident first; the model's state."""
+    state = wf.refresh(project())
+    rows = wf.overview(project(), state) if state else []
+    return render("suggest.html", rows=rows, status=wf.status(project()),
+                  n_unknown=wf.n_unknown(state) if state else 0, state=state)
+
+
+@bp.route("/status")
+def model_status():
+    """The model's state as a fragment (polled while it trains)."""
+    state = wf.refresh(project())
+    return render("suggest_status.html", status=wf.status(project()), state=state, htmx=True)
+
+
+@bp.route("/retrain", methods=["POST"])
+@role_required("annotator")
+def retrain():
+    wf.refresh(project(), force=True)
+    return message("Retraining the suggestion model in the background.")
+
+
+def _screen(node_id: int):
+    state = wf.refresh(project())
+    if state is None:
+        return None, None
+    return state, wf.screen(project(), node_id, 0, wf.SCREEN, state=state)
+
+
+@bp.route("/<int:node_id>")
+def show(node_id: int):
+    """One screen of the node's suggestions: click the ones that do not belong, confirm the rest."""
+    state, scr = _screen(node_id)
+    threshold = request.args.get("threshold", default=0.95, type=float)
+    preview = wf.accept_preview(project(), node_id, threshold, state) if state else None
+    return render("suggest_screen.html", node=node_info(node_id), screen=scr, status=wf.status(project()),
+                  preview=preview, thresholds=THRESHOLDS)
+
+
+@bp.route("/<int:node_id>/preview")
+def preview(node_id: int):
+    """How many suggestions an accept-above would take and their estimated precision."""
+    threshold = request.args.get("threshold", default=0.95, type=float)
+    p = wf.accept_preview(project(), node_id, threshold)
+    return render("suggest_preview.html", preview=p, node_id=node_id, htmx=True)
+
+
+@bp.route("/<int:node_id>/decide", methods=["POST"])
+@role_required("annotator")
+def decide(node_id: int):
+    """Reject the selected objects for this label; the other shown ones join the node (validated)."""
+    shown = int_list("shown")
+    if not shown:
+        return message("Nothing was shown to confirm.", "error")
+    r = wf.decide(project(), g.user["id"], node_id, shown, int_list("pks"),
+                  members_version=request.form.get("members_version", type=int))
+    wf.refresh(project())
+    return _reshow(node_id, f"Confirmed {r['confirmed']}, rejected {r['rejected']}.")
+
+
+@bp.route("/<int:node_id>/accept", methods=["POST"])
+@role_required("annotator")
+def accept(node_id: int):
+    """Accept every open suggestion of the label at or above the chosen confidence (predicted)."""
+    threshold = request.form.get("threshold", type=float)
+    if threshold is None or not 0.0 <= threshold <= 1.0:
+        return message("Choose a confidence between 0 and 1.", "error")
+    n = wf.accept_above(project(), g.user["id"], node_id, threshold,
+                        members_version=request.form.get("members_version", type=int))
+    wf.refresh(project())
+    return _reshow(node_id, f"Accepted {n} suggestions with confidence ≥ {threshold:g} (predicted).")
+
+
+def _reshow(node_id: int, text: str):
+    state, scr = _screen(node_id)
+    if scr is not None and not scr.pks:
+        return redirect_to(url_for("suggest.index"))
+    preview = wf.accept_preview(project(), node_id, 0.95, state) if state else None
+    return render("suggest_screen.html", node=node_info(node_id), screen=scr, status=wf.status(project()),
+                  preview=preview, thresholds=THRESHOLDS, htmx=True) + toast(text)
+
+
+__all__ = ["bp", "WorkflowError"]

@@ -1,0 +1,91 @@
+"""The sort-suggestions screen through the Flask test client (real project, real features)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from morphocluster.store import Event, Membership, Rejection
+from morphocluster.workflow import suggest as ws
+from test_web_fixtures import CLASSES, app, client_as, web_project, web_template  # noqa: F401
+from test_web_workflow import approve, hx, members, pks_in
+
+pytestmark = pytest.mark.usefixtures("shared_data")
+
+
+@pytest.fixture
+def labelled(client_as, web_project):
+    """Approve and name every seed node through the UI; train the model (waiting for it)."""
+    p, info = web_project
+    c, token = client_as("ann")
+    for cls in CLASSES:
+        approve(c, token, info["nodes"][cls], name=cls)
+    ws.refresh(p, wait=True)
+    yield c, token, p, info
+    ws.forget(p)
+
+
+def _version(html):
+    return re.search(r'name="members_version" value="(\d+)"', html).group(1)
+
+
+def test_overview_lists_labels_and_viewer_cannot_decide(labelled, client_as):
+    c, token, p, info = labelled
+    html = c.get("/suggest/").get_data(as_text=True)
+    assert "Sort suggestions" in html and "trained on" in html
+    assert any(f"/suggest/{info['nodes'][cls]}" in html for cls in CLASSES)
+    assert 'href="/suggest/"' in c.get("/").get_data(as_text=True)  # nav link
+    v, vtoken = client_as("vic")
+    nid = info["nodes"][CLASSES[1]]
+    resp = v.post(f"/suggest/{nid}/accept", headers=hx(vtoken), data={"threshold": "0.5"})
+    assert resp.status_code == 403
+
+
+def test_screen_reject_confirm_then_undo(labelled):
+    c, token, p, info = labelled
+    nid = info["nodes"][CLASSES[1]]
+    html = c.get(f"/suggest/{nid}").get_data(as_text=True)
+    shown = pks_in(html)
+    assert 0 < len(shown) <= 50 and "estimated precision" in html
+    before = members(p, nid)
+    bad = shown[:1]
+    resp = c.post(f"/suggest/{nid}/decide", headers=hx(token),
+                  data={"members_version": _version(html), "shown": ",".join(map(str, shown)),
+                        "pks": ",".join(map(str, bad))})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code in (200, 204), body
+    assert members(p, nid) == before | set(shown[1:])
+    with p.session() as s:
+        st = set(s.scalars(select(Membership.status).where(Membership.object_pk.in_(shown[1:]))))
+        assert st == {"validated"}
+        assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == set(bad)
+        assert s.scalar(select(func.count()).select_from(Event)
+                        .where(Event.action == "suggest_screen")) == 1
+    # the rejected object never comes back for this label, also after retraining
+    ws.refresh(p, wait=True)
+    assert bad[0] not in pks_in(c.get(f"/suggest/{nid}").get_data(as_text=True))
+    assert c.post("/undo", headers=hx(token)).status_code in (200, 204)
+    assert members(p, nid) == before
+    with p.session() as s:
+        assert s.scalar(select(func.count()).select_from(Rejection)) == 0
+
+
+def test_accept_above_marks_predicted_and_shows_estimate(labelled):
+    c, token, p, info = labelled
+    nid = info["nodes"][CLASSES[2]]
+    prev = c.get(f"/suggest/{nid}/preview?threshold=0.5").get_data(as_text=True)
+    n = int(re.search(r"(\d+) suggestions", prev).group(1))
+    assert "estimated precision" in prev
+    before = members(p, nid)
+    resp = c.post(f"/suggest/{nid}/accept", headers=hx(token), data={"threshold": "0.5"})
+    assert resp.status_code in (200, 204)
+    added = members(p, nid) - before
+    assert len(added) == n
+    if added:
+        with p.session() as s:
+            st = set(s.scalars(select(Membership.status).where(Membership.object_pk.in_(list(added)))))
+        assert st == {"predicted"}
+    resp = c.post(f"/suggest/{nid}/accept", headers=hx(token), data={"threshold": "7"})
+    assert "between 0 and 1" in resp.get_data(as_text=True)
