@@ -11,11 +11,14 @@ real features. Two parts:
    checks that the faster ones cluster as well.
 2. The full round (`cluster_round`) in a real project: objects in SQLite, features in HDF5,
    nodes and memberships written, node statistics and the 2-D map computed.
+3. `--stats`: recomputing one node's statistics after a membership change (what the validate
+   and grow screens wait for), for nodes of 100 to 100k members.
 
 Each size runs in a fresh process so that its peak RSS (ru_maxrss) is its own.
 
     nice python benchmarks/cluster_scale.py --sizes 100000 --compare
     nice python benchmarks/cluster_scale.py --sizes 100000,1000000
+    nice python benchmarks/cluster_scale.py --sizes 200000 --dim 1280 --stats
 """
 
 from __future__ import annotations
@@ -56,6 +59,18 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_s() -> float:
+    """CPU seconds of this process: on a shared, overloaded machine wall time mostly measures
+    the neighbours, CPU time measures the work."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')} cpu {cpu_s():.0f}s rss {peak_mb():.0f}MB] {msg}",
+          file=sys.stderr, flush=True)
+
+
 def _ari(y, labels) -> float:
     from sklearn.metrics import adjusted_rand_score
 
@@ -68,9 +83,9 @@ def worker_backend(n, dim, backend, mcs):
 
     X, y = make_data(n, dim)
     base = peak_mb()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_s()
     est = SeedClusterer(min_cluster_size=mcs, min_samples=1, reduce="none", backend=backend).fit(X)
-    return {"n": n, "backend": backend, "seconds": time.perf_counter() - t,
+    return {"n": n, "backend": backend, "seconds": time.perf_counter() - t, "cpu": cpu_s() - c,
             "peak_mb": peak_mb(), "data_mb": base, "clusters": est.n_clusters_,
             "clustered": float((est.labels_ >= 0).mean()), "ari": _ari(y, est.labels_)}
 
@@ -96,9 +111,12 @@ def worker_round(n, dim, mcs, sample):
         set_active(project, "syn")
         setup = time.perf_counter() - t
         del X
-        t = time.perf_counter()
-        r = cluster_round(project, min_cluster_size=mcs, min_samples=1, sample=sample)
-        total = time.perf_counter() - t
+        log(f"set up {n} objects in {setup:.0f}s")
+        t, c = time.perf_counter(), cpu_s()
+        r = cluster_round(project, min_cluster_size=mcs, min_samples=1, sample=sample,
+                          progress=lambda f, m: log(f"{f * 100:.0f}% {m}"))
+        total, cpu = time.perf_counter() - t, cpu_s() - c
+        log(f"round done: {r.timings}")
         from morphocluster.features.matrix import load_matrix
         from morphocluster.store import Membership
         from sqlalchemy import select
@@ -109,19 +127,72 @@ def worker_round(n, dim, mcs, sample):
         labels = np.array([mem.get(int(pk), -1) for pk in fm.pks])
         truth = y[[int(o.split("/")[1]) for o in fm.object_ids]]
         project.close()
-    return {"n": n, "setup_s": setup, "round_s": total, "peak_mb": peak_mb(),
+    return {"n": n, "setup_s": setup, "round_s": total, "cpu_s": cpu, "peak_mb": peak_mb(),
             "clusters": len(r.node_ids), "clustered": r.n_clustered / n, "ari": _ari(truth, labels),
             "timings": {k: round(v, 1) for k, v in r.timings.items()}}
 
 
+def worker_stats(n, dim, sizes):
+    """Time node_stats after one membership change, for nodes of the given sizes."""
+    from sqlalchemy import insert
+
+    from morphocluster.features import set_active, write_features
+    from morphocluster.features.h5 import feature_path
+    from morphocluster.features.matrix import load_matrix
+    from morphocluster.nodestats import node_stats
+    from morphocluster.project import Project
+    from morphocluster.store import Membership, Node, Object
+
+    X, _ = make_data(n, dim)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="cluster-scale-") as tmp:
+        project = Project.create(Path(tmp) / "p")
+        ids = [f"syn/{i:07d}" for i in range(n)]
+        with project.transaction() as s:
+            s.execute(insert(Object), [{"object_id": i, "path": i + ".png"} for i in ids])
+        write_features(feature_path(project, "syn"), ids, X)
+        set_active(project, "syn")
+        fm = load_matrix(project)
+        start = 0
+        for m in sizes:
+            with project.transaction() as s:
+                node = Node(status="approved", members_version=1)
+                s.add(node)
+                s.flush()
+                s.execute(insert(Membership), [{"object_pk": int(pk), "node_id": node.id}
+                                               for pk in fm.pks[start:start + m]])
+                nid = node.id
+            start += m
+            node_stats(project, nid)
+            with project.transaction() as s:  # one member leaves: the cache is stale
+                s.execute(Membership.__table__.delete().where(Membership.object_pk == int(fm.pks[start - 1])))
+                s.get(Node, nid).members_version += 1
+            t, c = time.perf_counter(), cpu_s()
+            node_stats(project, nid)
+            wall, cpu = time.perf_counter() - t, cpu_s() - c
+            t = time.perf_counter()
+            node_stats(project, nid)
+            out.append({"members": m, "recompute_s": wall, "recompute_cpu_s": cpu,
+                        "cached_s": time.perf_counter() - t})
+        project.close()
+    return {"rows": out}
+
+
 def run_worker(args_list, limit):
+    """Run one measurement in a fresh process; its progress log goes to a file beside /tmp."""
     cmd = [sys.executable, __file__, "--worker", json.dumps(args_list)]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
-    except subprocess.TimeoutExpired:
-        return {"error": f"over the {limit} s limit"}
+    with tempfile.NamedTemporaryFile("w+", prefix="cluster-scale-", suffix=".log", delete=False) as err:
+        print(f"# progress log: {err.name}", flush=True)
+        try:
+            out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            err.seek(0)
+            done = [line for line in err.read().splitlines() if line.startswith("[")]
+            return {"error": f"over the {limit} s limit; it got to:\n  " + "\n  ".join(done[-6:])}
+        err.seek(0)
+        text = err.read().strip()
     if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+        return {"error": text.splitlines()[-1] if text else "failed"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -133,19 +204,34 @@ def main():
     ap.add_argument("--sample", type=int, default=None)
     ap.add_argument("--compare", action="store_true", help="compare the HDBSCAN backends")
     ap.add_argument("--backends", default="knn,fast,hdbscan")
+    ap.add_argument("--stats", action="store_true",
+                    help="time node statistics after a change, for nodes of 100 to 100k members")
     ap.add_argument("--limit", type=int, default=1800, help="seconds allowed per run")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         kind, *rest = json.loads(a.worker)
-        res = worker_backend(*rest) if kind == "backend" else worker_round(*rest)
+        fn = {"backend": worker_backend, "round": worker_round, "stats": worker_stats}[kind]
+        res = fn(*rest)
         print(json.dumps(res))
         return
     sizes = [int(s) for s in a.sizes.split(",")]
     print(f"# cluster_scale: dim={a.dim} min_cluster_size={a.min_cluster_size} sample={a.sample}")
     print("# rerun: nice python benchmarks/cluster_scale.py " + " ".join(sys.argv[1:]))
+    if a.stats:
+        n = max(sizes)
+        r = run_worker(["stats", n, a.dim, [m for m in (100, 1000, 10_000, 100_000) if m * 1.2 < n]],
+                       a.limit)
+        if "error" in r:
+            print(r["error"])
+            return
+        print(f"{'members':>8} {'recompute s':>11} {'cpu s':>7} {'cached s':>9}   (dim {a.dim}, {n} objects)")
+        for row in r["rows"]:
+            print(f"{row['members']:>8} {row['recompute_s']:>11.3f} {row['recompute_cpu_s']:>7.3f} "
+                  f"{row['cached_s']:>9.3f}")
+        return
     if a.compare:
-        print(f"{'n':>9} {'backend':>8} {'seconds':>8} {'peak MB':>8} {'clusters':>8} "
+        print(f"{'n':>9} {'backend':>8} {'seconds':>8} {'cpu s':>8} {'peak MB':>8} {'clusters':>8} "
               f"{'clustered':>9} {'ARI':>6}")
         for n in sizes:
             for b in a.backends.split(","):
@@ -153,16 +239,16 @@ def main():
                 if "error" in r:
                     print(f"{n:>9} {b:>8}  {r['error']}", flush=True)
                     continue
-                print(f"{n:>9} {b:>8} {r['seconds']:>8.1f} {r['peak_mb']:>8.0f} {r['clusters']:>8} "
+                print(f"{n:>9} {b:>8} {r['seconds']:>8.1f} {r['cpu']:>8.1f} {r['peak_mb']:>8.0f} {r['clusters']:>8} "
                       f"{r['clustered']:>9.3f} {r['ari']:>6.3f}", flush=True)
         return
-    print(f"{'n':>9} {'round s':>8} {'peak MB':>8} {'clusters':>8} {'clustered':>9} {'ARI':>6}  phases")
+    print(f"{'n':>9} {'round s':>8} {'cpu s':>8} {'peak MB':>8} {'clusters':>8} {'clustered':>9} {'ARI':>6}  phases")
     for n in sizes:
         r = run_worker(["round", n, a.dim, a.min_cluster_size, a.sample], a.limit)
         if "error" in r:
             print(f"{n:>9}  {r['error']}", flush=True)
             continue
-        print(f"{n:>9} {r['round_s']:>8.1f} {r['peak_mb']:>8.0f} {r['clusters']:>8} "
+        print(f"{n:>9} {r['round_s']:>8.1f} {r['cpu_s']:>8.1f} {r['peak_mb']:>8.0f} {r['clusters']:>8} "
               f"{r['clustered']:>9.3f} {r['ari']:>6.3f}  {r['timings']} (setup {r['setup_s']:.0f}s)",
               flush=True)
 

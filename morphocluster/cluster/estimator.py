@@ -145,8 +145,11 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         t = time.perf_counter()
         fitZ = Z if sampled is None else Z[sampled]
         self._tell(0.3, f"HDBSCAN on {len(fitZ)} objects ({self.backend})")
+        self._knn_s = None
         lab = self._hdbscan(fitZ)
         timings["cluster"] = time.perf_counter() - t
+        if self._knn_s is not None:
+            timings["knn_graph"] = self._knn_s
         labels = lab
         self.assign_threshold_ = None
         if sampled is not None:
@@ -179,7 +182,10 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         from scipy.sparse import csr_matrix
 
         k = self.knn_k or max(ms or mcs, 16)
+        t = time.perf_counter()
         D, I = knn_graph(Z, k, self.random_state)
+        self._knn_s = time.perf_counter() - t
+        self._tell(0.5, f"kNN graph ({k} neighbours) in {self._knn_s:.0f}s; building the tree")
         n = len(Z)
         # explicit zero distances (duplicates) are valid edges: nudge them to stay stored
         G = csr_matrix((np.maximum(D.ravel(), 1e-12), I.ravel(), np.arange(0, n * D.shape[1] + 1, D.shape[1])),
