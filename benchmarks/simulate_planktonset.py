@@ -61,6 +61,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/mc-simulate-planktonset"))
     ap.add_argument("--out", type=Path, default=None, help="JSON, curve.png, table.txt (default WORK/out)")
     ap.add_argument("--presets", default="faithful,best")
+    ap.add_argument("--final-phase", action="append", default=[], metavar="MODULE:FUNCTION",
+                    help="also run 'best' with this phase after its rounds (e.g. assisted sorting)")
     args = ap.parse_args(argv)
 
     from morphocluster.simulate import Simulator, imported_truth, preset, reset_annotations
@@ -69,9 +71,12 @@ def main(argv=None) -> int:
     project = build_project(args.work, args.data, args.features)
     truth = imported_truth(project)
     results = {}
-    for name in args.presets.split(","):
+    runs = [(name, preset(name)) for name in args.presets.split(",")]
+    if args.final_phase:
+        label = "best+" + "+".join(p.rpartition(":")[2] for p in args.final_phase)
+        runs.append((label, preset("best", name=label, final_phases=tuple(args.final_phase))))
+    for name, settings in runs:
         reset_annotations(project)
-        settings = preset(name)
         print(f"--- {name}: {settings}")
         results[name] = Simulator(project, truth, settings, log=print).run().to_dict()
     out = args.out or args.work / "out"
@@ -80,7 +85,8 @@ def main(argv=None) -> int:
     print(table(results))
     print(f"\nresults in {out}")
     print("rerun: nice python benchmarks/simulate_planktonset.py" +
-          (f" --features {args.features}" if args.features else ""))
+          (f" --features {args.features}" if args.features else "") +
+          "".join(f" --final-phase {p}" for p in args.final_phase))
     return 0
 
 

@@ -109,3 +109,21 @@ def test_rounds_schedule():
     assert rounds_for((64, 32, 16), None) == (64, 32, 16)
     assert rounds_for((64, 32, 16), 2) == (64, 32)
     assert rounds_for((32,), 4) == (32, 16, 8, 8)
+
+
+def count_phase(sim, r):
+    """A stand-in extra phase (used by name below): looks at nothing, pays one click."""
+    sim.click("undo")
+
+
+def test_extra_and_final_phases_by_name(wf):
+    p = wf.project
+    truth = imported_truth(p)
+    sim = Simulator(p, truth, preset("best", rounds=(12, 6), grow="none",
+                                     extra_phases=("test_simulate:count_phase",),
+                                     final_phases=("test_simulate:count_phase",)))
+    assert sim.phases[-1] is count_phase and sim.final_phases == [count_phase]
+    sim.run()
+    assert sim.clicks["undo"] == 3  # two rounds and the final phase
+    with pytest.raises(ValueError, match="module:function"):
+        Simulator(p, truth, preset("best", final_phases=("nonsense",)))

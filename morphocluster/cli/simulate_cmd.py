@@ -31,11 +31,15 @@ def rounds_for(base: tuple, n: int | None) -> tuple:
               help="min_cluster_size of each round, repeat for several (default: the preset's).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for <preset>.json, curve.png and table.txt.")
+@click.option("--phase", "phases", multiple=True, metavar="MODULE:FUNCTION",
+              help="An extra phase run every round (e.g. assisted sorting); repeatable.")
+@click.option("--final-phase", "final_phases", multiple=True, metavar="MODULE:FUNCTION",
+              help="A phase run once after the last round; repeatable.")
 @click.option("--in-place", is_flag=True,
               help="Simulate in PROJECT itself (its annotations change); default: on a copy.")
 @click.option("--assist", is_flag=True,
               help="Also sort by suggestions after each round (morphocluster.simulate_suggest).")
-def simulate(project_path, truth, preset_name, rounds, sizes, out, in_place, assist):
+def simulate(project_path, truth, preset_name, rounds, sizes, out, phases, final_phases, in_place, assist):
     """Measure annotation efficiency with a simulated annotator on PROJECT's imported labels."""
     from ..simulate import Simulator, imported_truth, preset
     from ..simulate.report import table, write_all
@@ -46,7 +50,16 @@ def simulate(project_path, truth, preset_name, rounds, sizes, out, in_place, ass
     if not truth_map:
         raise click.ClickException(f"{project_path}: no object has an imported label to use as truth")
     settings = preset(preset_name)
-    settings = preset(preset_name, rounds=rounds_for(tuple(sizes) or settings.rounds, rounds))
+    settings = preset(preset_name, rounds=rounds_for(tuple(sizes) or settings.rounds, rounds),
+                      extra_phases=settings.extra_phases + tuple(phases),
+                      final_phases=settings.final_phases + tuple(final_phases))
+    try:
+        from ..simulate.annotator import resolve_phase
+
+        for ph in settings.extra_phases + settings.final_phases:
+            resolve_phase(ph)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise click.ClickException(f"cannot load phase: {exc}") from exc
     with tempfile.TemporaryDirectory(prefix="mc-simulate-") as tmp:
         work = project if in_place else work_copy(project, Path(tmp) / "work")
         try:

@@ -45,6 +45,8 @@ class Settings:
     direct_min_gain: float = 3.0       # stop direct growth when a click gains fewer objects
     regrow: bool = False               # grow nodes of earlier rounds again in later rounds
     max_direct_pages: int = 200        # safety bound on screens per node in direct growth
+    extra_phases: tuple = ()           # "module:function" phases appended to every round
+    final_phases: tuple = ()           # "module:function" phases run once after the last round
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,6 +106,18 @@ def ensure_user(project, username: str = "simulator") -> int:
         return uid
 
 
+def resolve_phase(phase):
+    """Return a phase callable; strings name one as 'package.module:function'."""
+    if callable(phase):
+        return phase
+    import importlib
+
+    module, _, attr = str(phase).partition(":")
+    if not attr:
+        raise ValueError(f"phase {phase!r}: expected 'package.module:function'")
+    return getattr(importlib.import_module(module), attr)
+
+
 def imported_truth(project) -> dict[int, str]:
     """Return Object.id -> imported label (objects without one are left out)."""
     with project.session() as s:
@@ -130,8 +144,9 @@ class Simulator:
         self._truth = dict(truth)
         self.seen: dict[int, str | None] = {}
         self.clicks: Counter = Counter()
-        self.phases = list(DEFAULT_PHASES) + list(extra_phases)
-        self.final_phases = list(final_phases)
+        st = self.settings
+        self.phases = list(DEFAULT_PHASES) + [resolve_phase(p) for p in (*st.extra_phases, *extra_phases)]
+        self.final_phases = [resolve_phase(p) for p in (*st.final_phases, *final_phases)]
         self.curve: list[Snapshot] = []
         self.grown: set[int] = set()   # approved nodes already grown
         self.log = log or (lambda msg: None)
