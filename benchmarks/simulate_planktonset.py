@@ -7,7 +7,8 @@ uses precomputed features instead), then runs each preset on it and prints the t
   (a) faithful: the original MorphoCluster procedure (PCA 64, HDBSCAN leaf 128 then 64,
       approve/dissolve, grow by 16 k-means prototypes with page-level exponential search and
       bisection);
-  (b) best: this tool's workflow.
+  (b) best: this tool's workflow (with `--assist`, also best plus assisted sorting by
+      suggestions, `morphocluster.simulate_suggest`).
 
 Rerun:
   nice python benchmarks/simulate_planktonset.py --features /work/cache/planktonset_effnet128.h5
@@ -61,6 +62,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/mc-simulate-planktonset"))
     ap.add_argument("--out", type=Path, default=None, help="JSON, curve.png, table.txt (default WORK/out)")
     ap.add_argument("--presets", default="faithful,best")
+    ap.add_argument("--assist", action="store_true",
+                    help="also run 'best' with assisted sorting (morphocluster.simulate_suggest)")
     ap.add_argument("--final-phase", action="append", default=[], metavar="MODULE:FUNCTION",
                     help="also run 'best' with this phase after its rounds (e.g. assisted sorting)")
     args = ap.parse_args(argv)
@@ -75,6 +78,10 @@ def main(argv=None) -> int:
     if args.final_phase:
         label = "best+" + "+".join(p.rpartition(":")[2] for p in args.final_phase)
         runs.append((label, preset("best", name=label, final_phases=tuple(args.final_phase))))
+    if args.assist:
+        runs.append(("best+assist", preset(
+            "best", name="best+assist", extra_phases=("morphocluster.simulate_suggest:assist",),
+            final_phases=("morphocluster.simulate_suggest:assist_final",))))
     for name, settings in runs:
         reset_annotations(project)
         print(f"--- {name}: {settings}")
@@ -86,7 +93,7 @@ def main(argv=None) -> int:
     print(f"\nresults in {out}")
     print("rerun: nice python benchmarks/simulate_planktonset.py" +
           (f" --features {args.features}" if args.features else "") +
-          "".join(f" --final-phase {p}" for p in args.final_phase))
+          "".join(f" --final-phase {p}" for p in args.final_phase) + (" --assist" if args.assist else ""))
     return 0
 
 
