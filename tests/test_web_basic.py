@@ -98,6 +98,10 @@ def test_viewer_cannot_change_anything(client_as, web_project):
                 "/tree/from-object/1"):
         assert c.post(url, headers=h, data={"pks": "1"}).status_code == 403, url
     assert c.get(f"/validate/{node}").status_code == 200  # but may look
+    assert c.get("/validate/").headers["Location"] == f"/validate/{node}"  # without claiming
+    with p.session() as s:
+        from morphocluster.store import Node
+        assert s.get(Node, node).claimed_by is None
     assert c.get("/events").status_code == 403  # the log is for admins
 
 

@@ -21,7 +21,13 @@ def _version():
 
 @bp.route("/", endpoint="next")
 def next_node():
-    node_id = wf.next_node(project(), g.user["id"]) if g.user["role"] != "viewer" else None
+    if g.user["role"] == "viewer":  # viewers look without claiming anything
+        from .home import queue
+
+        todo = queue(project(), limit=1)["validate"]
+        node_id = todo[0]["id"] if todo else None
+    else:
+        node_id = wf.next_node(project(), g.user["id"])
     if node_id is None:
         return render("validate_empty.html")
     return redirect(url_for("validate.show", node_id=node_id))
