@@ -1,12 +1,16 @@
 """The simulated annotator on the sort-suggestions screen (`morphocluster simulate --assist`).
 
 `assist` is a phase for `Simulator(extra_phases=...)`: after the seed clusters of a round are
-validated and grown, it retrains the suggestion model and, for each label, accepts the remaining
-suggestions above the lowest confidence whose held-out precision estimate reaches
-`accept_precision` (one click), then looks at screens of the most confident remaining
-suggestions (one click per wrong object it rejects, one to confirm the screen) while a screen is
-worth it. Objects flagged unknown stay in the pool for the next clustering round.
+validated and grown, it retrains the suggestion model and works through each label:
 
+1. Confidence bands from the top (>= 0.99, 0.97-0.99, ...): it checks a random sample screen of
+   the band (rejecting the wrong ones, confirming the rest); if the sample is at least
+   `target_precision` right, it accepts the rest of the band with one click, and goes on to the
+   next band; the first band that fails the check stops the descent.
+2. Screens of the most confident suggestions left, while a screen gains at least `min_gain`
+   objects per click.
+
+Objects flagged unknown, or left over, stay in the pool for the next clustering round.
 Cost model (same as the other screens): one click per shown object rejected, one click to
 confirm a screen, one click for an accept-above-threshold.
 """
@@ -18,19 +22,19 @@ from dataclasses import dataclass
 from .workflow import WorkflowError
 from .workflow import suggest as wf
 
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
+BANDS = (0.99, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
 
 
 @dataclass
 class AssistSettings:
-    accept_precision: float = 0.97   # accept above the lowest confidence estimated this precise
-    min_heldout: int = 5             # held-out objects of the label the estimate needs
-    min_accept: int = 5              # an accept-above click must gain at least this many objects
+    target_precision: float = 0.96   # accept a band when its checked sample is this precise
+    min_band: int = 100              # smaller bands are merged with the next one down
     passes: int = 2                  # retrain-and-sort passes per round
-    max_screens: int = 4             # screens per label per pass
-    min_gain: float = 4.0            # stop a label when a screen gains fewer objects per click
+    max_screens: int = 4             # screens of the most confident left, per label and pass
+    min_gain: float = 4.0            # stop a label's screens when one gains fewer objects per click
     min_confidence: float = 0.3      # never show suggestions less confident than this
     final_passes: int = 3            # passes after the last round (assist_final)
+    final_min_gain: float = 2.0      # min_gain of the final passes
 
 
 def _click(sim, kind: str, n: int, fallback: str) -> None:
@@ -39,18 +43,44 @@ def _click(sim, kind: str, n: int, fallback: str) -> None:
     sim.click(kind if kind in CLICK_KINDS else fallback, n)
 
 
-def _accept_threshold(model, label, st: AssistSettings):
-    """Lowest confidence whose held-out precision estimate reaches the target, or None."""
-    for t in THRESHOLDS:
-        prec, n = model.precision_at(label, t)
-        if n >= st.min_heldout and prec >= st.accept_precision:
-            return t
-    return None
+def _look(sim, state, nid, scr, band=None):
+    """Show a screen, reject the wrong ones, confirm the rest; return (good, shown)."""
+    truth = sim.show(scr.pks)
+    wrong = [pk for pk, lab in zip(scr.pks, truth) if lab != scr.name]
+    wf.decide(sim.project, sim.user_id, nid, scr.pks, wrong, members_version=scr.members_version,
+              band=band)
+    sim.click("reject", len(wrong))
+    _click(sim, "confirm", 1, "judge")
+    sim.snapshot()
+    return len(scr.pks) - len(wrong), len(scr.pks)
 
 
-def sort_pass(sim, st: AssistSettings) -> int:
+def sort_bands(sim, state, nid, st: AssistSettings) -> int:
+    """Check and accept confidence bands from the top while their samples are precise enough."""
+    p, u, size = sim.project, sim.user_id, sim.settings.page_size
+    hi, gained = 2.0, 0
+    for lo in BANDS:
+        n = wf.accept_preview(p, nid, lo, state, below=hi)["n"]
+        if n == 0 or (n < st.min_band and lo != BANDS[-1]):
+            continue
+        scr = wf.screen(p, nid, 0, size, state=state, band=(lo, hi))
+        if not scr.pks:
+            break
+        good, shown = _look(sim, state, nid, scr, band=(lo, hi))
+        gained += good
+        if good / shown < st.target_precision:
+            break
+        if n > shown:
+            gained += wf.accept_above(p, u, nid, lo, state=state, below=hi)
+            _click(sim, "accept", 1, "save")
+        hi = lo
+    return gained
+
+
+def sort_pass(sim, st: AssistSettings, min_gain: float | None = None) -> int:
     """One retrain-and-sort pass over every label; return the objects labelled."""
-    p, u = sim.project, sim.user_id
+    p = sim.project
+    min_gain = st.min_gain if min_gain is None else min_gain
     try:
         state = wf.refresh(p, wait=True)
     except Exception as exc:  # too few labels yet: nothing to suggest
@@ -60,11 +90,8 @@ def sort_pass(sim, st: AssistSettings) -> int:
         return 0
     gained = 0
     for row in wf.overview(p, state):
-        nid, label = row["node_id"], row["label"]
-        t = _accept_threshold(state.model, label, st)
-        if t is not None and wf.accept_preview(p, nid, t, state)["n"] >= st.min_accept:
-            gained += wf.accept_above(p, u, nid, t, state=state)
-            _click(sim, "accept", 1, "save")
+        nid = row["node_id"]
+        gained += sort_bands(sim, state, nid, st)
         for _ in range(st.max_screens):
             try:
                 scr = wf.screen(p, nid, 0, sim.settings.page_size, state=state)
@@ -73,16 +100,10 @@ def sort_pass(sim, st: AssistSettings) -> int:
             keep = [i for i, c in enumerate(scr.confidence) if c >= st.min_confidence]
             if not keep:
                 break
-            pks = [scr.pks[i] for i in keep]
-            truth = sim.show(pks)
-            wrong = [pk for pk, lab in zip(pks, truth) if lab != scr.name]
-            good = len(pks) - len(wrong)
-            wf.decide(p, u, nid, pks, wrong, members_version=scr.members_version)
-            sim.click("reject", len(wrong))
-            _click(sim, "confirm", 1, "judge")
+            scr.pks = [scr.pks[i] for i in keep]
+            good, shown = _look(sim, state, nid, scr)
             gained += good
-            sim.snapshot()
-            if good / (len(wrong) + 1) < st.min_gain:
+            if good / (shown - good + 1) < min_gain:
                 break
     return gained
 
@@ -101,7 +122,7 @@ def assist_final(sim, r: int) -> None:
     """Final phase: more passes once no clustering round is left."""
     st = getattr(sim, "assist_settings", None) or AssistSettings()
     for i in range(st.final_passes):
-        n = sort_pass(sim, st)
+        n = sort_pass(sim, st, st.final_min_gain)
         sim.log(f"assist final pass {i}: {n} objects labelled, clicks {sim.total_clicks}")
         if n == 0:
             break

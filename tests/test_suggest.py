@@ -149,3 +149,25 @@ def test_cli_train_predict_accept_and_model_file(wf, tmp_path):
     assert res.exit_code != 0 and "--label" in res.output
     res = r.invoke(main, ["suggest", str(p.root), "--model", str(tmp_path / "nope.npz"), "--predict"])
     assert res.exit_code != 0 and "nope.npz" in res.output
+
+
+def test_sample_check_of_a_band_then_accept(wf):
+    p = wf.project
+    nodes = _labelled(wf)
+    st = ws.refresh(p, wait=True)
+    nid = nodes[2]
+    n_all = ws.accept_preview(p, nid, 0.0, st)["n"]
+    scr = ws.screen(p, nid, 0, 5, state=st, band=(0.0, 2.0))
+    assert len(scr.pks) == min(5, n_all) and scr.total == n_all
+    assert scr.confidence == sorted(scr.confidence, reverse=True)
+    truth = {pk: c for c in CLASSES for pk in wf.by_class[c]}
+    wrong = [pk for pk in scr.pks if truth[pk] != CLASSES[2]]
+    ws.decide(p, wf.A, nid, scr.pks, wrong, band=(0.0, 2.0))
+    prev = ws.accept_preview(p, nid, 0.0, st)
+    assert prev["n_checked"] == len(scr.pks)
+    assert prev["checked"] == pytest.approx(1 - len(wrong) / len(scr.pks))
+    assert prev["n"] == n_all - len(scr.pks)
+    # a band below does not count the check made above it
+    assert ws.accept_preview(p, nid, 0.0, st, below=0.0)["n_checked"] == 0
+    n = ws.accept_above(p, wf.A, nid, 0.0, state=st)
+    assert n == prev["n"] and ws.accept_preview(p, nid, 0.0, st)["n_checked"] == 0

@@ -89,3 +89,21 @@ def test_accept_above_marks_predicted_and_shows_estimate(labelled):
         assert st == {"predicted"}
     resp = c.post(f"/suggest/{nid}/accept", headers=hx(token), data={"threshold": "7"})
     assert "between 0 and 1" in resp.get_data(as_text=True)
+
+
+def test_check_a_sample_then_accept(labelled):
+    c, token, p, info = labelled
+    nid = info["nodes"][CLASSES[3]]
+    html = c.get(f"/suggest/{nid}?check=0.0").get_data(as_text=True)
+    shown = pks_in(html)
+    assert shown and "random sample" in html and 'name="check" value="0.0"' in html
+    resp = c.post(f"/suggest/{nid}/decide", headers=hx(token),
+                  data={"members_version": _version(html), "shown": ",".join(map(str, shown)),
+                        "pks": str(shown[0]), "check": "0.0"})
+    body = resp.get_data(as_text=True)
+    if resp.status_code == 204:  # the sample was all that was left: back to the labels, with the message
+        assert resp.headers["HX-Redirect"] == "/suggest/"
+        body = c.get("/suggest/").get_data(as_text=True)
+    assert f"{len(shown) - 1} of {len(shown)} right" in body
+    prev = c.get(f"/suggest/{nid}/preview?threshold=0.0").get_data(as_text=True)
+    assert "checked on a random sample" in prev

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request, url_for
+from flask import Blueprint, flash, g, request, url_for
 
 from ..workflow import WorkflowError
 from ..workflow import suggest as wf
@@ -37,21 +37,27 @@ def retrain():
     return message("Retraining the suggestion model in the background.")
 
 
-def _screen(node_id: int):
+def _screen(node_id: int, check: float | None = None):
     state = wf.refresh(project())
     if state is None:
         return None, None
-    return state, wf.screen(project(), node_id, 0, wf.SCREEN, state=state)
+    band = (check, 2.0) if check is not None else None
+    return state, wf.screen(project(), node_id, 0, wf.SCREEN, state=state, band=band)
 
 
 @bp.route("/<int:node_id>")
 def show(node_id: int):
-    """One screen of the node's suggestions: click the ones that do not belong, confirm the rest."""
-    state, scr = _screen(node_id)
-    threshold = request.args.get("threshold", default=0.95, type=float)
+    """One screen of the node's suggestions: click the ones that do not belong, confirm the rest.
+
+    With `?check=T`: a random sample of the suggestions with confidence >= T, to check what
+    accepting them all would give.
+    """
+    check = request.args.get("check", type=float)
+    state, scr = _screen(node_id, check)
+    threshold = check if check is not None else request.args.get("threshold", default=0.95, type=float)
     preview = wf.accept_preview(project(), node_id, threshold, state) if state else None
     return render("suggest_screen.html", node=node_info(node_id), screen=scr, status=wf.status(project()),
-                  preview=preview, thresholds=THRESHOLDS)
+                  preview=preview, thresholds=THRESHOLDS, check=check)
 
 
 @bp.route("/<int:node_id>/preview")
@@ -69,10 +75,16 @@ def decide(node_id: int):
     shown = int_list("shown")
     if not shown:
         return message("Nothing was shown to confirm.", "error")
+    check = request.form.get("check", type=float)
     r = wf.decide(project(), g.user["id"], node_id, shown, int_list("pks"),
-                  members_version=request.form.get("members_version", type=int))
+                  members_version=request.form.get("members_version", type=int),
+                  band=(check, 2.0) if check is not None else None)
+    text = f"Confirmed {r['confirmed']}, rejected {r['rejected']}."
+    if check is not None:  # keep the checked predictions until the annotator accepts or moves on
+        return _reshow(node_id, text + f" Sample of confidence ≥ {check:g}: "
+                       f"{r['confirmed']} of {r['confirmed'] + r['rejected']} right.", threshold=check)
     wf.refresh(project())
-    return _reshow(node_id, f"Confirmed {r['confirmed']}, rejected {r['rejected']}.")
+    return _reshow(node_id, text)
 
 
 @bp.route("/<int:node_id>/accept", methods=["POST"])
@@ -88,11 +100,12 @@ def accept(node_id: int):
     return _reshow(node_id, f"Accepted {n} suggestions with confidence ≥ {threshold:g} (predicted).")
 
 
-def _reshow(node_id: int, text: str):
+def _reshow(node_id: int, text: str, threshold: float = 0.95):
     state, scr = _screen(node_id)
     if scr is not None and not scr.pks:
+        flash(text)
         return redirect_to(url_for("suggest.index"))
-    preview = wf.accept_preview(project(), node_id, 0.95, state) if state else None
+    preview = wf.accept_preview(project(), node_id, threshold, state) if state else None
     return render("suggest_screen.html", node=node_info(node_id), screen=scr, status=wf.status(project()),
                   preview=preview, thresholds=THRESHOLDS, htmx=True) + toast(text)
 

@@ -58,6 +58,7 @@ class _Slot:
     thread: threading.Thread | None = None
     error: str | None = None
     requested: int = 0              # event id a retrain was asked for
+    checks: dict = field(default_factory=dict)  # node id -> [(lo, hi, shown, wrong)] sample screens
 
 
 def _slot(project) -> _Slot:
@@ -196,9 +197,18 @@ def _settled(s, node_id: int, pks) -> set:
     return out
 
 
+def _band(st: State, idx: np.ndarray, band) -> np.ndarray:
+    c = st.preds.confidence[idx]
+    return idx[(c >= float(band[0])) & (c < float(band[1]))]
+
+
 def screen(project, node_id: int, offset: int = 0, limit: int = SCREEN,
-           state: State | None = None) -> Screen:
-    """Return a screen of the objects suggested for the node's label, most confident first."""
+           state: State | None = None, band=None) -> Screen:
+    """Return a screen of the objects suggested for the node's label, most confident first.
+
+    With `band=(lo, hi)`: a random sample of the suggestions with lo <= confidence < hi, to
+    check what accepting them all would give (`decide(..., band=...)` records the check).
+    """
     limit = max(1, min(int(limit), SCREEN))
     st = state or refresh(project)
     if st is None:
@@ -206,15 +216,20 @@ def screen(project, node_id: int, offset: int = 0, limit: int = SCREEN,
                             "few labelled objects")
     with project.session() as s:
         node = get_node(s, node_id, ("approved",))
-        order = _open_order(st, node.id)
-        take = order[int(offset):int(offset) + 4 * limit]
-        gone = _settled(s, node.id, [int(x) for x in st.preds.pks[take]])
         version, stamp = node.members_version, sg.last_event_id(s)
-    if gone:  # decided elsewhere since the predictions were made
-        st.done[take[np.isin(st.preds.pks[take], list(gone))]] = True
-        order = _open_order(st, node_id)
-        take = order[int(offset):int(offset) + limit]
-    take = take[:limit]
+        for _ in range(3):  # drop objects decided elsewhere since the predictions were made
+            order = _open_order(st, node.id)
+            if band is not None:
+                order = _band(st, order, band)
+                rng = np.random.default_rng([int(node.id), int(st.stamp) % 2**32, len(order)])
+                take = np.sort(rng.permutation(order)[:limit])
+                take = take[np.argsort(-st.preds.confidence[take], kind="stable")]
+            else:
+                take = order[int(offset):int(offset) + limit]
+            gone = _settled(s, node.id, [int(x) for x in st.preds.pks[take]])
+            if not gone:
+                break
+            st.done[take[np.isin(st.preds.pks[take], list(gone))]] = True
     p = st.preds
     lab = p.label[take[0]] if len(take) else (p.label[order[0]] if len(order) else "")
     return Screen(int(node_id), lab, p.display.get(lab, lab), [int(x) for x in p.pks[take]],
@@ -237,14 +252,19 @@ def _free(ch: Change, pks) -> list:
     return list(pks)
 
 
-def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_version=None) -> dict:
+def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_version=None,
+           band=None) -> dict:
     """Confirm a screen: reject `rejected_pks` for the node, the other shown objects join it
-    as 'validated'. One event ('suggest_screen')."""
+    as 'validated'. One event ('suggest_screen'). With the `band` of a sample screen, the
+    result is kept as that band's check."""
     shown = sorted({int(p) for p in shown_pks})
     bad = sorted({int(p) for p in rejected_pks})
     if set(bad) - set(shown):
         raise WorkflowError("rejected objects must be among those shown")
     good = [p for p in shown if p not in set(bad)]
+    payload = {"node": int(node_id), "n": len(good), "rejected": len(bad)}
+    if band is not None:
+        payload["band"] = [float(band[0]), float(band[1])]
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved",))
         check_claim(node, user_id)
@@ -252,32 +272,47 @@ def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_versio
         ch = Change(s, user_id)
         ch.assign(_free(ch, good), node.id, "validated")
         ch.reject(node.id, bad)
-        ch.finish("suggest_screen", {"node": node.id, "n": len(good), "rejected": len(bad)})
+        ch.finish("suggest_screen", payload)
+    if band is not None and shown:
+        _slot(project).checks.setdefault(int(node_id), []).append(
+            (float(band[0]), float(band[1]), len(shown), len(bad)))
     _mark_done(project, shown)
     return {"confirmed": len(good), "rejected": len(bad)}
 
 
-def accept_preview(project, node_id, threshold: float, state: State | None = None) -> dict:
-    """Return how many open suggestions of the node reach `threshold` and their estimated precision."""
+def checked_precision(project, node_id, threshold: float, below: float = 2.0):
+    """Precision of accepting [threshold, below) measured on the sample screens checked in it
+    (since the node's last accept-above)."""
+    rows = [c for c in _slot(project).checks.get(int(node_id), [])
+            if c[0] >= float(threshold) - 1e-9 and c[1] <= float(below) + 1e-9]
+    n = sum(c[2] for c in rows)
+    return ((n - sum(c[3] for c in rows)) / n, n) if n else (None, 0)
+
+
+def accept_preview(project, node_id, threshold: float, state: State | None = None,
+                   below: float = 2.0) -> dict:
+    """Return how many open suggestions of the node have threshold <= confidence < below and
+    the precision of accepting them: estimated on held-out validated objects (cross-validated)
+    and, where sample screens of that range were checked, measured on those."""
     st = state or refresh(project)
     if st is None:
         raise WorkflowError("no suggestions yet")
-    idx = _open_order(st, node_id)
-    n = int((st.preds.confidence[idx] >= float(threshold)).sum())
+    idx = _band(st, _open_order(st, node_id), (threshold, below))
     lab = st.preds.label[idx[0]] if len(idx) else None
     prec, n_held = st.model.precision_at(lab, float(threshold)) if lab is not None else (None, 0)
-    return {"n": n, "precision": prec, "n_heldout": n_held, "threshold": float(threshold)}
+    checked, n_checked = checked_precision(project, node_id, threshold, below)
+    return {"n": int(len(idx)), "precision": prec, "n_heldout": n_held, "threshold": float(threshold),
+            "checked": checked, "n_checked": n_checked}
 
 
 def accept_above(project, user_id, node_id, threshold: float, members_version=None,
-                 state: State | None = None) -> int:
-    """Accept every open suggestion of the node with confidence >= threshold as 'predicted'.
-    One event ('suggest_accept')."""
+                 state: State | None = None, below: float = 2.0) -> int:
+    """Accept every open suggestion of the node with threshold <= confidence < below as
+    'predicted'. One event ('suggest_accept')."""
     st = state or refresh(project)
     if st is None:
         raise WorkflowError("no suggestions yet")
-    idx = _open_order(st, node_id)
-    idx = idx[st.preds.confidence[idx] >= float(threshold)]
+    idx = _band(st, _open_order(st, node_id), (threshold, below))
     pks = [int(p) for p in st.preds.pks[idx]]
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved",))
@@ -287,9 +322,11 @@ def accept_above(project, user_id, node_id, threshold: float, members_version=No
         pks = [p for p in pks if p not in gone]
         ch = Change(s, user_id)
         ch.assign(pks, node.id, "predicted")
-        ch.finish("suggest_accept", {"node": node.id, "n": len(pks), "threshold": float(threshold)})
+        ch.finish("suggest_accept", {"node": node.id, "n": len(pks), "threshold": float(threshold),
+                                     "below": float(below)})
     _mark_done(project, pks)
     _mark_done(project, gone)
+    _slot(project).checks.pop(int(node_id), None)
     return len(pks)
 
 
