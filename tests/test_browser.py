@@ -154,6 +154,11 @@ def test_viewer_sees_no_actions(server, page):
     assert page.locator("#undo-btn").count() == 0
     page.keyboard.press("?")
     assert page.locator("dialog#keys").is_visible()
+    page.keyboard.press("Escape")
+    width = page.locator("#grid .obj").first.bounding_box()["width"]
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    assert page.locator("#grid .obj").first.bounding_box()["width"] > width
 
 
 def load_all(pg, timeout_s: float = 60) -> None:

@@ -102,6 +102,16 @@
     const t = document.getElementById("toast");
     if (t && t.textContent.trim()) { t.classList.remove("fade"); fadeLater(t); }
   });
+  // grid cell size: + and - keys, remembered in this browser
+  function zoom(step) {
+    const now = parseInt(localStorage.getItem("mc-cell") || "104", 10);
+    const next = Math.max(56, Math.min(256, now + step));
+    localStorage.setItem("mc-cell", String(next));
+    document.documentElement.style.setProperty("--cell-size", next + "px");
+  }
+  const savedCell = localStorage.getItem("mc-cell");
+  if (savedCell) document.documentElement.style.setProperty("--cell-size", savedCell + "px");
+
   document.addEventListener("DOMContentLoaded", function () {
     const t = document.getElementById("toast");
     if (t && t.textContent.trim()) fadeLater(t);
@@ -117,6 +127,7 @@
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const tag = (ev.target.tagName || "").toLowerCase();
     if (tag === "input" || tag === "textarea" || tag === "select" || ev.target.isContentEditable) return;
+    if (ev.key === "+" || ev.key === "-") { zoom(ev.key === "+" ? 16 : -16); return; }
     if (ev.key === "Escape") { document.querySelectorAll(".grid[data-select]").forEach(clearSelection); return; }
     const target = document.querySelector('[data-key="' + CSS.escape(ev.key) + '"]:not([disabled])');
     if (target) { ev.preventDefault(); target.click(); return; }
