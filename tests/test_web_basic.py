@@ -109,7 +109,8 @@ def test_full_page_versus_fragment(client_as, web_project):
     _, info = web_project
     c, _ = client_as("ann")
     node = info["nodes"]["copepod_calanoid"]
-    for url in ("/", f"/validate/{node}", "/tree/", "/jobs/", f"/object/{info['by_class']['copepod_calanoid'][0]}"):
+    for url in ("/", f"/validate/{node}", "/tree/", f"/tree/node/{node}", "/jobs/",
+                f"/object/{info['by_class']['copepod_calanoid'][0]}", f"/grow/{node}/search"):
         full = c.get(url).get_data(as_text=True)
         frag = c.get(url, headers={"HX-Request": "true"}).get_data(as_text=True)
         assert "<html" in full and "<html" not in frag, url

@@ -234,6 +234,10 @@ def test_names_tree_rename_move_umbrella(client_as, web_project):
         top = s.scalar(select(Node.id).where(Node.name == "plankton"))
         assert s.get(Node, a).parent_id == top
     assert c.post(f"/tree/node/{a}/move", headers=hx(token), data={"parent": ""}).status_code == 204
+    resp = c.post(f"/tree/node/{b}/merge", headers=hx(token), data={"into": str(a)})
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"] == f"/tree/node/{a}"
+    assert len(members(p, a)) == 2 * IN_NODE
+    assert c.post(f"/tree/node/{b}/merge", headers=hx(token), data={}).status_code == 409
     with p.session() as s:
         assert s.get(Node, a).parent_id is None
     assert c.get(f"/tree/node/{a}").status_code == 200
