@@ -12,12 +12,14 @@ PRESETS = {
     "faithful": Settings(name="faithful", rounds=(128, 64), reduce="pca:64", method="leaf",
                          validate_pages=None, clean=False, split_mixed=False, grow="pages",
                          n_prototypes=16, grow_page_ok=0.9),
-    # This tool's workflow: smaller rounds, look at the first screen only, clean instead of
-    # dissolving, grow screen by screen with first-wrong clicks.
+    # This tool's workflow, chosen with benchmarks/simulate_planktonset.py: smaller rounds; look
+    # at the first screen, then the least typical one, cutting an impure tail by bisection;
+    # clean instead of dissolving (a cluster seen whole from 60 % purity when that pays);
+    # split mixed clusters; grow by page search, then screen by screen with first-wrong clicks.
     "best": Settings(name="best", rounds=(64, 32, 16), reduce="pca:64", method="leaf",
-                     validate_pages=1, clean=True, validate_search=True, split_mixed=True,
-                     grow="direct",
-                     n_prototypes=None, direct_min_gain=3.0),
+                     validate_pages=1, clean=True, validate_search=True, tail_purity=0.8,
+                     approve_purity_seen=0.6, min_clean_gain=2.0, split_mixed=True,
+                     grow="pages+direct", n_prototypes=None, direct_min_gain=3.0),
 }
 
 
