@@ -198,8 +198,19 @@ class Simulator:
 
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> Result:
-        t0 = time.time()
+        """Run every round's phases, then the final phases; return the scored result."""
+        before = self.project.config.get("grow")
         self.project.config["grow"] = {"n_prototypes": self.settings.n_prototypes}
+        try:
+            return self._run()
+        finally:  # the grow setting is the simulation's, not the project's
+            if before is None:
+                self.project.config.pop("grow", None)
+            else:
+                self.project.config["grow"] = before
+
+    def _run(self) -> Result:
+        t0 = time.time()
         self.snapshot(force=True)
         for r in range(len(self.settings.rounds)):
             for phase in self.phases:
