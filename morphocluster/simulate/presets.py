@@ -23,8 +23,8 @@ PRESETS = {
 }
 
 
-def preset(name: str, **overrides) -> Settings:
-    """Return a copy of a named preset with some settings replaced."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **overrides)
+def preset(which: str, /, **overrides) -> Settings:
+    """Return a copy of a named preset with some settings replaced (`name=` renames it)."""
+    if which not in PRESETS:
+        raise KeyError(f"unknown preset {which!r}; choose one of {', '.join(PRESETS)}")
+    return replace(PRESETS[which], **overrides)
