@@ -149,7 +149,9 @@ def test_merge_moves_members_and_children_and_undo(wf):
     validate.merge(p, wf.A, y, x)
     assert member_set(p, x) == set(wf.by_class[CLASSES[0]][:20])
     assert node_row(p, y).status == "dissolved" and node_row(p, child).parent_id == x
-    assert set(_statuses(p, x).values()) == {"validated"}
+    st = _statuses(p, x)
+    assert {st[pk] for pk in wf.by_class[CLASSES[0]][:10]} == {"validated"}
+    assert {st[pk] for pk in wf.by_class[CLASSES[0]][10:20]} == {"predicted"}
     check_counts(p)
     undo.undo_last(p, wf.A)
     assert member_set(p, y) == set(wf.by_class[CLASSES[0]][10:20])

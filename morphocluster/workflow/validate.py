@@ -159,7 +159,11 @@ def split(project, user_id, node_id) -> int:
 
 
 def merge(project, user_id, node_id, into_id) -> int:
-    """Move all members (and children) of `node_id` into `into_id`; the emptied node is dissolved."""
+    """Move all members (and children) of `node_id` into `into_id`; the emptied node is dissolved.
+
+    Into an approved node, validated and predicted members keep their status and proposed
+    ('cluster') ones become 'predicted'; into a candidate, all become 'cluster'.
+    """
     if int(node_id) == int(into_id):
         raise WorkflowError("cannot merge a node into itself")
     with project.transaction() as s:
@@ -169,7 +173,8 @@ def merge(project, user_id, node_id, into_id) -> int:
         check_claim(into, user_id)
         ch = Change(s, user_id)
         cur = ch.current(member_pks(s, node.id))
-        status_default = "validated" if into.status == "approved" else "cluster"
+        # into an approved node, members nobody validated become 'predicted'
+        status_default = "predicted" if into.status == "approved" else "cluster"
         by_status: dict = {}
         for pk, (_, st) in cur.items():
             st = st if (into.status == "approved" and st != "cluster") else status_default
