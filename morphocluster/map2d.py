@@ -81,7 +81,7 @@ def map_2d(project) -> dict:
         rows = s.execute(select(Membership.object_pk, Membership.node_id)).all()
     node_ids = np.full(len(pks), -1, np.int64)
     if rows:
-        m = np.asarray(rows, dtype=np.int64)
+        m = np.array([tuple(r) for r in rows], dtype=np.int64)  # Row objects: slow in asarray
         order = np.argsort(pks)
         pos = np.clip(np.searchsorted(pks, m[:, 0], sorter=order), 0, len(pks) - 1)
         hit = pks[order[pos]] == m[:, 0]

@@ -19,8 +19,7 @@ def test_demo_builds_a_served_project(tmp_path):
     from morphocluster.web import create_app
 
     root = tmp_path / "demo"
-    # the default extractor (EfficientNet) is exercised by the feature tests; a quick one here
-    res = CliRunner().invoke(main, ["demo", "--no-serve", "--project", str(root), "--extractor", "pixels"])
+    res = CliRunner().invoke(main, ["demo", "--no-serve", "--project", str(root)])
     assert res.exit_code == 0, res.output
     password = re.search(r"with password '([^']+)'", res.output).group(1)
     p = Project.open(root)
