@@ -10,6 +10,10 @@ validated and grown, it retrains the suggestion model and works through each lab
 2. Screens of the most confident suggestions left, while a screen gains at least `min_gain`
    objects per click.
 
+Whether a check or a screen is worth its clicks is judged from the outcomes of the screens
+seen so far (`workflow.suggest.field_precision`): the annotator learns how far to trust the
+model's confidence on the objects still unlabelled.
+
 Objects flagged unknown, or left over, stay in the pool for the next clustering round.
 Cost model (same as the other screens): one click per shown object rejected, one click to
 confirm a screen, one click for an accept-above-threshold.
@@ -29,12 +33,13 @@ BANDS = (0.99, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
 class AssistSettings:
     target_precision: float = 0.96   # accept a band when its checked sample is this precise
     min_band: int = 100              # smaller bands are merged with the next one down
+    check_margin: float = 0.1        # check a band only if screens suggest it is this close
     passes: int = 2                  # retrain-and-sort passes per round
-    max_screens: int = 4             # screens of the most confident left, per label and pass
-    min_gain: float = 4.0            # stop a label's screens when one gains fewer objects per click
+    max_screens: int = 10            # screens of the most confident left, per label and pass
+    min_gain: float = 2.0            # show a screen only if expected to gain this many objects per click
     min_confidence: float = 0.3      # never show suggestions less confident than this
     final_passes: int = 3            # passes after the last round (assist_final)
-    final_min_gain: float = 2.0      # min_gain of the final passes
+    final_min_gain: float = 1.5      # min_gain of the final passes (labelling by hand gains 1)
 
 
 def _click(sim, kind: str, n: int, fallback: str) -> None:
@@ -60,9 +65,12 @@ def sort_bands(sim, state, nid, st: AssistSettings) -> int:
     p, u, size = sim.project, sim.user_id, sim.settings.page_size
     hi, gained = 2.0, 0
     for lo in BANDS:
-        n = wf.accept_preview(p, nid, lo, state, below=hi)["n"]
+        conf = wf.band_confidences(state, nid, lo, hi)
+        n = len(conf)
         if n == 0 or (n < st.min_band and lo != BANDS[-1]):
             continue
+        if wf.field_precision(p, conf, nid).mean() < st.target_precision - st.check_margin:
+            break  # not worth a check: screens of such suggestions were seldom this precise
         scr = wf.screen(p, nid, 0, size, state=state, band=(lo, hi))
         if not scr.pks:
             break
@@ -100,6 +108,9 @@ def sort_pass(sim, st: AssistSettings, min_gain: float | None = None) -> int:
             keep = [i for i, c in enumerate(scr.confidence) if c >= st.min_confidence]
             if not keep:
                 break
+            q = wf.field_precision(p, [scr.confidence[i] for i in keep], nid)
+            if q.sum() / ((1 - q).sum() + 1) < min_gain:
+                break  # expected to gain too little per click
             scr.pks = [scr.pks[i] for i in keep]
             good, shown = _look(sim, state, nid, scr)
             gained += good

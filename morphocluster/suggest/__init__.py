@@ -16,12 +16,31 @@ from sqlalchemy import func, select
 
 from ..store import Event
 from .data import LabelSet, label_set, rejected_labels
-from .model import MODEL_NAME, SuggestionModel
+from .model import CHUNK, MODEL_NAME, SuggestionModel, fit_projection
 
 __all__ = ["LabelSet", "Predictions", "SuggestionModel", "SuggestError", "label_set", "load_model",
            "model_path", "predict", "train"]
 
-MAX_EXTRA = 20000  # unlabelled objects the projection also sees
+N_COMPONENTS = 128
+_PROJECTIONS: dict = {}
+
+
+def projection(fm, n_components: int = N_COMPONENTS):
+    """Return (mean, components, Z) for a feature matrix: a PCA fitted on a fixed sample of all
+    objects (so it does not change with the labels) and every object projected, cached per
+    feature matrix in this process; retraining then never projects all objects again."""
+    key = (fm.name, id(fm), n_components)
+    hit = _PROJECTIONS.get(key)
+    if hit is None:
+        rng = np.random.default_rng(0)
+        sample = fm.X[np.sort(rng.choice(len(fm.X), min(len(fm.X), 10000), replace=False))]
+        mean, comps = fit_projection(sample, n_components)
+        Z = np.empty((len(fm.X), comps.shape[1]), np.float32)
+        for a in range(0, len(fm.X), CHUNK):
+            np.matmul(fm.X[a:a + CHUNK] - mean, comps, out=Z[a:a + CHUNK])
+        _PROJECTIONS.clear()
+        hit = _PROJECTIONS[key] = (mean, comps, Z)
+    return hit
 
 
 class SuggestError(RuntimeError):
@@ -72,13 +91,10 @@ def train(project, include_predicted: bool = True, save: bool = True, **params) 
     if len(set(ls.labels[keep])) < 2:
         raise SuggestError(f"{project.root}: suggestions need labelled objects of at least 2 labels "
                            f"(approve and name some clusters first); found {len(set(ls.labels[keep]))}")
-    free = np.ones(len(fm.pks), bool)
-    free[rows[rows >= 0]] = False
-    extra = np.flatnonzero(free)
-    if len(extra) > MAX_EXTRA:
-        extra = np.sort(np.random.default_rng(0).choice(extra, MAX_EXTRA, replace=False))
+    params.setdefault("n_components", N_COMPONENTS)
+    mean, comps, _ = projection(fm, params["n_components"])
     model = SuggestionModel(**params).fit(fm.X[rows[keep]], ls.labels[keep].astype(str),
-                                          sample_weight=w[keep], X_extra=fm.X[extra])
+                                          sample_weight=w[keep], projection=(mean, comps))
     model.meta_ = {"feature_set": fm.name, "n_train": int(keep.sum()),
                    "n_validated": int((ls.status[keep] == "validated").sum()),
                    "last_event": stamp, "project": str(project.root.resolve()),
@@ -127,7 +143,12 @@ def predict(project, model: SuggestionModel | None = None) -> Predictions:
             bad = [index[lab] for lab in labs if lab in index]
             if i is not None and bad:
                 forbidden[i] = bad
-    cls, conf, ratio = model.suggest(fm.X[rows], forbidden)
+    mean, comps, Z = projection(fm, model.components_.shape[1])
+    if model.components_.shape == comps.shape and np.array_equal(model.components_, comps) \
+            and np.array_equal(model.mean_, mean):
+        cls, conf, ratio = model.suggest(Z[rows], forbidden, reduced=True)
+    else:  # a model from elsewhere: its own projection
+        cls, conf, ratio = model.suggest(fm.X[rows], forbidden)
     labels = model.classes_[cls].astype(object)
     nodes = np.array([ls.target.get(lab, -1) for lab in model.classes_], np.int64)[cls]
     display = dict((getattr(model, "meta_", {}) or {}).get("display", {}))

@@ -18,6 +18,7 @@ import numpy as np
 
 MODEL_NAME = "suggest_model.npz"
 CHUNK = 65536
+CV_MAX = 10000  # training rows of each cross-validation fold at most
 _FITTED = ("classes_", "mean_", "components_", "coef_", "intercept_", "temperature_", "ref_",
            "ref_class_", "radius_", "oof_class_", "oof_pred_", "oof_confidence_")
 
@@ -29,6 +30,11 @@ def _softmax(L: np.ndarray) -> np.ndarray:
     return L
 
 
+def _dot(a, b) -> float:
+    # not BLAS: on a busy machine its threads cost more than these small products
+    return float(np.multiply(a, b).sum())
+
+
 def _lbfgs(f, x, max_iter: int, m: int = 10, tol: float = 1e-6):
     """Minimise f (returning loss, gradient) by L-BFGS with a backtracking line search."""
     loss, g = f(x)
@@ -37,18 +43,18 @@ def _lbfgs(f, x, max_iter: int, m: int = 10, tol: float = 1e-6):
         q = g.copy()
         alphas = []
         for s, y in zip(reversed(S), reversed(Y)):
-            a = (s @ q) / (y @ s)
+            a = _dot(s, q) / _dot(y, s)
             alphas.append(a)
             q -= a * y
         if S:
-            q *= (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1])
+            q *= _dot(S[-1], Y[-1]) / _dot(Y[-1], Y[-1])
         for (s, y), a in zip(zip(S, Y), reversed(alphas)):
-            q += s * (a - (y @ q) / (y @ s))
+            q += s * (a - _dot(y, q) / _dot(y, s))
         d = -q
-        slope = g @ d
+        slope = _dot(g, d)
         if slope >= 0:  # not a descent direction: restart from the gradient
-            S, Y, d, slope = [], [], -g, -(g @ g)
-        step = 1.0 if S else 1.0 / max(np.sqrt(g @ g), 1e-12)
+            S, Y, d, slope = [], [], -g, -_dot(g, g)
+        step = 1.0 if S else 1.0 / max(np.sqrt(_dot(g, g)), 1e-12)
         for _ in range(30):
             x_new = x + step * d
             loss_new, g_new = f(x_new)
@@ -58,7 +64,7 @@ def _lbfgs(f, x, max_iter: int, m: int = 10, tol: float = 1e-6):
         else:
             break
         s, y = x_new - x, g_new - g
-        if y @ s > 1e-12:
+        if _dot(y, s) > 1e-12:
             S.append(s)
             Y.append(y)
             if len(S) > m:
@@ -115,6 +121,26 @@ def _nn_dist(Z: np.ndarray, R: np.ndarray, exclude_self: bool = False) -> np.nda
     return np.sqrt(np.maximum(D.min(axis=1), 0.0))
 
 
+def fit_projection(S, n_components: int = 128, random_state: int = 0):
+    """Return (mean, components) of a PCA of the rows S by subspace iteration; the components
+    are scaled to unit average variance per axis."""
+    rng = np.random.default_rng(random_state)
+    S = np.asarray(S, np.float32)
+    if len(S) > 10000:
+        S = S[rng.choice(len(S), 10000, replace=False)]
+    mean = S.mean(axis=0).astype(np.float32)
+    S = S - mean
+    G = (S.T @ S).astype(np.float64) / max(len(S) - 1, 1)
+    r = max(1, min(n_components, G.shape[0], len(S)))
+    Q = np.linalg.qr(G @ rng.standard_normal((G.shape[0], min(r + 16, G.shape[0]))))[0]
+    for _ in range(2):
+        Q = np.linalg.qr(G @ Q)[0]
+    vals, V = np.linalg.eigh(Q.T @ G @ Q)
+    top = np.argsort(vals)[::-1][:r]
+    scale = math.sqrt(max(vals[top].sum(), 1e-12) / r)
+    return mean, ((Q @ V[:, top]) / scale).astype(np.float32)
+
+
 class SuggestionModel:
     """Calibrated linear probe with an open-set "unknown" test (scikit-learn conventions).
 
@@ -124,8 +150,8 @@ class SuggestionModel:
     """
 
     def __init__(self, n_components: int = 128, alpha: float = 1e-3, cv: int = 4,
-                 max_iter: int = 200, n_references: int = 200, radius_quantile: float = 0.95,
-                 unknown_factor: float = 1.5, random_state: int = 0):
+                 max_iter: int = 200, n_references: int = 128, radius_quantile: float = 0.95,
+                 unknown_factor: float = 1.0, random_state: int = 0):
         self.n_components = n_components
         self.alpha = alpha
         self.cv = cv
@@ -136,12 +162,20 @@ class SuggestionModel:
         self.random_state = random_state
 
     # --- fitting ----------------------------------------------------------------------------
-    def fit(self, X, y, sample_weight=None, X_extra=None):
+    def fit(self, X, y, sample_weight=None, X_extra=None, projection=None):
         """Fit on labelled rows X (n, d) with labels y; `X_extra` (unlabelled) helps the PCA only.
 
         Rows with `sample_weight` < 1 (e.g. predicted, not validated) train but are never held
-        out for calibration or precision estimates.
+        out for calibration or precision estimates. `projection=(mean, components)` reuses a
+        projection fitted beforehand (`fit_projection`) instead of fitting one.
         """
+        from threadpoolctl import threadpool_limits
+
+        # many small products: BLAS threads cost more than they give, worst on a busy machine
+        with threadpool_limits(1):
+            return self._fit(X, y, sample_weight, X_extra, projection)
+
+    def _fit(self, X, y, sample_weight, X_extra, projection):
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y)
         w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
@@ -150,7 +184,11 @@ class SuggestionModel:
             raise ValueError(f"need objects of at least 2 labels to train, got {len(self.classes_)}")
         rng = np.random.default_rng(self.random_state)
         self.n_features_in_ = X.shape[1]
-        self._fit_projection(X, X_extra, rng)
+        if projection is None:
+            S = X if X_extra is None or len(X_extra) == 0 else np.concatenate(
+                [X, np.asarray(X_extra, np.float32)[rng.permutation(len(X_extra))[:10000]]])
+            projection = fit_projection(S, self.n_components, self.random_state)
+        self.mean_, self.components_ = projection
         Z = self.transform(X)
         k = len(self.classes_)
         oof_L, oof_d, held = self._cross_validate(Z, yi, w, k, rng)
@@ -165,24 +203,6 @@ class SuggestionModel:
         self.oof_ratio_ = (oof_d[held] / self.radius_[self.oof_pred_]).astype(np.float32)
         return self
 
-    def _fit_projection(self, X, X_extra, rng):
-        """PCA by subspace iteration on the covariance of (a sample of) all rows given."""
-        S = X if X_extra is None or len(X_extra) == 0 else np.concatenate(
-            [X, np.asarray(X_extra, np.float32)[rng.permutation(len(X_extra))[:10000]]])
-        if len(S) > 10000:
-            S = S[rng.choice(len(S), 10000, replace=False)]
-        self.mean_ = S.mean(axis=0).astype(np.float32)
-        S = S - self.mean_
-        G = (S.T @ S).astype(np.float64) / max(len(S) - 1, 1)
-        r = max(1, min(self.n_components, G.shape[0], len(S)))
-        Q = np.linalg.qr(G @ rng.standard_normal((G.shape[0], min(r + 16, G.shape[0]))))[0]
-        for _ in range(4):
-            Q = np.linalg.qr(G @ Q)[0]
-        vals, V = np.linalg.eigh(Q.T @ G @ Q)
-        top = np.argsort(vals)[::-1][:r]
-        scale = math.sqrt(max(vals[top].sum(), 1e-12) / r)  # unit average variance per axis
-        self.components_ = ((Q @ V[:, top]) / scale).astype(np.float32)
-
     def _cross_validate(self, Z, yi, w, k, rng):
         """Return out-of-fold logits, nearest-reference distances and the held-out mask."""
         held = w >= 1.0
@@ -196,6 +216,8 @@ class SuggestionModel:
             te, tr = fold == f, fold != f
             if not te.any():
                 continue
+            if tr.sum() > CV_MAX:  # calibration needs held-out predictions, not the best fit
+                tr[rng.permutation(np.flatnonzero(tr))[CV_MAX:]] = False
             W, b = _fit_softmax(Z[tr], yi[tr], w[tr], k, self.alpha, self.max_iter)
             L[te] = Z[te] @ W + b
             pred = L[te].argmax(axis=1)
@@ -248,19 +270,26 @@ class SuggestionModel:
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.decision_function(X).argmax(axis=1)]
 
-    def suggest(self, X, forbidden=None):
+    def suggest(self, X, forbidden=None, reduced: bool = False):
         """Return (class index, calibrated confidence, distance ratio) per row, in chunks.
 
         `forbidden` maps row -> class indices that must not be suggested (rejections); the
-        probabilities are then conditioned on "not those classes".
+        probabilities are then conditioned on "not those classes". `reduced`: X is already
+        projected (`transform`).
         """
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            return self._suggest(X, forbidden, reduced)
+
+    def _suggest(self, X, forbidden, reduced):
         n = len(X)
         cls = np.zeros(n, np.int64)
         conf = np.zeros(n, np.float32)
         ratio = np.zeros(n, np.float32)
         forbidden = forbidden or {}
         for a in range(0, n, CHUNK):
-            Z = self.transform(X[a:a + CHUNK])
+            Z = X[a:a + CHUNK] if reduced else self.transform(X[a:a + CHUNK])
             P = _softmax((Z @ self.coef_ + self.intercept_) / self.temperature_)
             for row in (r for r in forbidden if a <= r < a + CHUNK):
                 bad = list(forbidden[row])
