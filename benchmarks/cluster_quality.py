@@ -10,7 +10,8 @@ floor 8).
 
 Per round: clusters, share of the pool clustered, purity (share of the majority true class,
 over clustered objects), adjusted Rand index of clustered objects against their classes, share
-of clusters that were approved, time. Per configuration: objects approved after all rounds
+of clusters that were approved, classes with an approved cluster so far, time. Per
+configuration: objects approved after all rounds
 (share of all objects) and approved objects per proposed cluster (every proposed cluster costs
 the annotator at least one look, so this is the seed stage's objects per click).
 
@@ -35,16 +36,31 @@ sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "planktonset-dev"
 
 REASONING = """\
-- reduce pca:64. UMAP to 10-d clusters more objects per round, but in many small clusters that
-  split classes and mix look-alikes (lower purity), and its fit costs minutes on 21k objects
-  and hours at 1M on 2 cores; PCA costs seconds and keeps clusters purer. 'none' (1280-d)
-  is slower per round with no gain.
-- method leaf: excess-of-mass ('eom') merges neighbouring classes into big impure clusters that
-  fail approval; leaf gives more, smaller and purer seeds.
-- min_samples 1: more clusters and more objects in pure clusters than min_samples =
-  min_cluster_size at the same min_cluster_size.
-- min_cluster_size 32 then halving to 8: large seeds first (each approval labels many objects),
-  smaller ones for what remains."""
+Measured 2026-11-26 with --features (EfficientNet-Lite0 128 px), 4 rounds, approve purity >= 0.9,
+wall seconds on the shared 2-core machine under load ~13 (CPU-bound neighbours):
+
+  config (round-1 mcs)   approved  clusters  obj/cluster  classes  seconds
+  pca64-leaf-64 default     0.263       332         17.0       33      113
+  pca64-leaf-32             0.264       554         10.2       37       82
+  pca64-leaf-128            0.228       125         39.1       18      128
+  pca64-leaf-64 floor 16    0.237       171         29.8       19      106
+  pca64-leaf-32 ms=32       0.157        61         55.3        -      140
+  pca64-eom-32              0.179        36        106.9        8       79
+  pca32-leaf-32             0.262       555         10.1        -       93
+  none-leaf-32 (1280-d)     0.226       412         11.8        -      237
+  umap10-leaf-32, 3 rounds  0.311      1065          6.3        -      787
+
+- reduce pca:64: PCA 32 is as good, 1280-d ('none') is worse and 2-3x slower. UMAP to 10-d
+  clusters 55-60 % of the pool, but into many small, less pure clusters (purity 0.65-0.72):
+  it reaches 31 % approved only by proposing 3x more clusters per approved object, and its fit
+  (tens of seconds here after a one-off compile, about an hour at 1M on 2 cores) is far slower.
+- method leaf: excess of mass finds big seeds in round 1, then merges the rest of the pool into
+  one or two giant impure clusters (85-93 % of the pool, purity 0.12) and stalls at 18 %.
+- min_samples 1: min_samples = min_cluster_size gives fewer, larger clusters and stalls at 16 %.
+- min_cluster_size 64 in round 1: the same coverage after 4 rounds as 32 with 40 % fewer
+  clusters to review (17 vs 10 approved objects per proposed cluster); 128 loses coverage and
+  classes. Halving down to 8 (not 16): the last round finds seeds of 14 more classes (33 vs
+  19), small classes that growing can then fill."""
 
 __doc__ = __doc__.replace("{REASONING}", REASONING)
 
@@ -101,8 +117,8 @@ def truth(project) -> dict:
         return dict(s.execute(select(Object.id, Object.imported_label)).all())
 
 
-def evaluate_round(project, r, label_of: dict, min_purity: float):
-    """Score the round's clusters and approve the pure ones; return the round's row."""
+def evaluate_round(project, r, label_of: dict, min_purity: float, found: set):
+    """Score the round's clusters and approve the pure ones (their classes go into `found`)."""
     from sklearn.metrics import adjusted_rand_score
     from sqlalchemy import select, update
 
@@ -116,11 +132,12 @@ def evaluate_round(project, r, label_of: dict, min_purity: float):
         by_node.setdefault(nid, []).append(label_of[pk])
     majority, approve, n_approved = 0, [], 0
     for nid, labels in by_node.items():
-        _, counts = np.unique(labels, return_counts=True)
+        classes, counts = np.unique(labels, return_counts=True)
         majority += counts.max()
         if counts.max() / len(labels) >= min_purity:
             approve.append(nid)
             n_approved += len(labels)
+            found.add(classes[counts.argmax()])
     y = [label_of[pk] for pk, _ in rows]
     ari = adjusted_rand_score(y, [nid for _, nid in rows]) if rows else 0.0
     with project.transaction() as s:
@@ -140,6 +157,7 @@ def run_config(project, name, rounds, label_of, min_purity):
     reset_tree(project)
     n_all = len(label_of)
     tot_approved = tot_clusters = 0
+    found: set = set()
     t_all = 0.0
     for i in range(1, rounds + 1):
         t = time.perf_counter()
@@ -150,13 +168,15 @@ def run_config(project, name, rounds, label_of, min_purity):
         dt = time.perf_counter() - t
         t_all += dt
         mcs = r.params["min_cluster_size"]
-        row = evaluate_round(project, r, label_of, min_purity)
+        row = evaluate_round(project, r, label_of, min_purity, found)
         tot_approved += row["approved_objects"]
         tot_clusters += row["clusters"]
         print(f"{name:>22} {i:>3} {r.params['min_cluster_size']:>4} {r.n_pool:>6} {row['clusters']:>5} "
               f"{row['clustered']:>6.3f} {row['purity']:>6.3f} {row['ari']:>6.3f} "
-              f"{row['approved_clusters']:>5} {tot_approved / n_all:>7.3f} {dt:>6.1f}", flush=True)
+              f"{row['approved_clusters']:>5} {tot_approved / n_all:>7.3f} {len(found):>5} {dt:>6.1f}",
+              flush=True)
     return {"name": name, "approved": tot_approved / n_all, "clusters": tot_clusters,
+            "classes": len(found),
             "per_cluster": tot_approved / max(tot_clusters, 1), "seconds": t_all}
 
 
@@ -179,12 +199,12 @@ def main():
     label_of = truth(project)
     print(f"# {len(label_of)} objects, {len(set(label_of.values()))} classes; approve purity >= {a.min_purity}")
     print(f"{'config':>22} {'rnd':>3} {'mcs':>4} {'pool':>6} {'clus':>5} {'frac':>6} {'purity':>6} "
-          f"{'ARI':>6} {'appr':>5} {'cum.ap':>7} {'sec':>6}")
+          f"{'ARI':>6} {'appr':>5} {'cum.ap':>7} {'class':>5} {'sec':>6}")
     summary = [run_config(project, c, a.rounds, label_of, a.min_purity) for c in a.configs.split(",")]
-    print(f"\n{'config':>22} {'approved':>8} {'clusters':>8} {'obj/cluster':>11} {'seconds':>8}")
+    print(f"\n{'config':>22} {'approved':>8} {'clusters':>8} {'obj/cluster':>11} {'classes':>7} {'seconds':>8}")
     for s in summary:
         print(f"{s['name']:>22} {s['approved']:>8.3f} {s['clusters']:>8} {s['per_cluster']:>11.1f} "
-              f"{s['seconds']:>8.0f}")
+              f"{s['classes']:>7} {s['seconds']:>8.0f}")
     print("\nWhy the defaults:\n" + REASONING)
     project.close()
 

@@ -93,7 +93,7 @@ def knn_graph(Z: np.ndarray, k: int, random_state: int = 0):
 class SeedClusterer(ClusterMixin, BaseEstimator):
     """Reduce, then cluster with HDBSCAN; with `sample`, cluster a sample and assign the rest."""
 
-    def __init__(self, min_cluster_size=32, min_samples=None, method="leaf", reduce="pca:64",
+    def __init__(self, min_cluster_size=64, min_samples=None, method="leaf", reduce="pca:64",
                  sample=None, backend="knn", knn_k=None, random_state=0, progress=None):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples

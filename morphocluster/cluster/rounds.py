@@ -19,7 +19,7 @@ from ..store import Membership, Node, log_event, utcnow
 from .estimator import ClusterParamError, SeedClusterer
 
 # Chosen by benchmarks/cluster_quality.py on planktonset-dev (see its docstring).
-DEFAULT_MIN_CLUSTER_SIZE = 32   # first round
+DEFAULT_MIN_CLUSTER_SIZE = 64   # first round
 MIN_CLUSTER_SIZE_FLOOR = 8      # later rounds halve the previous size down to this
 DEFAULT_MIN_SAMPLES = 1
 DEFAULT_METHOD = "leaf"
