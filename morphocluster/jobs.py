@@ -27,9 +27,8 @@ class JobBusy(RuntimeError):
 def _features(project, params, progress):
     from .features.extract import extract_features
 
-    progress(None, "computing features (no progress from the extractor; see the server log)")
     params.setdefault("num_workers", 0)  # no DataLoader worker processes forked from a server thread
-    return {"feature_set": extract_features(project, progress=False, **params)}
+    return {"feature_set": extract_features(project, progress=progress, **params)}
 
 
 def _index(project, params, progress):

@@ -99,3 +99,17 @@ def test_cluster_job_writes_a_round(web_project):
     with p.session() as s:
         assert s.scalar(select(func.count(Node.id)).where(Node.round == 2)) > 0
         assert s.scalar(select(func.count(Node.id))) > before
+
+
+def test_features_job_reports_progress(web_project):
+    p, _ = web_project
+    seen = []
+    from morphocluster.features.extract import extract_features
+
+    extract_features(p, "pixels", name="px", activate=False, progress=lambda f, m: seen.append(f),
+                     batch_size=16, num_workers=0)
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    job = wait(p, jobs.start_job(p, "features", {"extractor": "pixels", "name": "px2", "activate": False,
+                                                 "batch_size": 16}))
+    assert job["state"] == "done" and job["progress"] == 1.0 and "px2" in job["message"]
+    assert (p.features_dir / "px2.h5").is_file()

@@ -126,7 +126,8 @@ def _run(project, ex, name, ids, paths, batch_size, device, num_workers, progres
         loader = DataLoader(_Images(ex, paths, ids, done), batch_size=batch_size, num_workers=workers,
                             collate_fn=_collate, persistent_workers=False,
                             prefetch_factor=4 if workers else None)
-        bar = tqdm(total=n, initial=done, unit="img", desc=name, disable=not progress, smoothing=0.1)
+        bar = tqdm(total=n, initial=done, unit="img", desc=name, smoothing=0.1,
+                   disable=not progress or callable(progress))
         stop = n if limit is None else min(n, done + limit)
         with torch.inference_mode():
             for rows, batch in loader:
@@ -139,6 +140,8 @@ def _run(project, ex, name, ids, paths, batch_size, device, num_workers, progres
                 h.attrs["done"] = done  # after the rows: a crash can only lose work, not fake it
                 h.flush()
                 bar.update(len(rows))
+                if callable(progress):  # a callable(fraction, message), e.g. a web job's progress
+                    progress(done / n, f"{done} of {n} images")
                 if done >= stop:
                     break
         bar.close()
