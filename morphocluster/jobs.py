@@ -34,6 +34,7 @@ def _features(project, params, progress):
 def _index(project, params, progress):
     from .index import build_index
 
+    progress(None, "building the index")
     return build_index(project, **params)
 
 
