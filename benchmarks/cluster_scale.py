@@ -200,6 +200,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100000")
     ap.add_argument("--dim", type=int, default=64)
+    # 32, below the first-round default of 64: more clusters, the harder case for the store
     ap.add_argument("--min-cluster-size", type=int, default=32)
     ap.add_argument("--sample", type=int, default=None)
     ap.add_argument("--compare", action="store_true", help="compare the HDBSCAN backends")

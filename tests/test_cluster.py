@@ -84,6 +84,14 @@ def test_second_round_leaves_approved_and_claimed_alone(built):
     assert set(after.values()) <= {approved, claimed, *r2.node_ids}
 
 
+def test_round_without_clusters_still_counts(built):
+    project, _ = built
+    r1 = cluster_round(project, min_cluster_size=500, reduce="pca:16", map2d=False)
+    assert r1.round == 1 and r1.node_ids == [] and r1.n_clustered == 0
+    r2 = cluster_round(project, reduce="pca:16", map2d=False)
+    assert r2.round == 2 and r2.params["min_cluster_size"] == 250
+
+
 def test_sample_assigns_the_rest(built):
     project, _ = built
     fm = load_matrix(project)

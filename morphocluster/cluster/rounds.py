@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import func, insert, select
 
 from ..features.matrix import load_matrix
-from ..store import Membership, Node, log_event, utcnow
+from ..store import Event, Membership, Node, log_event, utcnow
 from .estimator import ClusterParamError, SeedClusterer
 
 # Chosen by benchmarks/cluster_quality.py on planktonset-dev (see its docstring).
@@ -39,13 +39,20 @@ class RoundResult:
 
 
 def last_params(session) -> dict | None:
-    """Return the parameters of the most recent round, or None before the first."""
-    last = session.execute(select(func.max(Node.round))).scalar()
-    if last is None:
+    """Return the parameters (and number) of the most recent round, or None before the first.
+
+    Read from the event log, so that a round that found no cluster still counts.
+    """
+    node_round = session.execute(select(func.max(Node.round))).scalar()
+    payload = session.execute(select(Event.payload).where(Event.action == "cluster_round")
+                              .order_by(Event.id.desc()).limit(1)).scalar()
+    if payload:
+        return dict(payload.get("params") or {}, round=max(payload.get("round") or 0, node_round or 0))
+    if node_round is None:
         return None
-    params = session.execute(select(Node.params).where(Node.round == last, Node.params.is_not(None))
-                             .limit(1)).scalar()
-    return dict(params or {}, round=last)
+    params = session.execute(select(Node.params).where(Node.round == node_round,
+                                                       Node.params.is_not(None)).limit(1)).scalar()
+    return dict(params or {}, round=node_round)
 
 
 def next_min_cluster_size(previous: int | None) -> int:
@@ -132,7 +139,7 @@ def _write(project, pool, labels, stale, user_id, params, timings) -> RoundResul
         now_stale = _stale_candidates(s, utcnow())
         dissolve = [i for i, v in stale.items() if now_stale.get(i) == v]
         taken_now = set(_taken_pks(s, {i: 0 for i in dissolve}).tolist())
-        round_no = (s.execute(select(func.max(Node.round))).scalar() or 0) + 1
+        round_no = (last_params(s) or {}).get("round", 0) + 1
         params = dict(params, round=round_no, timings={k: round(v, 3) for k, v in timings.items()})
         if dissolve:
             s.execute(Membership.__table__.delete().where(Membership.node_id.in_(dissolve)))
