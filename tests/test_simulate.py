@@ -86,6 +86,15 @@ def test_cli_simulates_on_a_copy_and_writes_results(wf, tmp_path):
     assert (out / "curve.png").stat().st_size > 1000 and "whole-set objects per click" in r.output
     with p.session() as s:  # the project itself was not touched
         assert s.scalar(select(func.count()).select_from(Node)) == 0
+    # a copy starts from no annotations: the project's own nodes do not count for the annotator
+    wf.make_node(wf.by_class["trichodesmium_puff"][:30], status="approved", name="trichodesmium_puff",
+                 member_status="validated")
+    r2 = CliRunner().invoke(main, ["simulate", str(p.root), "--rounds", "3", "--min-cluster-size",
+                                   "12", "--out", str(out)])
+    assert r2.exit_code == 0, r2.output
+    assert json.loads((out / "best.json").read_text())["labelled"] == data["labelled"]
+    r3 = CliRunner().invoke(main, ["simulate", str(p.root), "--in-place"])
+    assert r3.exit_code != 0 and "already has nodes" in r3.output
 
 
 def test_cleaning_plan_picks_the_cheapest_removal():

@@ -20,6 +20,15 @@ def rounds_for(base: tuple, n: int | None) -> tuple:
     return tuple(out)
 
 
+def _has_annotations(project) -> bool:
+    from sqlalchemy import func, select
+
+    from ..store import Node
+
+    with project.session() as s:
+        return bool(s.scalar(select(func.count()).select_from(Node)))
+
+
 @click.command("simulate")
 @click.argument("project_path", metavar="PROJECT", type=click.Path(file_okay=False))
 @click.option("--truth", default="imported-labels", show_default=True,
@@ -36,12 +45,13 @@ def rounds_for(base: tuple, n: int | None) -> tuple:
 @click.option("--final-phase", "final_phases", multiple=True, metavar="MODULE:FUNCTION",
               help="A phase run once after the last round; repeatable.")
 @click.option("--in-place", is_flag=True,
-              help="Simulate in PROJECT itself (its annotations change); default: on a copy.")
+              help="Simulate in PROJECT itself, which must have no nodes yet; default: on a "
+                   "copy without annotations.")
 @click.option("--assist", is_flag=True,
               help="Also sort by suggestions after each round (morphocluster.simulate_suggest).")
 def simulate(project_path, truth, preset_name, rounds, sizes, out, phases, final_phases, in_place, assist):
     """Measure annotation efficiency with a simulated annotator on PROJECT's imported labels."""
-    from ..simulate import Simulator, imported_truth, preset
+    from ..simulate import Simulator, imported_truth, preset, reset_annotations
     from ..simulate.report import table, write_all
     from ..simulate.workcopy import work_copy
 
@@ -60,8 +70,14 @@ def simulate(project_path, truth, preset_name, rounds, sizes, out, phases, final
             resolve_phase(ph)
     except (ImportError, AttributeError, ValueError) as exc:
         raise click.ClickException(f"cannot load phase: {exc}") from exc
+    if in_place and _has_annotations(project):
+        raise click.ClickException(f"{project_path}: already has nodes; --in-place needs a project "
+                                   "without annotations (the default simulates on a clean copy)")
     with tempfile.TemporaryDirectory(prefix="mc-simulate-") as tmp:
-        work = project if in_place else work_copy(project, Path(tmp) / "work")
+        work = project
+        if not in_place:
+            work = work_copy(project, Path(tmp) / "work")
+            reset_annotations(work)  # the copy starts from no annotations at all
         try:
             extra = {}
             if assist:
