@@ -121,6 +121,7 @@ class Change:
         pks = sorted({int(p) for p in pks})
         if not pks:
             return 0
+        self.s.flush()  # pending node edits must reach the database before expire_all below
         cur = self.current(pks)
         same_node, moved = [], []
         for pk in pks:
