@@ -146,6 +146,9 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         fitZ = Z if sampled is None else Z[sampled]
         self._tell(0.3, f"HDBSCAN on {len(fitZ)} objects ({self.backend})")
         self._knn_s = None
+        # min_cluster_size counts objects of the whole set: a sample holds a share of each cluster
+        share = len(fitZ) / n
+        self.min_cluster_size_used_ = max(2, int(round(self.min_cluster_size * share)))
         lab = self._hdbscan(fitZ)
         timings["cluster"] = time.perf_counter() - t
         if self._knn_s is not None:
@@ -165,7 +168,7 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         return self
 
     def _hdbscan(self, Z: np.ndarray) -> np.ndarray:
-        mcs = int(min(self.min_cluster_size, max(2, len(Z))))
+        mcs = int(min(self.min_cluster_size_used_, max(2, len(Z))))
         ms = int(self.min_samples) if self.min_samples is not None else None
         if self.backend == "hdbscan":
             import hdbscan
