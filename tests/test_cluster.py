@@ -106,6 +106,18 @@ def test_sample_assigns_the_rest(built):
     assert r.params["sample"] == 120 and r.n_pool == 240 and len(r.node_ids) >= 2
 
 
+def test_estimator_follows_sklearn_conventions(built):
+    from sklearn.base import clone
+
+    project, _ = built
+    X = load_matrix(project).X
+    est = SeedClusterer(min_cluster_size=10, min_samples=1, reduce="pca:8")
+    assert not hasattr(est, "labels_") and clone(est).get_params()["reduce"] == "pca:8"
+    labels = est.fit_predict(X)
+    assert labels.shape == (len(X),) and labels.max() + 1 == est.n_clusters_
+    assert est.reduced_.shape == (len(X), 8) and est.timings_["cluster"] > 0
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(min_cluster_size=1), "min_cluster_size must be an integer >= 2"),
     (dict(min_samples=0), "min_samples must be an integer >= 1"),
