@@ -21,7 +21,7 @@ confirm a screen, one click for an accept-above-threshold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .workflow import WorkflowError
 from .workflow import suggest as wf
@@ -40,6 +40,7 @@ class AssistSettings:
     min_confidence: float = 0.3      # never show suggestions less confident than this
     final_passes: int = 3            # passes after the last round (assist_final)
     final_min_gain: float = 1.5      # min_gain of the final passes (labelling by hand gains 1)
+    model: dict = field(default_factory=dict)  # SuggestionModel parameters (e.g. unknown_factor)
 
 
 def _click(sim, kind: str, n: int, fallback: str) -> None:
@@ -90,7 +91,7 @@ def sort_pass(sim, st: AssistSettings, min_gain: float | None = None) -> int:
     p = sim.project
     min_gain = st.min_gain if min_gain is None else min_gain
     try:
-        state = wf.refresh(p, wait=True)
+        state = wf.refresh(p, wait=True, **st.model)
     except Exception as exc:  # too few labels yet: nothing to suggest
         sim.log(f"assist: no model ({exc})")
         return 0
@@ -119,8 +120,20 @@ def sort_pass(sim, st: AssistSettings, min_gain: float | None = None) -> int:
     return gained
 
 
+def _start(sim) -> None:
+    """First assisted phase of a simulation: nothing learnt in an earlier run may carry over."""
+    if getattr(sim, "_assist_started", False):
+        return
+    from .suggest import model_path
+
+    wf.forget(sim.project)
+    model_path(sim.project).unlink(missing_ok=True)
+    sim._assist_started = True
+
+
 def assist(sim, r: int, settings: AssistSettings | None = None) -> None:
     """Phase: sort by suggestions after the round's clusters are validated and grown."""
+    _start(sim)
     st = settings or getattr(sim, "assist_settings", None) or AssistSettings()
     for i in range(st.passes):
         n = sort_pass(sim, st)
@@ -131,6 +144,7 @@ def assist(sim, r: int, settings: AssistSettings | None = None) -> None:
 
 def assist_final(sim, r: int) -> None:
     """Final phase: more passes once no clustering round is left."""
+    _start(sim)
     st = getattr(sim, "assist_settings", None) or AssistSettings()
     for i in range(st.final_passes):
         n = sort_pass(sim, st, st.final_min_gain)

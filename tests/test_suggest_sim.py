@@ -1,0 +1,38 @@
+"""The simulated annotator's assisted-sorting phase (simulate_suggest) on real images."""
+
+from sqlalchemy import select
+
+from morphocluster.simulate import Simulator, imported_truth, preset, reset_annotations
+from morphocluster.simulate_suggest import AssistSettings, phases
+from morphocluster.store import Event, Membership, Node
+from test_workflow_setup import wf  # noqa: F401
+
+
+def test_assist_phase_sorts_by_suggestions_and_pays_clicks(wf):
+    p = wf.project
+    truth = imported_truth(p)
+    reset_annotations(p)
+    settings = preset("best", rounds=(12,), page_size=8)
+    base = Simulator(p, truth, settings).run().to_dict()
+    reset_annotations(p)
+    sim = Simulator(p, truth, settings, **phases(AssistSettings(min_gain=1.0, final_min_gain=1.0,
+                                                         model={"unknown_factor": 10.0})))
+    res = sim.run().to_dict()
+    with p.session() as s:
+        actions = [e.action for e in s.scalars(select(Event))]
+        by_status = dict(s.execute(select(Membership.status, Membership.object_pk)
+                                   .join(Node, Node.id == Membership.node_id)
+                                   .where(Node.status == "approved")).all())
+    n_screens = actions.count("suggest_screen")
+    assert n_screens > 0 and res["clicks_by_kind"].get("confirm", 0) == n_screens
+    assert res["clicks_by_kind"].get("accept", 0) == actions.count("suggest_accept")
+    assert res["labelled"] > base["labelled"]
+    assert "validated" in by_status
+    # every object a screen showed was paid for: rejected ones one click each
+    rejected = sum(e.payload["rejected"] for e in _events(p, "suggest_screen"))
+    assert res["clicks_by_kind"].get("reject", 0) >= rejected
+
+
+def _events(p, action):
+    with p.session() as s:
+        return list(s.scalars(select(Event).where(Event.action == action)))
