@@ -92,7 +92,8 @@ def ensure_set(project, work, extractor, args, pks, labels, a_mask):
     from morphocluster.features import feature_path
     from morphocluster.features.extract import extract_features, project_objects
 
-    name = {"efficientnet-lite0": f"efficientnet-lite0-{args.size}"}.get(extractor, extractor)
+    name = {"efficientnet-lite0": f"efficientnet-lite0-{args.size}",
+            "trained": f"trained-tb{args.train_blocks}-e{args.epochs}"}.get(extractor, extractor)
     if feature_path(project, name).exists():
         return name, None
     t = time.perf_counter()
@@ -114,7 +115,7 @@ def ensure_set(project, work, extractor, args, pks, labels, a_mask):
         maps = np.asarray(maps)
         ids, _ = project_objects(project)
         lab = {oid: labels[i] for i, oid in enumerate(ids) if a_mask[i]}
-        rep = train_extractor(project, name="trained", labels=lab, train_blocks=args.train_blocks,
+        rep = train_extractor(project, name=name, labels=lab, train_blocks=args.train_blocks,
                               epochs=args.epochs, maps=maps, size=args.size, activate=False)
         print(f"trained: {rep}", flush=True)
     else:
@@ -194,7 +195,7 @@ def main(argv=None):
     for ex in args.extractors.split(","):
         name, secs = ensure_set(project, args.work, ex, args, pks, labels, a_mask)
         acc_b, f1_b = knn_scores(project, name, pk_label, allowed=b_pks)
-        acc, f1 = (None, None) if ex == "trained" else knn_scores(project, name, pk_label)
+        acc, f1 = (None, None) if ex == "trained" else knn_scores(project, name, pk_label)  # trained saw A
         from morphocluster.features import load_features
 
         dim = load_features(project, name)[1].shape[1]
