@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from clusterdata import build_project
+from clusterdata import CLASSES, build_project
 from morphocluster.cli import main
 from morphocluster.cluster import ClusterParamError, SeedClusterer, cluster_round
 from morphocluster.features.matrix import load_matrix
@@ -90,6 +90,12 @@ def test_round_without_clusters_still_counts(built):
     assert r1.round == 1 and r1.node_ids == [] and r1.n_clustered == 0
     r2 = cluster_round(project, reduce="pca:16", map2d=False)
     assert r2.round == 2 and r2.params["min_cluster_size"] == 250
+
+
+def test_small_pool_is_reduced_to_what_it_allows(project, shared_data):
+    build_project(project, shared_data, per_class=8, classes=CLASSES[:3])
+    r = cluster_round(project, min_cluster_size=5, reduce="pca:64", map2d=False)  # 24 objects < 64
+    assert r.n_pool == 24 and r.params["reduce"] == "pca:64"
 
 
 def test_sample_assigns_the_rest(built):

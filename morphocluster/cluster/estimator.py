@@ -41,18 +41,21 @@ def reduce_features(X: np.ndarray, spec, random_state: int = 0, fit_rows=None) -
     """Reduce X by PCA or UMAP (fitted on `fit_rows` when given); 'none' returns X."""
     kind, dims = parse_reduce(spec)
     X = np.asarray(X, dtype=np.float32)
-    if kind == "none" or dims >= X.shape[1]:
-        return X
     fit = X if fit_rows is None else X[fit_rows]
+    # a pool smaller than the target dimension (late rounds) cannot be reduced to it
+    if kind == "none" or dims >= X.shape[1] or (kind == "umap" and len(fit) < 4 * (dims + 1)):
+        return X
     if kind == "pca":
         from sklearn.decomposition import PCA
 
-        pca = PCA(dims, random_state=random_state, svd_solver="randomized")
+        dims = min(dims, len(fit))
+        pca = PCA(dims, random_state=random_state, svd_solver="full" if dims == len(fit) else "randomized")
         pca.fit(fit[:200_000])
         return pca.transform(X).astype(np.float32)
     import umap
 
-    um = umap.UMAP(n_components=dims, n_neighbors=15, min_dist=0.0, random_state=random_state,
+    um = umap.UMAP(n_components=dims, n_neighbors=min(15, len(fit) - 1), min_dist=0.0,
+                   random_state=random_state,
                    low_memory=True, n_jobs=1 if random_state is not None else -1)
     um.fit(fit)
     return (um.embedding_ if fit_rows is None and len(fit) == len(X)
