@@ -252,8 +252,17 @@ def refresh_stats(project, node_ids=None) -> int:
 
 
 def _store(project, stats: dict, feature_set: str) -> None:
+    from sqlalchemy.exc import IntegrityError
+
     if not stats:
         return
+    try:
+        _write_cache(project, stats, feature_set)
+    except IntegrityError:  # another process cached the same node first: its row is as good
+        pass
+
+
+def _write_cache(project, stats: dict, feature_set: str) -> None:
     with project.transaction() as s:
         have = set(s.execute(select(NodeCache.node_id).where(
             NodeCache.node_id.in_(list(stats)))).scalars())
