@@ -4,10 +4,11 @@ A scikit-learn style estimator: `SeedClusterer(...).fit(X)` sets `labels_` (-1 =
 `n_clusters_`, `reduced_` (the reduced matrix), `sample_rows_` (rows clustered when sampling,
 else None), `assign_threshold_` (per-cluster reach when sampling) and `timings_`.
 
-Backends (see benchmarks/cluster_scale.py for the measurements that chose the default):
-- `knn`: exact/IVF FAISS kNN graph, then `fast_hdbscan` on the sparse graph (default);
-- `fast`: `fast_hdbscan` on the vectors (numba kd-tree Boruvka);
-- `hdbscan`: the `hdbscan` package (Boruvka kd-tree).
+Backends (benchmarks/cluster_scale.py --compare; 100k 64-d vectors, 2 shared cores):
+- `knn` (default): FAISS kNN graph (exact up to 60k rows, IVF above), then `fast_hdbscan` on
+  the sparse graph: 96 s, the same clusters (ARI 0.998 against the truth);
+- `fast`: `fast_hdbscan` on the vectors (numba kd-tree Boruvka): 337 s;
+- `hdbscan`: the `hdbscan` package (Boruvka kd-tree): over 900 s (kd-trees degrade in 64-d).
 """
 
 from __future__ import annotations
