@@ -21,14 +21,14 @@ import time
 import numpy as np
 
 
-def synthetic(n, d, c, seed=0, chunk=100_000):
+def synthetic(n, d, c, noise=1.5, seed=0, chunk=100_000):
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((c, d)).astype(np.float32)
     y = rng.integers(0, c, n)
     X = np.empty((n, d), np.float32)
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
-        X[a:b] = centres[y[a:b]] + 1.5 * rng.standard_normal((b - a, d), dtype=np.float32)
+        X[a:b] = centres[y[a:b]] + noise * rng.standard_normal((b - a, d), dtype=np.float32)
         X[a:b] /= np.linalg.norm(X[a:b], axis=1, keepdims=True)
     return X, y
 
@@ -44,10 +44,12 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--labelled", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--noise", type=float, default=8.0,
+                    help="spread of each blob (8: about 80 %% accuracy, like real plankton features)")
     args = ap.parse_args(argv)
 
     t = time.perf_counter()
-    X, y = synthetic(args.n, args.d, args.classes)
+    X, y = synthetic(args.n, args.d, args.classes, args.noise)
     print(f"made {args.n} x {args.d} features in {time.perf_counter() - t:.1f} s (not timed below)")
     rng = np.random.default_rng(1)
     lab = rng.choice(args.n, args.labelled, replace=False)
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
     print(f"\n{args.labelled} labelled objects of {args.classes} labels, {args.n} objects x {args.d} "
           f"dims; goal: total under 10 s")
     print(f"rerun: nice python benchmarks/suggest_speed.py --n {args.n} --d {args.d} "
-          f"--classes {args.classes} --labelled {args.labelled}")
+          f"--classes {args.classes} --labelled {args.labelled} --noise {args.noise}")
     return 0
 
 
