@@ -1,8 +1,9 @@
 """Statistics of a node of the cluster tree, cached until its members change.
 
 For a node (and, for an umbrella, its whole subtree) this computes the centroid, a handful of
-prototypes (k-means on the members), the members ordered from most to least typical (distance
-to the nearest prototype, so outliers come last) and a few representative objects.
+prototypes (k-means on the members), the members ordered from most to least typical (mean of
+the distances to the centroid and to the nearest prototype, so outliers come last) and a few
+representative objects.
 
 The cache row (`NodeCache`) is keyed by a signature of the subtree's `members_version`s and the
 active feature set; any membership change (which bumps `Node.members_version`) invalidates it.
@@ -34,7 +35,7 @@ class NodeStats:
     centroid: np.ndarray         # (d,) float32 mean of the members' features
     prototypes: np.ndarray       # (p, d) float32 k-means centres
     order: np.ndarray            # int64 Object.id, most to least typical
-    distances: np.ndarray        # float32 distance to the nearest prototype, same order
+    distances: np.ndarray        # float32 atypicality (see _typicality), same order
     representatives: list = field(default_factory=list)  # Object.id, a few typical and diverse
 
     @property
@@ -119,13 +120,21 @@ def _assign(X: np.ndarray, protos: np.ndarray):
 CHUNK = 32_768  # rows gathered at a time: an umbrella over 1M members never copies all of them
 
 
-def _nearest(X, rows, protos):
-    """Return (distance to the nearest prototype, its index) for X[rows], chunk by chunk."""
+def _typicality(X, rows, protos, centroid):
+    """Return (distance, nearest prototype) of X[rows], chunk by chunk.
+
+    The distance is the mean of the distances to the centroid and to the nearest prototype:
+    on real clusters the centroid ranks members of another class later, the prototypes keep
+    a node with several modes (an umbrella) from sending a whole mode to the end.
+    """
     dist = np.empty(len(rows), np.float32)
     near = np.empty(len(rows), np.int64)
     for a in range(0, len(rows), CHUNK):
-        d2, j = _assign(X[rows[a:a + CHUNK]], protos)
-        dist[a:a + CHUNK] = np.sqrt(np.maximum(d2[np.arange(len(j)), j], 0))
+        Xc = X[rows[a:a + CHUNK]]
+        d2, j = _assign(Xc, protos)
+        dp = np.sqrt(np.maximum(d2[np.arange(len(j)), j], 0))
+        dc = np.linalg.norm(Xc - centroid, axis=1)
+        dist[a:a + CHUNK] = 0.5 * (dp + dc)
         near[a:a + CHUNK] = j
     return dist, near
 
@@ -156,7 +165,7 @@ def compute_stats(pks: np.ndarray, X: np.ndarray, n_repr: int = N_REPRESENTATIVE
         keep[sizes.argmax()] = True
         _, fit_near = _assign(fit, protos[keep])
         protos = np.stack([fit[fit_near == j].mean(0) for j in range(int(keep.sum()))])
-    dist, nearest = _nearest(X, rows, protos)
+    dist, nearest = _typicality(X, rows, protos, centroid)
     order = np.argsort(dist, kind="stable")
     reps: list[int] = []
     # one per prototype (largest first), then the most typical members
