@@ -5,8 +5,9 @@ validated and grown, it retrains the suggestion model and works through each lab
 
 1. Confidence bands from the top (>= 0.99, 0.97-0.99, ...): it checks a random sample screen of
    the band (rejecting the wrong ones, confirming the rest); if the sample is at least
-   `target_precision` right, it accepts the rest of the band with one click, and goes on to the
-   next band; the first band that fails the check stops the descent.
+   `target_precision` right (or `min_precision`, while the expected errors fit in the error
+   budget that the whole-set precision goal leaves), it accepts the rest of the band with one
+   click, and goes on to the next band; the first band that fails stops the descent.
 2. Screens of the most confident suggestions left, while a screen gains at least `min_gain`
    objects per click.
 
@@ -21,6 +22,7 @@ confirm a screen, one click for an accept-above-threshold.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .workflow import WorkflowError
@@ -32,6 +34,9 @@ BANDS = (0.99, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
 @dataclass
 class AssistSettings:
     target_precision: float = 0.96   # accept a band when its checked sample is this precise
+    min_precision: float = 0.75      # ... or this precise, while the error budget lasts
+    error_budget: float = 0.03       # share of all objects accepted bands may get wrong: whole-set
+    #                                  goal 95 % less a margin for the clusters' own errors
     min_band: int = 100              # smaller bands are merged with the next one down
     check_margin: float = 0.1        # check a band only if screens suggest it is this close
     passes: int = 2                  # retrain-and-sort passes per round
@@ -61,6 +66,23 @@ def _look(sim, state, nid, scr, band=None):
     return len(scr.pks) - len(wrong), len(scr.pks)
 
 
+def _may_accept(sim, st: AssistSettings, good: int, shown: int, n_rest: int) -> bool:
+    """Accept the rest of a checked band? Yes if the sample reaches `target_precision`, or if
+    it reaches `min_precision` and the errors it likely brings fit in what is left of the
+    error budget (the share of the whole set that may be wrong and still meet the goal)."""
+    p = good / shown
+    if p >= st.target_precision:
+        return True
+    if p < st.min_precision:
+        return False
+    p_low = max(0.0, p - math.sqrt(p * (1 - p) / shown))  # one standard error below
+    errors = n_rest * (1 - p_low)
+    if errors > st.error_budget * sim._assist_n - sim._assist_errors:
+        return False
+    sim._assist_errors += errors
+    return True
+
+
 def sort_bands(sim, state, nid, st: AssistSettings) -> int:
     """Check and accept confidence bands from the top while their samples are precise enough."""
     p, u, size = sim.project, sim.user_id, sim.settings.page_size
@@ -70,14 +92,14 @@ def sort_bands(sim, state, nid, st: AssistSettings) -> int:
         n = len(conf)
         if n == 0 or (n < st.min_band and lo != BANDS[-1]):
             continue
-        if wf.field_precision(p, conf, nid).mean() < st.target_precision - st.check_margin:
+        if wf.field_precision(p, conf, nid).mean() < st.min_precision - st.check_margin:
             break  # not worth a check: screens of such suggestions were seldom this precise
         scr = wf.screen(p, nid, 0, size, state=state, band=(lo, hi))
         if not scr.pks:
             break
         good, shown = _look(sim, state, nid, scr, band=(lo, hi))
         gained += good
-        if good / shown < st.target_precision:
+        if not _may_accept(sim, st, good, shown, n - shown):
             break
         if n > shown:
             gained += wf.accept_above(p, u, nid, lo, state=state, below=hi)
@@ -129,6 +151,8 @@ def _start(sim) -> None:
     wf.forget(sim.project)
     model_path(sim.project).unlink(missing_ok=True)
     sim._assist_started = True
+    sim._assist_n = len(sim.project_objects())
+    sim._assist_errors = 0.0  # expected wrong objects among the accepted bands so far
 
 
 def assist(sim, r: int, settings: AssistSettings | None = None) -> None:
