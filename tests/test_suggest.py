@@ -171,3 +171,33 @@ def test_sample_check_of_a_band_then_accept(wf):
     assert ws.accept_preview(p, nid, 0.0, st, below=0.0)["n_checked"] == 0
     n = ws.accept_above(p, wf.A, nid, 0.0, state=st)
     assert n == prev["n"] and ws.accept_preview(p, nid, 0.0, st)["n_checked"] == 0
+
+
+def test_model_file_into_a_new_project_adopts_its_labels(wf, tmp_path):
+    from morphocluster.features.h5 import feature_path, load_features, set_active, write_features
+    from morphocluster.project import Project
+    from morphocluster.store import Node, Object
+
+    p = wf.project
+    _labelled(wf)
+    train(p)
+    new = Project.create(tmp_path / "new")
+    ids, X = load_features(p)
+    with p.session() as s:
+        rows = [{"object_id": o.object_id, "path": o.path} for o in s.scalars(select(Object))]
+    with new.transaction() as s:
+        s.execute(Object.__table__.insert(), rows)
+    write_features(feature_path(new, "pix16"), ids, X)
+    set_active(new, "pix16")
+    res = CliRunner().invoke(main, ["suggest", str(new.root), "--model", str(model_path(p)), "--predict"])
+    assert res.exit_code == 0, res.output
+    with new.session() as s:
+        names = set(s.scalars(select(Node.name).where(Node.status == "approved")))
+    assert names == set(CLASSES)
+    preds = predict(new)
+    assert len(preds) == len(ids) and (preds.node_id > 0).all()
+    # the adopted model is kept (not retrained on the new project's few labels) and accepts
+    res = CliRunner().invoke(main, ["suggest", str(new.root), "--accept-above", "0.0",
+                                    "--label", CLASSES[0]])
+    assert res.exit_code == 0 and "accepted" in res.output, res.output
+    new.close()

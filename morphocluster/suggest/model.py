@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -332,7 +331,9 @@ class SuggestionModel:
     def save(self, path) -> Path:
         """Write the fitted model to an .npz file (atomically)."""
         path = Path(path)
-        params = {k: getattr(self, k) for k in self.__init__.__code__.co_varnames[1:9]}
+        import inspect
+
+        params = {k: getattr(self, k) for k in inspect.signature(type(self)).parameters}
         arrays = {k: np.asarray(getattr(self, k)) for k in _FITTED + ("oof_ratio_",)}
         arrays["classes_"] = np.asarray(self.classes_).astype(str)
         tmp = path.with_name(path.name + ".tmp.npz")

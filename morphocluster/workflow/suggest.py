@@ -389,8 +389,8 @@ def adopt_labels(project, user_id, labels) -> dict:
                 continue
             parent = None
             for part in str(lab).split(">"):
-                q = select(Node).where(Node.name == part, Node.status == "approved",
-                                       Node.parent_id.is_(None) if parent is None else Node.parent_id == parent)
+                under = Node.parent_id.is_(None) if parent is None else Node.parent_id == parent
+                q = select(Node).where(Node.name == part, Node.status == "approved", under)
                 node = s.scalars(q.order_by(Node.id)).first()
                 if node is None:
                     node = ch.create_node(name=part, parent_id=parent, status="approved",
