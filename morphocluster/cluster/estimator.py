@@ -63,13 +63,12 @@ def reduce_features(X: np.ndarray, spec, random_state: int = 0, fit_rows=None) -
             else um.transform(X)).astype(np.float32)
 
 
-def knn_graph(Z: np.ndarray, k: int, random_state: int = 0):
-    """Return (distances, indices) of the k nearest other rows (Euclidean), via FAISS."""
+def vector_index(Z: np.ndarray, random_state: int = 0):
+    """Return a FAISS L2 index over Z: exact up to EXACT_KNN_MAX rows, IVF (nprobe 16) above."""
     import faiss
 
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     n, d = Z.shape
-    k = min(k, n - 1)
     if n <= EXACT_KNN_MAX:
         index = faiss.IndexFlatL2(d)
     else:
@@ -79,7 +78,15 @@ def knn_graph(Z: np.ndarray, k: int, random_state: int = 0):
         index.train(Z[rng.choice(n, min(n, 64 * nlist), replace=False)])
         index.nprobe = 16
     index.add(Z)
-    D, I = index.search(Z, k + 1)
+    return index
+
+
+def knn_graph(Z: np.ndarray, k: int, random_state: int = 0):
+    """Return (distances, indices) of the k nearest other rows (Euclidean), via FAISS."""
+    Z = np.ascontiguousarray(Z, dtype=np.float32)
+    n = len(Z)
+    k = min(k, n - 1)
+    D, I = vector_index(Z, random_state).search(Z, k + 1)
     # drop self-matches (usually column 0; duplicates may reorder them)
     self_hit = I == np.arange(n)[:, None]
     keep = ~self_hit
@@ -206,16 +213,13 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         Close enough: within the cluster's own 90th percentile of member-to-nearest-member
         distance, so sparse clusters reach further than tight ones and noise stays noise.
         """
-        import faiss
-
         labels = np.full(len(Z), -1, dtype=np.int64)
         labels[sampled] = lab
         inside = np.flatnonzero(lab >= 0)
         if len(inside) < 2:
             return labels
         Zc = np.ascontiguousarray(Z[sampled[inside]])
-        index = faiss.IndexFlatL2(Zc.shape[1])
-        index.add(Zc)
+        index = vector_index(Zc, self.random_state)
         D, I = index.search(Zc, 2)
         nn = np.sqrt(np.maximum(D[:, 1], 0))
         same = lab[inside][I[:, 1]] == lab[inside]
@@ -228,8 +232,9 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         for a in range(0, len(rest), 65536):
             chunk = rest[a:a + 65536]
             D1, I1 = index.search(np.ascontiguousarray(Z[chunk]), 1)
-            c = lab[inside][I1[:, 0]]
-            ok = np.sqrt(np.maximum(D1[:, 0], 0)) <= thr[c]
+            found = I1[:, 0] >= 0
+            c = lab[inside][np.where(found, I1[:, 0], 0)]
+            ok = found & (np.sqrt(np.maximum(D1[:, 0], 0)) <= thr[c])
             labels[chunk[ok]] = c[ok]
         self.assign_threshold_ = thr
         return labels
