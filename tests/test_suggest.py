@@ -71,6 +71,14 @@ def test_train_predict_on_project(wf):
     assert acc > 0.6
     assert ((preds.confidence > 0) & (preds.confidence <= 1)).all()
     assert (preds.node_id > 0).all()
+    # the projection of all objects is kept on disk: a new process predicts the same
+    import morphocluster.suggest as sg
+
+    assert (p.cache_dir / "suggest_projection.npz").is_file()
+    sg._PROJECTIONS.clear()
+    again = predict(p, load_model(p))
+    assert np.array_equal(again.label, preds.label)
+    assert np.allclose(again.confidence, preds.confidence, atol=1e-6)
 
 
 def test_screen_reject_confirm_and_undo(wf):

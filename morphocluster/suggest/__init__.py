@@ -25,12 +25,15 @@ N_COMPONENTS = 128
 _PROJECTIONS: dict = {}
 
 
-def projection(fm, n_components: int = N_COMPONENTS):
+def projection(fm, n_components: int = N_COMPONENTS, cache_dir=None):
     """Return (mean, components, Z) for a feature matrix: a PCA fitted on a fixed sample of all
     objects (so it does not change with the labels) and every object projected, cached per
-    feature matrix in this process; retraining then never projects all objects again."""
+    feature matrix in this process and, with `cache_dir`, on disk; retraining then never
+    projects all objects again."""
     key = (fm.name, id(fm), n_components)
     hit = _PROJECTIONS.get(key)
+    if hit is None:
+        hit = _load_projection(fm, n_components, cache_dir)
     if hit is None:
         rng = np.random.default_rng(0)
         sample = fm.X[np.sort(rng.choice(len(fm.X), min(len(fm.X), 10000), replace=False))]
@@ -38,9 +41,36 @@ def projection(fm, n_components: int = N_COMPONENTS):
         Z = np.empty((len(fm.X), comps.shape[1]), np.float32)
         for a in range(0, len(fm.X), CHUNK):
             np.matmul(fm.X[a:a + CHUNK] - mean, comps, out=Z[a:a + CHUNK])
-        _PROJECTIONS.clear()
-        hit = _PROJECTIONS[key] = (mean, comps, Z)
+        hit = (mean, comps, Z)
+        if cache_dir is not None:
+            _save_projection(fm, n_components, cache_dir, hit)
+    _PROJECTIONS.clear()
+    _PROJECTIONS[key] = hit
     return hit
+
+
+def _projection_stamp(fm, n_components) -> str:
+    return f"{fm.name}:{len(fm.pks)}:{int(fm.pks.sum())}:{float(fm.X[:64].sum()):.6g}:{n_components}"
+
+
+def _load_projection(fm, n_components, cache_dir):
+    path = Path(cache_dir or "/nonexistent") / "suggest_projection.npz"
+    try:
+        with np.load(path) as z:
+            if str(z["stamp"]) != _projection_stamp(fm, n_components):
+                return None
+            return z["mean"], z["components"], z["Z"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _save_projection(fm, n_components, cache_dir, hit) -> None:
+    path = Path(cache_dir) / "suggest_projection.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("suggest_projection.tmp.npz")
+    np.savez(tmp, stamp=np.asarray(_projection_stamp(fm, n_components)), mean=hit[0],
+             components=hit[1], Z=hit[2])
+    tmp.replace(path)
 
 
 class SuggestError(RuntimeError):
@@ -92,7 +122,7 @@ def train(project, include_predicted: bool = True, save: bool = True, **params) 
         raise SuggestError(f"{project.root}: suggestions need labelled objects of at least 2 labels "
                            f"(approve and name some clusters first); found {len(set(ls.labels[keep]))}")
     params.setdefault("n_components", N_COMPONENTS)
-    mean, comps, _ = projection(fm, params["n_components"])
+    mean, comps, _ = projection(fm, params["n_components"], project.cache_dir)
     model = SuggestionModel(**params).fit(fm.X[rows[keep]], ls.labels[keep].astype(str),
                                           sample_weight=w[keep], projection=(mean, comps))
     model.meta_ = {"feature_set": fm.name, "n_train": int(keep.sum()),
@@ -143,7 +173,7 @@ def predict(project, model: SuggestionModel | None = None) -> Predictions:
             bad = [index[lab] for lab in labs if lab in index]
             if i is not None and bad:
                 forbidden[i] = bad
-    mean, comps, Z = projection(fm, model.components_.shape[1])
+    mean, comps, Z = projection(fm, model.components_.shape[1], project.cache_dir)
     if model.components_.shape == comps.shape and np.array_equal(model.components_, comps) \
             and np.array_equal(model.mean_, mean):
         cls, conf, ratio = model.suggest(Z[rows], forbidden, reduced=True)
