@@ -18,8 +18,8 @@ from . import open_project
 @click.option("--reduce", "reduce_", default="pca:64", show_default=True,
               help="Dimension reduction before clustering: pca:N, umap:N or none.")
 @click.option("--sample", type=int, default=None,
-              help="Cluster a random sample of N objects and assign the rest to the nearest "
-                   "cluster where close (for very large projects).")
+              help="Cluster a random sample of N objects (--min-cluster-size applies to it) and "
+                   "assign the rest to the nearest cluster where close (for very large projects).")
 @click.option("--backend", type=click.Choice(["knn", "fast", "hdbscan"]), default="knn",
               show_default=True, help="HDBSCAN implementation.")
 @click.option("--no-map", is_flag=True, help="Skip (re)computing the 2-D map.")
