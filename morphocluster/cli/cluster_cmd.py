@@ -32,7 +32,7 @@ def cluster(project_path, min_cluster_size, min_samples, method, reduce_, sample
     last = [-1.0]
 
     def progress(frac, msg):
-        if frac - last[0] >= 0.05 or frac >= 1.0:
+        if frac - last[0] >= 0.049 or frac >= 1.0:
             click.echo(f"[{frac * 100:3.0f}%] {msg}", err=True)
             last[0] = frac
 
