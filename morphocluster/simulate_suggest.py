@@ -41,10 +41,10 @@ class AssistSettings:
     check_margin: float = 0.1        # check a band only if screens suggest it is this close
     passes: int = 2                  # retrain-and-sort passes per round
     max_screens: int = 10            # screens of the most confident left, per label and pass
-    min_gain: float = 2.0            # show a screen only if expected to gain this many objects per click
+    min_gain: float = 1.5            # show a screen only if expected to gain this many objects per click
     min_confidence: float = 0.3      # never show suggestions less confident than this
     final_passes: int = 3            # passes after the last round (assist_final)
-    final_min_gain: float = 1.5      # min_gain of the final passes (labelling by hand gains 1)
+    final_min_gain: float = 1.2      # min_gain of the final passes (labelling by hand gains 1)
     model: dict = field(default_factory=dict)  # SuggestionModel parameters (e.g. unknown_factor)
 
 
