@@ -173,7 +173,7 @@ def main(argv=None):
     ap.add_argument("--extractors", default="pixels,morphometric,efficientnet-lite0,trained")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--train-blocks", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--size-study", default=None, help="comma-separated input sizes: run only the size study")
     ap.add_argument("--study-n", type=int, default=2000)

@@ -245,7 +245,7 @@ def train_extractor(project, name: str = "trained", epochs: int | None = None, s
     feats = []
     with torch.inference_mode():
         for b in range(0, n, 512):
-            x = torch.from_numpy(maps[0, b:b + 512]).float().to(dev)
+            x = torch.from_numpy(np.array(maps[0, b:b + 512], dtype=np.float32)).to(dev)
             feats.append(F.normalize(tail(x), dim=1).cpu().numpy())
     X = np.concatenate(feats).astype(np.float32)
     weights = project.features_dir / f"{name}.pt"
