@@ -4,11 +4,13 @@ A scikit-learn style estimator: `SeedClusterer(...).fit(X)` sets `labels_` (-1 =
 `n_clusters_`, `reduced_` (the reduced matrix), `sample_rows_` (rows clustered when sampling,
 else None), `assign_threshold_` (per-cluster reach when sampling) and `timings_`.
 
-Backends (benchmarks/cluster_scale.py --compare; 100k 64-d vectors, 2 shared cores):
+Backends (benchmarks/cluster_scale.py --compare; 100k 64-d vectors on 2 cores, quiet machine /
+shared with other CPU-bound jobs):
 - `knn` (default): FAISS kNN graph (exact up to 60k rows, IVF above), then `fast_hdbscan` on
-  the sparse graph: 96 s, the same clusters (ARI 0.998 against the truth);
-- `fast`: `fast_hdbscan` on the vectors (numba kd-tree Boruvka): 337 s;
-- `hdbscan`: the `hdbscan` package (Boruvka kd-tree): over 900 s (kd-trees degrade in 64-d).
+  the sparse graph: 3.1 s / 96 s, the same clusters (ARI 0.998 against the truth);
+- `fast`: `fast_hdbscan` on the vectors (numba kd-tree Boruvka): 22 s / 337 s;
+- `hdbscan`: the `hdbscan` package (Boruvka kd-tree): over 300 s / over 900 s (kd-trees
+  degrade in 64-d).
 """
 
 from __future__ import annotations
