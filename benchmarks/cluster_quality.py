@@ -50,6 +50,9 @@ wall seconds on the shared 2-core machine under load ~13 (CPU-bound neighbours):
   none-leaf-32 (1280-d)     0.226       412         11.8        -      237
   umap10-leaf-32, 3 rounds  0.311      1065          6.3        -      787
 
+(On the same machine when quiet, the default's 4 rounds take 7 s in all, 1.3-2.7 s a round;
+the results are deterministic.)
+
 - reduce pca:64: PCA 32 is as good, 1280-d ('none') is worse and 2-3x slower. UMAP to 10-d
   clusters 55-60 % of the pool, but into many small, less pure clusters (purity 0.65-0.72):
   it reaches 31 % approved only by proposing 3x more clusters per approved object, and its fit
