@@ -149,3 +149,13 @@ def test_cli(built, tmp_path):
     assert res.exit_code != 0 and "expected pca:N, umap:N" in res.output
     res = CliRunner().invoke(main, ["cluster", str(tmp_path / "nowhere")])
     assert res.exit_code != 0 and "not a morphocluster project" in res.output
+
+
+def test_automatic_size_follows_the_pool():
+    from morphocluster.cluster import next_min_cluster_size
+
+    assert next_min_cluster_size(None, 21466) == 64      # large set: the measured default
+    assert next_min_cluster_size(None, 300) == 8          # small set: capped, then floored
+    assert next_min_cluster_size(None, 1200) == 30
+    assert next_min_cluster_size(64, 300) == 32           # later rounds halve the last size
+    assert next_min_cluster_size(16, 100000) == 8         # down to the floor
