@@ -16,7 +16,5 @@ def reset_annotations(project) -> None:
         s.execute(update(Node).values(parent_id=None))
         s.execute(delete(Node))
     from ..workflow import grow
-    from ..workflow import _stats
 
     grow.clear_cache()
-    _stats._CACHE.clear()

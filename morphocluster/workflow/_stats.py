@@ -1,8 +1,4 @@
-"""Node statistics for the workflow: member order and prototypes.
-
-Uses `morphocluster.nodestats.node_stats` when it is there; otherwise a small local version
-(centroid distance order, k-means prototypes) cached per (node, members_version).
-"""
+"""Node statistics for the workflow: member order and prototypes (from `nodestats`), k-means."""
 
 from __future__ import annotations
 
@@ -12,9 +8,8 @@ import numpy as np
 
 from ..features.matrix import load_matrix
 from ..store import Node
-from ._core import WorkflowError, member_pks
+from ._core import WorkflowError
 
-_CACHE: dict = {}
 N_PROTOTYPES = 16
 
 
@@ -45,40 +40,13 @@ def kmeans(X: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return km.cluster_centers_.astype(np.float32), km.labels_
 
 
-def _local_stats(project, node_id: int) -> Stats:
-    with project.session() as s:
-        pks = member_pks(s, node_id)
-    pks, X = member_features(project, pks)
-    if len(pks) == 0:
-        empty = np.zeros((0, load_matrix(project).X.shape[1]), np.float32)
-        return Stats(np.zeros(empty.shape[1], np.float32), empty, pks, np.zeros(0))
-    c = X.mean(axis=0)
-    d = np.linalg.norm(X - c, axis=1)
-    order = np.argsort(d, kind="stable")
-    protos, _ = kmeans(X, N_PROTOTYPES)
-    return Stats(c, protos, pks[order], d[order])
-
-
 def node_stats(project, node_id: int) -> Stats:
-    """Return the statistics of a node's current members."""
+    """Return the statistics of a node's current members (from `morphocluster.nodestats`)."""
+    from ..nodestats import node_stats as shared_stats
+
     with project.session() as s:
-        node = s.get(Node, int(node_id))
-        if node is None:
+        if s.get(Node, int(node_id)) is None:
             raise WorkflowError(f"node {node_id} not found")
-        version = node.members_version
-    try:
-        from ..nodestats import node_stats as shared_stats
-    except ImportError:
-        shared_stats = None
-    if shared_stats is not None:
-        st = shared_stats(project, int(node_id))
-        return Stats(np.asarray(st.centroid), np.asarray(st.prototypes),
-                     np.asarray(st.order, dtype=np.int64), np.asarray(st.distances))
-    key = (str(project.root), int(node_id), version, load_matrix(project).name)
-    hit = _CACHE.get(key)
-    if hit is None:
-        hit = _local_stats(project, int(node_id))
-        if len(_CACHE) > 64:
-            _CACHE.clear()
-        _CACHE[key] = hit
-    return hit
+    st = shared_stats(project, int(node_id))
+    return Stats(np.asarray(st.centroid), np.asarray(st.prototypes),
+                 np.asarray(st.order, dtype=np.int64), np.asarray(st.distances))
