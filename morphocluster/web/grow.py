@@ -27,7 +27,7 @@ def _size() -> int:
 
 @bp.route("/", endpoint="next")
 def next_node():
-    from .home import queue
+    from ..workflow.progress import queue
 
     todo = queue(project(), limit=1)["grow"]
     if not todo:

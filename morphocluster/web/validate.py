@@ -22,7 +22,7 @@ def _version():
 @bp.route("/", endpoint="next")
 def next_node():
     if g.user["role"] == "viewer":  # viewers look without claiming anything
-        from .home import queue
+        from ..workflow.progress import queue
 
         todo = queue(project(), limit=1)["validate"]
         node_id = todo[0]["id"] if todo else None

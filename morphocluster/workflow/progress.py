@@ -1,0 +1,44 @@
+"""Progress of a project and its work queue, for the home page and the screens that pick work."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from ..store import Event, Node, Object
+
+GROW_ACTIONS = ("grow_accept", "grow_until")
+
+
+def progress(p) -> dict:
+    """Return the counts shown on the home page (from the nodes table; cheap at any size)."""
+    with p.session() as s:
+        total = s.scalar(select(func.count()).select_from(Object))  # count(*): SQLite's fast path
+        by_status = dict(s.execute(select(Node.status, func.count(Node.id))
+                                   .group_by(Node.status)).all())
+        labelled = s.scalar(select(func.coalesce(func.sum(Node.n_members), 0))
+                            .where(Node.status == "approved")) or 0
+        grown = s.scalar(select(func.count(func.distinct(Event.payload["node"].as_integer())))
+                         .where(Event.action.in_(GROW_ACTIONS), Event.undone_by.is_(None)))
+        labels = s.execute(
+            select(Node.name, func.sum(Node.n_members), func.count(Node.id))
+            .where(Node.status == "approved")
+            .group_by(Node.name).order_by(func.sum(Node.n_members).desc())).all()
+    total = total or 0
+    return {"objects": total, "labelled": int(labelled),
+            "fraction": (labelled / total) if total else 0.0,
+            "candidates": by_status.get("candidate", 0), "approved": by_status.get("approved", 0),
+            "grown": grown or 0,
+            "labels": [{"name": n or "(unnamed)", "objects": int(c or 0), "nodes": k}
+                       for n, c, k in labels]}
+
+
+def queue(p, limit: int = 15) -> dict:
+    """Return the candidate nodes waiting for validation and the approved nodes to grow."""
+    with p.session() as s:
+        cand = s.execute(select(Node.id, Node.name, Node.n_members, Node.claimed_by)
+                         .where(Node.status == "candidate", Node.n_members > 0)
+                         .order_by(Node.n_members.desc(), Node.id).limit(limit)).all()
+        appr = s.execute(select(Node.id, Node.name, Node.n_members, Node.claimed_by)
+                         .where(Node.status == "approved")
+                         .order_by(Node.n_members.desc(), Node.id).limit(limit)).all()
+    return {"validate": [r._asdict() for r in cand], "grow": [r._asdict() for r in appr]}
