@@ -130,7 +130,14 @@
     if (ev.key === "+" || ev.key === "-") { zoom(ev.key === "+" ? 16 : -16); return; }
     if (ev.key === "Escape") { document.querySelectorAll(".grid[data-select]").forEach(clearSelection); return; }
     const target = document.querySelector('[data-key="' + CSS.escape(ev.key) + '"]:not([disabled])');
-    if (target) { ev.preventDefault(); target.click(); return; }
+    if (target) {
+      ev.preventDefault();
+      // htmx initialises swapped-in content only after its settle delay; a key pressed right
+      // after a swap would otherwise click a button htmx has not wired up yet (a no-op).
+      if (window.htmx) htmx.process(target);
+      target.click();
+      return;
+    }
     if (ev.key === "u") { const b = document.getElementById("undo-btn"); if (b) { ev.preventDefault(); b.click(); } return; }
   });
 })();
