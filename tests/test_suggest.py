@@ -181,6 +181,31 @@ def test_sample_check_of_a_band_then_accept(wf):
     assert n == prev["n"] and ws.accept_preview(p, nid, 0.0, st)["n_checked"] == 0
 
 
+def test_screen_outcomes_and_checks_survive_a_restart_and_follow_undo(wf):
+    p = wf.project
+    nodes = _labelled(wf)
+    st = ws.refresh(p, wait=True)
+    nid = nodes[1]
+    scr = ws.screen(p, nid, 0, 6, state=st, band=(0.0, 2.0))
+    ws.decide(p, wf.A, nid, scr.pks, scr.pks[:2], band=(0.0, 2.0))
+    h = ws.history(p)
+    assert sorted(h.right) == [0.0, 0.0] + [1.0] * (len(scr.pks) - 2)
+    assert set(h.node) == {nid} and np.all((h.confidence >= 0) & (h.confidence <= 1))
+    checked = ws.accept_preview(p, nid, 0.0, st)
+    assert checked["n_checked"] == len(scr.pks)
+    # a new server process (nothing in memory) reads the same from the event log
+    ws.forget(p)
+    assert ws.checked_precision(p, nid, 0.0) == (checked["checked"], len(scr.pks))
+    assert len(ws.history(p).node) == len(scr.pks)
+    conf = ws.history(p).confidence
+    # the screens' outcomes move the estimate away from the model's own confidence
+    assert not np.allclose(ws.field_precision(p, conf, nid), conf)
+    # undoing the screen takes its outcomes back
+    undo.undo_last(p, wf.A)
+    assert len(ws.history(p).node) == 0 and ws.checked_precision(p, nid, 0.0) == (None, 0)
+    assert np.allclose(ws.field_precision(p, conf, nid), conf)
+
+
 def test_model_file_into_a_new_project_adopts_its_labels(wf, tmp_path):
     from morphocluster.features.h5 import feature_path, load_features, set_active, write_features
     from morphocluster.project import Project

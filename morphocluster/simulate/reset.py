@@ -15,6 +15,7 @@ def reset_annotations(project) -> None:
             s.execute(delete(table))
         s.execute(update(Node).values(parent_id=None))
         s.execute(delete(Node))
-    from ..workflow import grow
+    from ..workflow import grow, outcomes
 
     grow.clear_cache()
+    outcomes.clear_cache(project)

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from .. import suggest as sg
 from ..store import Membership, Node, Rejection
 from ._core import Change, WorkflowError, check_claim, check_version, chunks, get_node
+from .outcomes import checked_precision, clear_cache, field_precision, history
 
 SCREEN = 50
 EXTERNAL = 2**62  # stamp of a model from another project
@@ -58,8 +59,6 @@ class _Slot:
     thread: threading.Thread | None = None
     error: str | None = None
     requested: int = 0              # event id a retrain was asked for
-    checks: dict = field(default_factory=dict)  # node id -> [(lo, hi, shown, wrong)] sample screens
-    outcomes: list = field(default_factory=list)  # (confidence when shown, right?) of screened objects
 
 
 def _slot(project) -> _Slot:
@@ -145,6 +144,7 @@ def forget(project) -> None:
         slot.thread.join()
     with _LOCK:
         _STATES.pop(str(project.root.resolve()), None)
+    clear_cache(project)
 
 
 def status(project) -> dict:
@@ -266,6 +266,12 @@ def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_versio
     payload = {"node": int(node_id), "n": len(good), "rejected": len(bad)}
     if band is not None:
         payload["band"] = [float(band[0]), float(band[1])]
+    slot = _slot(project)
+    if slot.state is not None and shown:  # what the model said of each shown object, and if right
+        pr, no = slot.state.preds, set(bad)
+        rows = np.flatnonzero(np.isin(pr.pks, np.asarray(shown, np.int64)))
+        payload["outcomes"] = [[round(float(pr.confidence[r]), 4), int(int(pr.pks[r]) not in no)]
+                               for r in rows]
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved",))
         check_claim(node, user_id)
@@ -274,62 +280,13 @@ def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_versio
         ch.assign(_free(ch, good), node.id, "validated")
         ch.reject(node.id, bad)
         ch.finish("suggest_screen", payload)
-    slot = _slot(project)
-    if slot.state is not None and shown:
-        pr, no = slot.state.preds, set(bad)
-        rows = np.flatnonzero(np.isin(pr.pks, np.asarray(shown, np.int64)))
-        slot.outcomes.extend((int(node_id), float(pr.confidence[r]), int(pr.pks[r]) not in no)
-                             for r in rows)
-    if band is not None and shown:
-        slot.checks.setdefault(int(node_id), []).append(
-            (float(band[0]), float(band[1]), len(shown), len(bad)))
     _mark_done(project, shown)
     return {"confirmed": len(good), "rejected": len(bad)}
-
-
-EDGES = np.array([0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99, 1.01])
-
-
-def field_precision(project, confidence, node_id=None, prior: float = 20.0,
-                    node_prior: float = 10.0) -> np.ndarray:
-    """Estimate P(right | confidence) from the outcomes of this process's screens.
-
-    Per confidence bin, the share of screened objects that were right, shrunk toward the model's
-    own confidence with `prior` pseudo-objects: held-out validated objects are typical ones,
-    the objects still unlabelled often are not, so the screens' outcomes are the better guide.
-    With `node_id`, that node's own outcomes count first (shrunk toward all nodes' with
-    `node_prior`): some labels are sorted well, others not.
-    """
-    c = np.asarray(confidence, np.float64)
-    out = np.clip(c, 0.0, 1.0)
-    hist = _slot(project).outcomes
-    if not hist:
-        return out
-    hn = np.array([h[0] for h in hist])
-    hc, ok = np.array([h[1] for h in hist]), np.array([h[2] for h in hist], float)
-    hb, cb = np.digitize(hc, EDGES) - 1, np.digitize(c, EDGES) - 1
-    for b in np.unique(cb):
-        m, here = hb == b, cb == b
-        glob = (ok[m].sum() + prior * c[here]) / (m.sum() + prior)
-        if node_id is not None:
-            mn = m & (hn == int(node_id))
-            glob = (ok[mn].sum() + node_prior * glob) / (mn.sum() + node_prior)
-        out[here] = glob
-    return out
 
 
 def band_confidences(state: State, node_id, lo: float, hi: float = 2.0) -> np.ndarray:
     """Confidences of the node's open suggestions with lo <= confidence < hi."""
     return state.preds.confidence[_band(state, _open_order(state, node_id), (lo, hi))]
-
-
-def checked_precision(project, node_id, threshold: float, below: float = 2.0):
-    """Precision of accepting [threshold, below) measured on the sample screens checked in it
-    (since the node's last accept-above)."""
-    rows = [c for c in _slot(project).checks.get(int(node_id), [])
-            if c[0] >= float(threshold) - 1e-9 and c[1] <= float(below) + 1e-9]
-    n = sum(c[2] for c in rows)
-    return ((n - sum(c[3] for c in rows)) / n, n) if n else (None, 0)
 
 
 def accept_preview(project, node_id, threshold: float, state: State | None = None,
@@ -369,7 +326,6 @@ def accept_above(project, user_id, node_id, threshold: float, members_version=No
                                      "below": float(below)})
     _mark_done(project, pks)
     _mark_done(project, gone)
-    _slot(project).checks.pop(int(node_id), None)
     return len(pks)
 
 
@@ -401,3 +357,8 @@ def adopt_labels(project, user_id, labels) -> dict:
         if new:
             ch.finish("suggest_adopt", {"n": new}, bump=False)
     return out
+
+
+__all__ = ["Screen", "State", "refresh", "forget", "status", "overview", "screen", "decide",
+           "accept_preview", "accept_above", "adopt_labels", "band_confidences", "history",
+           "field_precision", "checked_precision", "WorkflowError"]
