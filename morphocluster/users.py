@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .store import User
@@ -58,10 +58,22 @@ def set_password(project, username: str, password: str) -> None:
 
 
 def set_role(project, username: str, role: str) -> None:
-    """Change a user's role."""
+    """Change a user's role; refuse to take the role of admin from the last admin."""
     _check(username, None, role)
     with project.transaction() as s:
-        _get(s, username).role = role
+        user = _get(s, username)
+        if user.role == "admin" and role != "admin":
+            admins = s.scalar(select(func.count(User.id)).where(User.role == "admin"))
+            if admins <= 1:
+                raise UserError(f"{username!r} is the last admin; make another user admin first")
+        user.role = role
+
+
+def reset_password(project, username: str) -> str:
+    """Give a user a new random password and return it."""
+    password = generate_password()
+    set_password(project, username, password)
+    return password
 
 
 def list_users(project) -> list[dict]:

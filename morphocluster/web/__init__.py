@@ -12,7 +12,7 @@ from .. import frontend_dir
 
 # blueprint modules in registration order (auth first: it guards every other route)
 MODULES = ("auth", "home", "images", "objects", "validate", "grow", "organise", "history",
-           "jobs_views")
+           "jobs_views", "users_views")
 
 
 def create_app(test_config: dict | None = None) -> Flask:

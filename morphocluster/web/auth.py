@@ -1,15 +1,16 @@
-"""Login, logout, session users and CSRF protection for every state-changing request."""
+"""Login (rate-limited), logout, session users and CSRF protection for every state-changing request."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 
-from flask import (Blueprint, abort, flash, g, redirect, render_template, request, session,
-                   url_for)
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
+                   session, url_for)
 
 from .. import users
 from . import project
+from .throttle import LoginThrottle, minutes
 
 bp = Blueprint("auth", __name__)
 
@@ -19,6 +20,11 @@ READ_ONLY_POSTS = {"auth.login", "auth.logout"}
 
 
 def init_app(app):
+    # failed logins per user name or client address allowed within the window (per server process)
+    app.config.setdefault("LOGIN_MAX_FAILURES", 5)
+    app.config.setdefault("LOGIN_WINDOW_S", 600)
+    app.extensions["login_throttle"] = LoginThrottle(app.config["LOGIN_MAX_FAILURES"],
+                                                     app.config["LOGIN_WINDOW_S"])
     app.register_blueprint(bp)
     app.before_request(check_csrf)
     app.before_request(load_user)
@@ -75,18 +81,26 @@ def _safe_next(value: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
+    error, status = None, 200
     if request.method == "POST":
-        user = users.authenticate(project(), request.form.get("username", ""),
-                                  request.form.get("password", ""))
+        throttle = current_app.extensions["login_throttle"]
+        name, address = request.form.get("username", ""), request.remote_addr
+        wait = throttle.retry_after(name, address)
+        if wait > 0:
+            n = minutes(wait)
+            error = f"Too many failed logins; try again in {n} minute{'s' if n != 1 else ''}."
+            return render_template("login.html", error=error), 429, {"Retry-After": str(int(wait) + 1)}
+        user = users.authenticate(project(), name, request.form.get("password", ""))
         if user is None:
-            error = "Unknown user name or wrong password."
+            throttle.failed(name, address)
+            error, status = "Unknown user name or wrong password.", 401
         else:
+            throttle.succeeded(name)
             session.clear()  # a fresh session (and CSRF token) after login
             session["user_id"] = user["id"]
             session.permanent = True
             return redirect(_safe_next(request.args.get("next")))
-    return render_template("login.html", error=error), (401 if error else 200)
+    return render_template("login.html", error=error), status
 
 
 @bp.route("/logout", methods=["POST"])

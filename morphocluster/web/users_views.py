@@ -1,0 +1,67 @@
+"""Users page (admins only): list users, add one, change a role, reset a password."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request
+
+from .. import users
+from . import project
+from .common import render, role_required
+
+bp = Blueprint("users_views", __name__, url_prefix="/users")
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+
+
+def _page(notice: str | None = None, error: str | None = None, password: dict | None = None):
+    """Render the users page; a new password is shown once and the page is never cached."""
+    html = render("users.html", users=users.list_users(project()), roles=users.ROLES,
+                  notice=notice, error=error, password=password)
+    return html, (400 if error else 200), {"Cache-Control": "no-store"}
+
+
+@bp.route("/")
+@role_required("admin")
+def index():
+    return _page()
+
+
+@bp.route("/add", methods=["POST"])
+@role_required("admin")
+def add():
+    name = request.form.get("username", "").strip()
+    role = request.form.get("role", "annotator")
+    typed = request.form.get("password", "")
+    password = typed or users.generate_password()
+    try:
+        users.add_user(project(), name, password, role)
+    except users.UserError as exc:
+        return _page(error=str(exc))
+    shown = None if typed else {"username": name, "password": password}
+    return _page(notice=f"Added {role} {name}.", password=shown)
+
+
+@bp.route("/role", methods=["POST"])
+@role_required("admin")
+def role():
+    name, new = request.form.get("username", ""), request.form.get("role", "")
+    try:
+        users.set_role(project(), name, new)
+    except users.UserError as exc:
+        return _page(error=str(exc))
+    you = " (you: the admin pages are closed to you from now on)" if (
+        name == g.user["username"] and new != "admin") else ""
+    return _page(notice=f"{name} is now {new}{you}.")
+
+
+@bp.route("/password", methods=["POST"])
+@role_required("admin")
+def reset_password():
+    name = request.form.get("username", "")
+    try:
+        password = users.reset_password(project(), name)
+    except users.UserError as exc:
+        return _page(error=str(exc))
+    return _page(notice=f"Reset the password of {name}.", password={"username": name, "password": password})
