@@ -5,6 +5,7 @@ from sqlalchemy import select
 from morphocluster.features.matrix import load_matrix
 from morphocluster.store import Membership, Rejection
 from morphocluster.workflow import WorkflowError, grow, undo
+from test_web_fixtures import web_project, web_template  # noqa: F401
 from test_workflow_setup import CLASSES, check_counts, member_set, n_events, wf  # noqa: F401
 
 
@@ -152,3 +153,103 @@ def test_ranking_uses_all_prototypes(wf):
     X = fm.X[fm.rows_of(page.pks)]
     d = ((X[:, None, :] - protos[None]) ** 2).sum(-1).min(1)
     assert np.allclose(d, page.distances, atol=1e-4)
+
+
+def test_grow_search_saved_and_reloaded_gives_the_same_next_page(wf):
+    p = wf.project
+    nid = _approved(wf)
+    judge = lambda page: page.offset < 50  # noqa: E731
+    gs = grow.load_search(p, wf.A, nid, page_size=10)
+    for _ in range(3):  # pages 0, 1, 3 judged OK; page 7 on screen
+        gs.judge(judge(gs.next_page()))
+    on_screen = gs.next_page()
+    grow.save_search(p, wf.A, gs)
+    again = grow.load_search(p, wf.A, nid, page_size=10)  # as a restarted server would
+    assert again is not gs and again.current.pks == on_screen.pks
+    assert again.to_state() == gs.to_state()
+    assert grow.load_search(p, wf.B, nid, page_size=10).current is None  # per user
+    assert grow.load_search(p, wf.A, nid, page_size=20).current is None  # another page size
+    probes = []
+    while (page := again.next_page()) is not None:
+        probes.append(page.offset // 10)
+        again.judge(judge(page))
+    assert probes == [7, 5, 4] and again.boundary() == 50
+    # the same as a search never interrupted
+    _, uninterrupted = _search(p, nid, judge)
+    assert uninterrupted == [0, 1, 3] + probes
+    assert again.commit(wf.A) == 50
+    grow.drop_search(p, wf.A, nid)
+    assert grow.load_search(p, wf.A, nid, page_size=10).current is None
+
+
+def test_saved_grow_search_of_a_changed_node_starts_afresh(wf):
+    p = wf.project
+    nid = _approved(wf)
+    gs = grow.load_search(p, wf.A, nid, page_size=10)
+    gs.next_page()
+    gs.judge(True)
+    gs.next_page()
+    grow.save_search(p, wf.A, gs)
+    state = gs.to_state()
+    assert grow.load_search(p, wf.A, nid, 10).shown.keys() == {0}
+    page = grow.candidates(p, nid, 0, 2)
+    grow.accept(p, wf.A, nid, page.pks, members_version=page.members_version)  # direct mode
+    fresh = grow.load_search(p, wf.A, nid, page_size=10)
+    assert fresh.current is None and fresh.shown == {} and fresh.lo == 0
+    with pytest.raises(WorkflowError, match="changed since"):
+        grow.GrowSearch.from_state(p, nid, state)
+    # a ranking built on other features is another search too
+    grow.save_search(p, wf.A, fresh)
+    fresh.next_page()
+    state = fresh.to_state()
+    p.config["grow"] = {"n_prototypes": 3}
+    with pytest.raises(WorkflowError, match="changed since"):
+        grow.GrowSearch.from_state(p, nid, state)
+
+
+def test_web_page_search_continues_after_a_restart(web_project, shared_data):
+    """Two app instances on the same project folder, one after the other, as across a restart."""
+    import re
+
+    from morphocluster.project import Project
+    from morphocluster.web import create_app
+    from test_web_fixtures import login
+    from test_web_workflow import approve, hx, members, pks_in
+
+    p, info = web_project
+    node_id = info["nodes"]["hydromedusae_solmaris"]
+
+    def start(project):
+        app = create_app({"PROJECT": project, "TESTING": True, "GROW_PAGE_SIZE": 4})
+        c = app.test_client()
+        return c, login(c, "ann")
+
+    c, token = start(p)
+    approve(c, token, node_id)
+    html = c.get(f"/grow/{node_id}/search?restart=1").get_data(as_text=True)
+    first = pks_in(html)
+    html = c.post(f"/grow/{node_id}/search/judge", headers=hx(token), data={"ok": "1"}).get_data(as_text=True)
+    second = pks_in(html)
+    assert len(first) == len(second) == 4 and "Page 2" in html
+
+    grow.clear_cache()  # a new process: nothing of the old one is left but the database
+    p2 = Project.open(p.root)
+    try:
+        c, token = start(p2)
+        html = c.get(f"/grow/{node_id}/search").get_data(as_text=True)
+        assert pks_in(html) == second and "Page 2" in html and "boundary between 4 and" in html
+        for _ in range(20):
+            html = c.post(f"/grow/{node_id}/search/judge", headers=hx(token),
+                          data={"ok": "0"}).get_data(as_text=True)
+            if "above the boundary" in html:
+                break
+        assert "Accept the 4 objects above the boundary" in html
+        before = members(p2, node_id)
+        resp = c.post(f"/grow/{node_id}/search/commit", headers=hx(token))
+        assert "Accepted 4 objects" in resp.get_data(as_text=True)
+        assert members(p2, node_id) == before | set(first)
+        # the search is done: the next one starts at the top of the new ranking
+        html = c.get(f"/grow/{node_id}/search").get_data(as_text=True)
+        assert re.search(r"Page 1\b", html) and not set(pks_in(html)) & set(first)
+    finally:
+        p2.close()

@@ -12,11 +12,6 @@ from .common import int_list, message, node_info, render, role_required, toast
 
 bp = Blueprint("grow", __name__, url_prefix="/grow")
 
-# running page searches, per (user, node): a GrowSearch keeps the pages a human saw
-_SEARCHES: dict = {}
-_LOCK = threading.Lock()
-
-
 def init_app(app):
     app.register_blueprint(bp)
 
@@ -82,38 +77,48 @@ def _reshow(node_id: int, message: str):
 
 
 # --- page search: exponential search, then bisection ------------------------------------------
-def _search(node_id: int, restart: bool = False):
-    key = (g.user["id"], str(project().root), node_id)
-    with _LOCK:
-        s = _SEARCHES.get(key)
-        if s is None or restart:
-            s = _SEARCHES[key] = wf.GrowSearch(project(), node_id, page_size=_size())
-            while len(_SEARCHES) > 200:
-                _SEARCHES.pop(next(iter(_SEARCHES)))
-        return s
+# The search of each (user, node) lives in the project database (workflow.grow.save_search),
+# so a restart keeps the pages already judged; the lock keeps this process's requests in order.
+_LOCK = threading.Lock()
 
 
 @bp.route("/<int:node_id>/search")
 def search(node_id: int):
-    s = _search(node_id, restart=request.args.get("restart") == "1")
-    page = s.next_page()
+    p, uid = project(), g.user["id"]
+    with _LOCK:
+        if request.args.get("restart") == "1":
+            wf.drop_search(p, uid, node_id)
+        s = wf.load_search(p, uid, node_id, _size())
+        page = s.next_page()
+        if g.user["role"] != "viewer":
+            wf.save_search(p, uid, s)
     return render("grow.html", node=node_info(node_id), page=page, mode="search", search=s)
 
 
 @bp.route("/<int:node_id>/search/judge", methods=["POST"])
 @role_required("annotator")
 def judge(node_id: int):
-    s = _search(node_id)
-    s.judge(request.form.get("ok") == "1")
-    page = s.next_page()
-    return render("grow.html", node=node_info(node_id), page=page, mode="search", search=s, htmx=True)
+    p, uid = project(), g.user["id"]
+    with _LOCK:
+        s = wf.load_search(p, uid, node_id, _size())
+        # no page on screen: the node changed since, so that verdict was on another page
+        restarted = s.current is None and not s.done
+        if s.current is not None:
+            s.judge(request.form.get("ok") == "1")
+        page = s.next_page()
+        wf.save_search(p, uid, s)
+    html = render("grow.html", node=node_info(node_id), page=page, mode="search", search=s, htmx=True)
+    if restarted:
+        html += toast("The node changed since that page was shown; the search starts again.")
+    return html
 
 
 @bp.route("/<int:node_id>/search/commit", methods=["POST"])
 @role_required("annotator")
 def commit(node_id: int):
-    s = _search(node_id)
-    n = s.commit(g.user["id"])
+    p, uid = project(), g.user["id"]
     with _LOCK:
-        _SEARCHES.pop((g.user["id"], str(project().root), node_id), None)
+        s = wf.load_search(p, uid, node_id, _size())
+        n = s.commit(uid)
+        wf.drop_search(p, uid, node_id)
     return _reshow(node_id, f"Accepted {n} objects above the boundary.")
