@@ -17,10 +17,29 @@ THRESHOLDS = (0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
 @bp.route("/")
 def index():
     """Labels with open suggestions, most confident first; the model's state."""
+    return _index()
+
+
+def _index(**ctx):
     state = wf.refresh(project())
+    missing = wf.missing_labels(project(), state)  # first: it withdraws suggestions to lost nodes
     rows = wf.overview(project(), state) if state else []
     return render("suggest.html", rows=rows, status=wf.status(project()),
-                  n_unknown=wf.n_unknown(state) if state else 0, state=state)
+                  n_unknown=wf.n_unknown(state) if state else 0, state=state,
+                  missing=missing, **ctx)
+
+
+@bp.route("/adopt", methods=["POST"])
+@role_required("annotator")
+def adopt():
+    """Create approved nodes for the labels of a model from elsewhere that have none here."""
+    made = wf.adopt_missing(project(), g.user["id"])
+    text = (f"Created nodes for {len(made)} labels of the model." if made
+            else "Every label of the model has a node here.")
+    if not request.headers.get("HX-Request"):
+        flash(text)
+        return redirect_to(url_for("suggest.index"))
+    return _index(htmx=True) + toast(text)
 
 
 @bp.route("/status")

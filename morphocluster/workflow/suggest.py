@@ -359,6 +359,42 @@ def adopt_labels(project, user_id, labels) -> dict:
     return out
 
 
+def missing_labels(project, state: State | None) -> list[str]:
+    """Return the labels of a model from another project that name no approved node here.
+
+    Their suggestions never show (`node_id` -1) until `adopt_missing` creates the nodes; the
+    state's suggestions of such a label that still go to a node (an undone adopt) are withdrawn.
+    Unnamed labels ('#<node id>' of the other project) are left out: they name nothing.
+    """
+    from ..labels import node_labels
+
+    if state is None or state.stamp != EXTERNAL:
+        return []
+    with project.session() as s:
+        have = {lab.path for lab in node_labels(s).values()}
+    out = sorted(str(c) for c in state.model.classes_
+                 if str(c) not in have and not str(c).startswith("#"))
+    p = state.preds
+    for lab in out:
+        p.node_id[(p.label == lab) & (p.node_id >= 0)] = -1
+    return out
+
+
+def adopt_missing(project, user_id, state: State | None = None) -> dict:
+    """Create approved nodes for `missing_labels` (one event) and send the state's suggestions
+    of those labels to them; return label -> node id."""
+    st = state or refresh(project)
+    labels = missing_labels(project, st)
+    if not labels:
+        return {}
+    out = adopt_labels(project, user_id, labels)
+    p = st.preds
+    labs, inv = np.unique(p.label.astype(str), return_inverse=True)
+    new = np.array([out.get(lab, -1) for lab in labs], np.int64)[inv]
+    p.node_id = np.where(new >= 0, new, p.node_id)
+    return out
+
+
 __all__ = ["Screen", "State", "refresh", "forget", "status", "overview", "screen", "decide",
            "accept_preview", "accept_above", "adopt_labels", "band_confidences", "history",
            "field_precision", "checked_precision", "WorkflowError"]
