@@ -1,0 +1,130 @@
+"""How many whole-set objects per click can the features allow at all? A ceiling, not a run.
+
+Any workflow labels an object in bulk (cluster approve, grow page, suggestion screen, accept
+above a confidence) only where a machine proposed the right class for it. An object for which
+the proposal is wrong costs at least one click (reject, remove, or labelled by hand), unless it
+is accepted wrong, which the 95 % whole-set precision goal allows for at most 5 % of all
+objects; each class costs at least one click to name. So, with W objects whose proposal is
+wrong, N objects and K classes:
+
+    clicks >= max(0, W - 0.05 N) + K      whole-set objects per click <= N / that
+
+This script measures W generously: 5-fold cross-validation over ALL true labels (far more than
+a session has validated when it needs the proposals), with the suggestion model (calibrated
+linear probe, `morphocluster.suggest.SuggestionModel`) and with a 5-nearest-neighbour vote, and
+counts an object as proposed right if either is right. It also prints the share the probe alone
+labels at 95 % precision when its most confident suggestions are accepted. Feature variants:
+the project's active features, and the same with the image's width and height appended (the
+resize to a fixed input size throws away how large an organism is).
+
+Rerun:
+  nice python benchmarks/efficiency_ceiling.py --features /work/cache/planktonset_effnet128.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+GOAL_PRECISION = 0.95
+
+
+def cross_validated(X, y, folds: int = 5, seed: int = 0):
+    """Return per object: probe prediction, probe confidence, 5-NN vote (all out of fold)."""
+    import faiss
+
+    from morphocluster.suggest import SuggestionModel
+
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), int)
+    for c in np.unique(y):  # stratified folds
+        idx = rng.permutation(np.flatnonzero(y == c))
+        fold[idx] = np.arange(len(idx)) % folds
+    pred = np.empty(len(y), object)
+    conf = np.zeros(len(y))
+    knn = np.empty(len(y), object)
+    Xn = np.ascontiguousarray(X / np.linalg.norm(X, axis=1, keepdims=True), dtype=np.float32)
+    for f in range(folds):
+        tr, te = fold != f, fold == f
+        m = SuggestionModel().fit(X[tr], y[tr])
+        cls, c, _ = m.suggest(X[te])
+        pred[te], conf[te] = m.classes_[cls], c
+        index = faiss.IndexFlatIP(Xn.shape[1])
+        index.add(Xn[tr])
+        _, nn = index.search(Xn[te], 5)
+        ytr = y[tr]
+        knn[te] = [max(set(v), key=list(v).count) for v in ytr[nn]]
+    return pred, conf, knn
+
+
+def coverage_at(conf, ok, precision: float) -> float:
+    order = np.argsort(-conf, kind="stable")
+    run = np.cumsum(ok[order]) / np.arange(1, len(ok) + 1)
+    hit = np.flatnonzero(run >= precision)
+    return float((hit.max() + 1) / len(ok)) if len(hit) else 0.0
+
+
+def ceiling(n_wrong: int, n: int, k: int) -> float:
+    return n / (max(0.0, n_wrong - (1 - GOAL_PRECISION) * n) + k)
+
+
+def main(argv=None) -> int:
+    spec = importlib.util.spec_from_file_location("simulate_planktonset", HERE / "simulate_planktonset.py")
+    base = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(base)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=base.DATA)
+    ap.add_argument("--features", help="precomputed features (HDF5 with object_id, features)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mc-simulate-planktonset"))
+    args = ap.parse_args(argv)
+
+    from sqlalchemy import select
+
+    from morphocluster.features.matrix import load_matrix
+    from morphocluster.simulate import imported_truth
+    from morphocluster.store import Object
+
+    project = base.build_project(args.work, args.data, args.features)
+    truth = imported_truth(project)
+    fm = load_matrix(project)
+    keep = np.array([int(pk) in truth for pk in fm.pks])
+    pks, X = fm.pks[keep], fm.X[keep]
+    y = np.array([truth[int(pk)] for pk in pks])
+    with project.session() as s:
+        size = dict((pk, (w or 1, h or 1)) for pk, w, h in s.execute(
+            select(Object.id, Object.width, Object.height)))
+    wh = np.log(np.array([size[int(pk)] for pk in pks], np.float64))
+    wh = (wh - wh.mean(0)) / wh.std(0) * X.std(0).mean() * np.sqrt(X.shape[1] / 64)
+    variants = {fm.name: X, f"{fm.name} + width, height": np.hstack([X, wh.astype(np.float32)])}
+
+    n, k = len(y), len(np.unique(y))
+    rows = []
+    for name, F in variants.items():
+        pred, conf, knn = cross_validated(F, y)
+        ok_p, ok_k = pred == y, knn == y
+        either = ok_p | ok_k
+        rows.append((name, ok_p.mean(), ok_k.mean(), either.mean(),
+                     coverage_at(conf, ok_p, GOAL_PRECISION),
+                     ceiling(int((~ok_p).sum()), n, k), ceiling(int((~either).sum()), n, k)))
+    need = 1 - ((1 - GOAL_PRECISION) * n + n / 10 - k) / n
+    print(f"\n{n} objects, {k} classes; 5-fold cross-validation over all true labels\n")
+    w = max(len(r[0]) for r in rows)
+    print(f"{'features':<{w}} {'probe acc':>9} {'5-NN acc':>9} {'either':>7} "
+          f"{'probe cov@95%':>13} {'ceiling probe':>13} {'ceiling either':>14}")
+    for name, a, b, e, cov, cp, ce in rows:
+        print(f"{name:<{w}} {a:9.3f} {b:9.3f} {e:7.3f} {cov:13.3f} {cp:13.2f} {ce:14.2f}")
+    print(f"\nceiling = whole-set objects per click at >= {GOAL_PRECISION:.0%} precision that no "
+          f"workflow can beat when its proposals are no better than these; "
+          f"10 per click needs proposals right for {need:.1%} of objects")
+    print("rerun: nice python benchmarks/efficiency_ceiling.py"
+          + (f" --features {args.features}" if args.features else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
