@@ -52,6 +52,26 @@ def test_inversion_changes_features_and_is_recorded(small):
         assert json.loads(h.attrs["preprocessing"])["invert"] is True
 
 
+def test_rotations_make_features_orientation_free(small):
+    from morphocluster.features.registry import get_extractor
+
+    paths = sorted(small.images_dir.rglob("*.*"))[:3]
+    # (a quarter turn gives the same features?, a mirror image gives the same features?)
+    for rotations, expect in ((1, (False, False)), (4, (True, False)), (8, (True, True))):
+        ex = get_extractor("efficientnet-lite0", size=64, rotations=rotations)
+        ex.setup("cpu")
+        a = np.stack([ex.load(p) for p in paths])
+        for turned, same in zip((np.rot90(a, 1, axes=(1, 2)), a[:, :, ::-1]), expect):
+            d = np.abs(ex.transform(a) - ex.transform(np.ascontiguousarray(turned))).max()
+            assert (d < 1e-4) == same, (rotations, d)
+    name = extract_features(small, "efficientnet-lite0", name="rot4", size=64, rotations=4,
+                            num_workers=0, progress=False)
+    with h5py.File(feature_path(small, name)) as h:
+        assert json.loads(h.attrs["extractor_params"])["rotations"] == 4
+    with pytest.raises(ValueError, match="rotations"):
+        get_extractor("morphometric", rotations=4)
+
+
 def test_morphometric_standardised(small):
     extract_features(small, "morphometric", num_workers=0, progress=False)
     ids, X = load_features(small, "morphometric")

@@ -20,11 +20,14 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 @click.option("--workers", type=click.IntRange(0), default=None, help="Image decoding processes.")
 @click.option("--size", type=click.IntRange(8), default=None, help="Input size in pixels.")
 @click.option("--invert", is_flag=True, help="Invert grey levels before padding (for the other polarity).")
+@click.option("--rotations", type=click.Choice(["1", "2", "4", "8"]), default="1", show_default=True,
+              help="Average CNN features over this many turned (8: and mirrored) copies of each "
+                   "image: better for organisms in any orientation, that many times slower.")
 @click.option("--no-activate", is_flag=True, help="Keep the current active feature set.")
 @click.option("--list", "list_", is_flag=True, help="List the feature sets and exit.")
 @click.option("--activate", "activate_name", default=None, help="Make this existing feature set active and exit.")
-def features(project, extractor, name, batch_size, device, workers, size, invert, no_activate, list_,
-             activate_name):
+def features(project, extractor, name, batch_size, device, workers, size, invert, rotations,
+             no_activate, list_, activate_name):
     """Compute the feature vector of every object of PROJECT into a named feature set.
 
     An interrupted run continues where it stopped when run again with the same options.
@@ -45,7 +48,8 @@ def features(project, extractor, name, batch_size, device, workers, size, invert
             click.echo(f"Active feature set: {activate_name}")
             return
         done = extract_features(p, extractor, name=name, batch_size=batch_size, device=device,
-                                num_workers=workers, size=size, invert=invert, activate=not no_activate)
+                                num_workers=workers, size=size, invert=invert, activate=not no_activate,
+                                rotations=int(rotations))
     except (FeatureError, ImageError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Wrote feature set {done}" + ("" if no_activate else " (active)"))

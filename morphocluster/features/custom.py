@@ -41,6 +41,8 @@ class TorchScript(Extractor):
             return F.normalize(y.flatten(1).float(), dim=1).cpu().numpy()
 
 
-def state_dict_extractor(path: str, size: int = 128, invert: bool = False) -> EfficientNetLite0:
+def state_dict_extractor(path: str, size: int = 128, invert: bool = False,
+                         rotations: int = 1) -> EfficientNetLite0:
     """EfficientNet-Lite0 with the weights of the state dict at `path`."""
-    return EfficientNetLite0(size=size, invert=invert, weights=str(path), spec=f"state-dict:{path}")
+    return EfficientNetLite0(size=size, invert=invert, weights=str(path), spec=f"state-dict:{path}",
+                             rotations=rotations)

@@ -53,17 +53,42 @@ def pooled(model, x):
     return F.normalize(model.extract_features(x).mean((2, 3)), dim=1)
 
 
+ROTATIONS = (1, 2, 4, 8)
+
+
+def pooled_rotations(model, x, rotations: int = 1):
+    """Mean of `pooled` over turned copies of x (1: none; 2: 0/180 deg; 4: 0/90/180/270 deg;
+    8: those and their mirror images), L2-normalised. Plankton lie in any orientation, so the
+    mean is closer to a description of the organism than of its pose."""
+    import torch
+    import torch.nn.functional as F
+
+    if rotations not in ROTATIONS:
+        raise ValueError(f"rotations must be one of {ROTATIONS}, got {rotations}")
+    turns = {1: (0,), 2: (0, 2), 4: (0, 1, 2, 3), 8: (0, 1, 2, 3)}[rotations]
+    views = [x.flip(3)] if rotations == 8 else []
+    acc = 0
+    for v in [x, *views]:
+        for k in turns:
+            acc = acc + pooled(model, torch.rot90(v, k, dims=(2, 3)) if k else v)
+    return F.normalize(acc, dim=1)
+
+
 class EfficientNetLite0(Extractor):
     def __init__(self, size: int = DEFAULT_SIZE, invert: bool = False, weights: str | None = None,
-                 spec: str = "efficientnet-lite0"):
+                 spec: str = "efficientnet-lite0", rotations: int = 1):
         self.size = size
         self.weights = weights
         self.spec = spec
+        self.rotations = rotations
         self.preprocess = Preprocess(size=size, invert=invert)
 
     def params(self) -> dict:
-        return {"input_size": self.size, "weights": self.weights or "imagenet",
-                "pooling": "global-average", "normalise": "l2", "input_scale": "[-1, 1], grey x3"}
+        out = {"input_size": self.size, "weights": self.weights or "imagenet",
+               "pooling": "global-average", "normalise": "l2", "input_scale": "[-1, 1], grey x3"}
+        if self.rotations != 1:  # only then, so feature files written before stay resumable
+            out["rotations"] = self.rotations
+        return out
 
     def setup(self, device="cpu"):
         import torch
@@ -76,4 +101,5 @@ class EfficientNetLite0(Extractor):
         import torch
 
         with torch.inference_mode():
-            return pooled(self.model, to_input(batch, self.device)).float().cpu().numpy()
+            x = to_input(batch, self.device)
+            return pooled_rotations(self.model, x, self.rotations).float().cpu().numpy()

@@ -54,12 +54,13 @@ def default_workers() -> int:
 def extract_features(project, extractor: str = DEFAULT, name: str | None = None, batch_size: int = 64,
                      device: str = "auto", num_workers: int | None = None, size: int | None = None,
                      invert: bool = False, activate: bool = True, progress: bool = True,
-                     limit: int | None = None) -> str:
+                     limit: int | None = None, rotations: int = 1) -> str:
     """Compute the features of every object into the feature set `name`; return the name.
 
     `extractor` is a registry name (see registry.NAMES) or `external:FILE`. An interrupted run
     resumes from its partial file when called again with the same arguments. `limit` stops
     after that many new rows (leaving the partial file), which tests use to simulate a stop.
+    `rotations` (1, 2, 4, 8): average CNN features over turned copies (that many times slower).
     """
     name = name or default_name(extractor)
     ids, paths = project_objects(project)
@@ -75,7 +76,7 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
                        {"extractor": "external", "extractor_params": {"file": os.path.abspath(src)},
                         "preprocessing": "none (computed elsewhere)", "created": time.time()})
     else:
-        ex = get_extractor(extractor, size=size, invert=invert)
+        ex = get_extractor(extractor, size=size, invert=invert, rotations=rotations)
         if not _run(project, ex, name, ids, paths, batch_size, device, num_workers, progress, limit):
             return name
     if activate:

@@ -10,13 +10,19 @@ DEFAULT = "efficientnet-lite0"
 NAMES = ("efficientnet-lite0", "morphometric", "pixels", "torchscript:PATH", "state-dict:PATH", "external:FILE")
 
 
-def get_extractor(spec: str, size: int | None = None, invert: bool = False) -> Extractor:
-    """Return the extractor named by `spec` (see NAMES); `external:` is handled by the runner."""
+def get_extractor(spec: str, size: int | None = None, invert: bool = False,
+                  rotations: int = 1) -> Extractor:
+    """Return the extractor named by `spec` (see NAMES); `external:` is handled by the runner.
+
+    `rotations` (1, 2, 4 or 8) averages the CNN features over turned copies of each image.
+    """
     kind, _, arg = spec.partition(":")
+    if rotations != 1 and kind not in ("efficientnet-lite0", "state-dict"):
+        raise ValueError(f"--rotations applies to efficientnet-lite0 and state-dict, not {kind}")
     if kind == "efficientnet-lite0":
         from .effnet import DEFAULT_SIZE, EfficientNetLite0
 
-        return EfficientNetLite0(size=size or DEFAULT_SIZE, invert=invert)
+        return EfficientNetLite0(size=size or DEFAULT_SIZE, invert=invert, rotations=rotations)
     if kind == "morphometric":
         from .morphometric import Morphometric
 
@@ -30,7 +36,7 @@ def get_extractor(spec: str, size: int | None = None, invert: bool = False) -> E
 
         if kind == "torchscript":
             return TorchScript(arg, size=size or 128, invert=invert)
-        return state_dict_extractor(arg, size=size or 128, invert=invert)
+        return state_dict_extractor(arg, size=size or 128, invert=invert, rotations=rotations)
     raise ValueError(f"unknown extractor {spec!r}; choose one of {', '.join(NAMES)}")
 
 
