@@ -171,3 +171,18 @@ def count_labelled(project) -> int:
             n += s.scalar(select(func.count()).select_from(Membership)
                           .where(Membership.node_id.in_(ids[i:i + 500])))
         return n
+
+
+def object_record(project, pk: int) -> dict | None:
+    """Return one object's stored fields and the node it is filed in (None: no such object)."""
+    with project.session() as s:
+        obj = s.get(Object, int(pk))
+        if obj is None:
+            return None
+        row = s.execute(select(Membership.status, Node.id, Node.name, Node.status)
+                        .join(Node, Node.id == Membership.node_id)
+                        .where(Membership.object_pk == obj.id)).first()
+        return {"pk": obj.id, "object_id": obj.object_id, "width": obj.width,
+                "height": obj.height, "meta": obj.meta or {}, "imported_label": obj.imported_label,
+                "imported_status": obj.imported_status,
+                "node": dict(zip(("membership", "id", "name", "status"), row)) if row else None}

@@ -234,3 +234,17 @@ def test_model_file_into_a_new_project_adopts_its_labels(wf, tmp_path):
                                     "--label", CLASSES[0]])
     assert res.exit_code == 0 and "accepted" in res.output, res.output
     new.close()
+
+
+def test_resolve_label_by_path_or_unique_last_name():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(90, 8)).astype(np.float32)
+    y = np.repeat(["copepoda>calanoida", "copepoda>egg", "fish>egg"], 30)
+    X[y == "copepoda>egg"] += 3
+    m = SuggestionModel(n_components=4, cv=2).fit(X, y)
+    assert m.resolve_label("copepoda>egg") == "copepoda>egg"
+    assert m.resolve_label(" calanoida ") == "copepoda>calanoida"
+    with pytest.raises(ValueError, match="names several labels"):
+        m.resolve_label("egg")
+    with pytest.raises(ValueError, match="is not one of the model's labels"):
+        m.resolve_label("salpa")

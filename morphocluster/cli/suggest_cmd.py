@@ -111,14 +111,10 @@ def _write_csv(project, preds, path: Path) -> None:
 def _accept(project, uid, model, label, threshold) -> None:
     from ..workflow import suggest as wf
 
-    label = label.strip()
-    known = [str(c) for c in model.classes_]
-    if label not in known:
-        by_name = [c for c in known if c.split(">")[-1] == label]
-        if len(by_name) != 1:
-            raise click.ClickException(f"no label {label!r} in the model; labels: "
-                                       + ", ".join(sorted(known)[:20]))
-        label = by_name[0]
+    try:
+        label = model.resolve_label(label)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     node_id = wf.adopt_labels(project, uid, [label])[label]
     state = wf.refresh(project, wait=True)
     prev = wf.accept_preview(project, node_id, threshold, state=state)

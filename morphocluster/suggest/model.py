@@ -311,6 +311,19 @@ class SuggestionModel:
             out[rows] = _nn_dist(Z[rows], R) / self.radius_[c] if len(R) else np.inf
         return out
 
+    def resolve_label(self, text: str) -> str:
+        """Return the model's label for a full path ('a>b') or its last name alone ('b')."""
+        text = str(text).strip()
+        known = [str(c) for c in self.classes_]
+        if text in known:
+            return text
+        by_name = [c for c in known if c.split(">")[-1] == text]
+        if len(by_name) != 1:
+            why = "is not one of the model's labels" if not by_name else "names several labels"
+            raise ValueError(f"{text!r} {why}; labels: {', '.join(sorted(known)[:20])}"
+                             + (" ..." if len(known) > 20 else ""))
+        return by_name[0]
+
     def precision_at(self, label, threshold: float, prior: float = 5.0) -> tuple[float, int]:
         """Estimate the precision of accepting suggestions of `label` with confidence >= threshold.
 

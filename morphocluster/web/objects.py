@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, request
-from sqlalchemy import select
 
-from ..store import Membership, Node, Object
+from ..labels import object_record
 from . import project
 from .common import render
 
@@ -36,17 +35,10 @@ def neighbours(p, pk: int, k: int = 24) -> tuple[list[dict], str | None]:
 @bp.route("/<int:pk>")
 def show(pk: int):
     p = project()
-    with p.session() as s:
-        obj = s.get(Object, pk)
-        if obj is None:
-            abort(404, description=f"no object with id {pk}")
-        row = s.execute(select(Membership.status, Node.id, Node.name, Node.status)
-                        .join(Node, Node.id == Membership.node_id)
-                        .where(Membership.object_pk == pk)).first()
-        info = {"pk": obj.id, "object_id": obj.object_id, "width": obj.width, "height": obj.height,
-                "meta": obj.meta or {}, "imported_label": obj.imported_label,
-                "imported_status": obj.imported_status}
-    node = dict(zip(("membership", "id", "name", "status"), row)) if row else None
+    info = object_record(p, pk)
+    if info is None:
+        abort(404, description=f"no object with id {pk}")
+    node = info.pop("node")
     k = min(200, max(1, request.args.get("k", 24, type=int)))
     near, error = neighbours(p, pk, k)
     return render("object.html", obj=info, node=node, near=near, near_error=error, k=k)
