@@ -72,6 +72,65 @@ def test_rotations_make_features_orientation_free(small):
         get_extractor("morphometric", rotations=4)
 
 
+def test_combined_cnn_and_morphometric_features(small):
+    from morphocluster.features.morphometric import NAMES
+
+    name = extract_features(small, "efficientnet-lite0+morphometric", size=64, num_workers=1,
+                            progress=False)
+    assert name == "efficientnet-lite0+morphometric"
+    ids, X = load_features(small, name)
+    k = len(NAMES)
+    assert X.shape == (18, 1280 + k)
+    _, deep = load_features(small, extract_features(small, "efficientnet-lite0", size=64,
+                                                    num_workers=0, progress=False))
+    np.testing.assert_allclose(X[:, :-k], deep, atol=1e-5)  # the CNN block is the CNN's features
+    with h5py.File(feature_path(small, name)) as h:
+        params = json.loads(h.attrs["extractor_params"])
+        scale = json.loads(h.attrs["morphometric_scale"])
+    assert params["morphometric_weight"] == 0.5 and params["cnn"]["input_size"] == 64
+    # the morphometric block holds `weight` x the CNN block's variance (before clipping)
+    ratio = X[:, -k:].var(0).sum() / deep.var(0).sum()
+    assert 0.3 < ratio <= 0.5 + 1e-4 and scale > 0
+    with pytest.raises(ValueError, match="after a CNN"):
+        extract_features(small, "pixels+morphometric", progress=False)
+
+
+def test_new_objects_are_appended_without_changing_the_old_rows(small, shared_data, tmp_path):
+    import shutil
+
+    from morphocluster.features.morphometric import measure
+    from morphocluster.features.preprocess import load_grey
+    from morphocluster.importers import import_sources
+
+    for spec in ("morphometric", "efficientnet-lite0+morphometric"):
+        extract_features(small, spec, size=64, num_workers=0, progress=False)
+    before = {spec: load_features(small, spec) for spec in ("morphometric", "efficientnet-lite0+morphometric")}
+    src = tmp_path / "more" / "chaetognath_sagitta"
+    src.mkdir(parents=True)
+    files = sorted((shared_data / "planktonset-dev" / "chaetognath_sagitta").glob("*.jpg"))[:4]
+    for f in files:
+        shutil.copy2(f, src / f.name)
+    import_sources(small, [src.parent], labels_from_folders=True, progress=False)
+    for spec, (ids0, X0) in before.items():
+        extract_features(small, spec, size=64, num_workers=0, progress=False)
+        ids, X = load_features(small, spec)
+        assert len(ids) == 22 and list(ids[:18]) == list(ids0)
+        np.testing.assert_array_equal(X[:18], X0)  # old rows untouched: indexes, models stay valid
+        assert not list(small.features_dir.glob("*.additions.h5*"))
+    # the new rows are standardised with the stored constants
+    with h5py.File(feature_path(small, "morphometric")) as h:
+        mean = np.array(json.loads(h.attrs["standardise_mean"]))
+        sd = np.array(json.loads(h.attrs["standardise_sd"]))
+    ids, X = load_features(small, "morphometric")
+    raw = measure(load_grey(files[0]))
+    row = [i for i, oid in enumerate(ids) if oid.endswith(files[0].stem)][0]
+    np.testing.assert_allclose(X[row], (raw - mean) / sd, rtol=1e-4, atol=1e-4)
+    # nothing new: nothing is computed, the file stays as it is
+    stamp = feature_path(small, "morphometric").stat().st_mtime_ns
+    extract_features(small, "morphometric", num_workers=0, progress=False)
+    assert feature_path(small, "morphometric").stat().st_mtime_ns == stamp
+
+
 def test_morphometric_standardised(small):
     extract_features(small, "morphometric", num_workers=0, progress=False)
     ids, X = load_features(small, "morphometric")
@@ -162,3 +221,21 @@ def test_cli_features_list_activate_and_index(small):
     assert "flat index of 18 x 4" in res.output
     res = r.invoke(main, ["features", root, "--extractor", "nope"])
     assert res.exit_code != 0 and "unknown extractor" in res.output
+
+
+def test_changed_weights_at_the_same_path_are_recomputed(small, tmp_path):
+    import torch
+
+    from morphocluster.features.effnet import build_model
+
+    weights = tmp_path / "w.pt"
+    model = build_model()
+    torch.save(model.state_dict(), weights)
+    spec = f"state-dict:{weights}"
+    _, a = load_features(small, extract_features(small, spec, size=64, num_workers=0, progress=False))
+    with torch.no_grad():
+        for prm in model._conv_head.parameters():
+            prm.mul_(-1.0)
+    torch.save(model.state_dict(), weights)  # retrained weights, same file name
+    _, b = load_features(small, extract_features(small, spec, size=64, num_workers=0, progress=False))
+    assert a.shape == b.shape and not np.allclose(a, b)

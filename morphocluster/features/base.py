@@ -33,6 +33,10 @@ class Extractor:
         """Post-process the whole matrix (e.g. standardise); return it and attributes to record."""
         return X, {}
 
+    def refinalize(self, X: np.ndarray, attrs: dict) -> np.ndarray:
+        """Post-process rows added later with the attributes `finalize` recorded."""
+        return np.asarray(X, np.float32)
+
 
 def torch_device(device: str | None) -> str:
     """Resolve 'auto' / None to cuda when available, else cpu."""
@@ -43,3 +47,15 @@ def torch_device(device: str | None) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("--device cuda asked for, but torch sees no GPU")
     return device
+
+
+def file_digest(path) -> str:
+    """Return a short SHA-256 of a model file (missing: 'missing'), so that a feature set made
+    with other weights at the same path is never taken for the current one."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    except OSError:
+        return "missing"

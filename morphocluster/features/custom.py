@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Extractor, torch_device
+from .base import Extractor, file_digest, torch_device
 from .effnet import EfficientNetLite0, to_input
 from .preprocess import Preprocess
 
@@ -16,8 +16,8 @@ class TorchScript(Extractor):
         self.preprocess = Preprocess(size=size, invert=invert)
 
     def params(self) -> dict:
-        return {"path": self.path, "input_size": self.preprocess.size, "pooling": "global-average if 4-D",
-                "normalise": "l2", "input_scale": "[-1, 1], grey x3"}
+        return {"path": self.path, "sha256": file_digest(self.path), "input_size": self.preprocess.size,
+                "pooling": "global-average if 4-D", "normalise": "l2", "input_scale": "[-1, 1], grey x3"}
 
     def setup(self, device="cpu"):
         import torch

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Extractor, torch_device
+from .base import Extractor, file_digest, torch_device
 from .preprocess import Preprocess
 
 DEFAULT_SIZE = 128  # chosen by 5-NN accuracy vs. speed, see benchmarks/feature_quality.py
@@ -88,6 +88,8 @@ class EfficientNetLite0(Extractor):
                "pooling": "global-average", "normalise": "l2", "input_scale": "[-1, 1], grey x3"}
         if self.rotations != 1:  # only then, so feature files written before stay resumable
             out["rotations"] = self.rotations
+        if self.weights:
+            out["sha256"] = file_digest(self.weights)
         return out
 
     def setup(self, device="cpu"):

@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ..store import Object
-from .h5 import FORMAT_VERSION, FeatureError, feature_path, set_active, write_features
+from .h5 import FORMAT_VERSION, FeatureError, feature_path, read_features, set_active, write_features
 from .registry import DEFAULT, default_name, get_extractor
 
 
@@ -57,7 +57,9 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
                      limit: int | None = None, rotations: int = 1) -> str:
     """Compute the features of every object into the feature set `name`; return the name.
 
-    `extractor` is a registry name (see registry.NAMES) or `external:FILE`. An interrupted run
+    If `name` already holds the features of some objects, made by the same extractor with the
+    same settings, only the objects added since are computed and appended (standardised with
+    the stored constants, so the rows already there do not change). `extractor` is a registry name (see registry.NAMES) or `external:FILE`. An interrupted run
     resumes from its partial file when called again with the same arguments. `limit` stops
     after that many new rows (leaving the partial file), which tests use to simulate a stop.
     `rotations` (1, 2, 4, 8): average CNN features over turned copies (that many times slower).
@@ -77,8 +79,20 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
                         "preprocessing": "none (computed elsewhere)", "created": time.time()})
     else:
         ex = get_extractor(extractor, size=size, invert=invert, rotations=rotations)
-        if not _run(project, ex, name, ids, paths, batch_size, device, num_workers, progress, limit):
-            return name
+        final = feature_path(project, name)
+        prev = _existing(final, ex)
+        if prev is None:
+            if not _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit):
+                return name
+        else:
+            have = set(prev[0])
+            new = [i for i, oid in enumerate(ids) if oid not in have]
+            add = final.with_name(final.stem + ".additions.h5")
+            if new and not _run(ex, add, [ids[i] for i in new], [paths[i] for i in new],
+                                batch_size, device, num_workers, progress, limit, finalize=False):
+                return name
+            if new:
+                _append(final, add, ex, prev)
     if activate:
         set_active(project, name)
     return name
@@ -112,12 +126,50 @@ def _open_partial(path, ex, ids) -> tuple[h5py.File, int]:
     return h, 0
 
 
-def _run(project, ex, name, ids, paths, batch_size, device, num_workers, progress, limit) -> bool:
+def _existing(path, ex):
+    """Return (ids, features, attrs) of a complete feature file that `ex` made, else None."""
+    if not path.is_file():
+        return None
+    try:
+        ids, X, attrs = read_features(path)
+    except FeatureError:
+        return None
+    head = _header(ex)
+    if any(attrs.get(k) != v for k, v in head.items() if k != "format_version"):
+        return None
+    return ids, X, attrs
+
+
+def _append(final, add, ex, prev) -> None:
+    """Append the rows computed for new objects to the complete file, then drop them."""
+    old_ids, X, attrs = prev
+    with h5py.File(add, "r") as h:
+        new_ids = list(h["object_id"].asstr()[:])
+        Y = ex.refinalize(h["features"][:], {k: _attr(v) for k, v in attrs.items()})
+    if Y.shape[1] != X.shape[1]:
+        raise FeatureError(f"{add}: {Y.shape[1]} dimensions, but {final} has {X.shape[1]}")
+    keep = {k: v for k, v in attrs.items() if isinstance(v, str)}
+    write_features(final, list(old_ids) + new_ids, np.vstack([X, Y]),
+                   {**keep, "created": time.time()})
+    add.unlink()
+
+
+def _attr(v):
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit,
+         finalize: bool = True) -> bool:
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    final = feature_path(project, name)
+    name = final.stem
     partial = final.with_name(final.name + ".partial")
     h, done = _open_partial(partial, ex, ids)
     n = len(ids)
@@ -148,7 +200,7 @@ def _run(project, ex, name, ids, paths, batch_size, device, num_workers, progres
         bar.close()
         if done < n:
             return False
-        if not h.attrs["complete"]:
+        if finalize and not h.attrs["complete"]:
             _finalize(h, ex)
     finally:
         h.close()

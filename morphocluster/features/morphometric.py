@@ -71,3 +71,8 @@ class Morphometric(Extractor):
         sd[sd == 0] = 1.0
         return ((X - mean) / sd).astype(np.float32), {"standardise_mean": mean.tolist(),
                                                        "standardise_sd": sd.tolist()}
+
+    def refinalize(self, X, attrs):
+        mean = np.asarray(attrs["standardise_mean"], np.float32)
+        sd = np.asarray(attrs["standardise_sd"], np.float32)
+        return ((np.asarray(X, np.float32) - mean) / sd).astype(np.float32)

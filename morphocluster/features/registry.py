@@ -7,7 +7,9 @@ import re
 from .base import Extractor
 
 DEFAULT = "efficientnet-lite0"
-NAMES = ("efficientnet-lite0", "morphometric", "pixels", "torchscript:PATH", "state-dict:PATH", "external:FILE")
+NAMES = ("efficientnet-lite0", "morphometric", "pixels", "torchscript:PATH", "state-dict:PATH",
+         "CNN+morphometric", "external:FILE")
+COMBINED = "+morphometric"  # suffix: a CNN extractor's features with the morphometric ones appended
 
 
 def get_extractor(spec: str, size: int | None = None, invert: bool = False,
@@ -15,7 +17,15 @@ def get_extractor(spec: str, size: int | None = None, invert: bool = False,
     """Return the extractor named by `spec` (see NAMES); `external:` is handled by the runner.
 
     `rotations` (1, 2, 4 or 8) averages the CNN features over turned copies of each image.
+    'efficientnet-lite0+morphometric' (any CNN + '+morphometric') appends morphometric features.
     """
+    if spec.endswith(COMBINED) and spec != COMBINED[1:]:
+        from .combined import Combined
+
+        cnn = get_extractor(spec[:-len(COMBINED)], size=size, invert=invert, rotations=rotations)
+        if cnn.spec in ("morphometric", "pixels"):
+            raise ValueError(f"{spec!r}: '+morphometric' goes after a CNN extractor")
+        return Combined(cnn)
     kind, _, arg = spec.partition(":")
     if rotations != 1 and kind not in ("efficientnet-lite0", "state-dict"):
         raise ValueError(f"--rotations applies to efficientnet-lite0 and state-dict, not {kind}")
@@ -42,6 +52,8 @@ def get_extractor(spec: str, size: int | None = None, invert: bool = False,
 
 def default_name(spec: str) -> str:
     """A feature-set name derived from the extractor spec."""
+    if spec.endswith(COMBINED) and spec != COMBINED[1:]:
+        return default_name(spec[:-len(COMBINED)]) + COMBINED
     kind, _, arg = spec.partition(":")
     if arg:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", arg.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0])

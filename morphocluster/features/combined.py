@@ -1,0 +1,65 @@
+"""A CNN's features with the morphometric ones appended ('efficientnet-lite0+morphometric').
+
+A CNN sees every image resized to one input size, so it cannot tell a large organism from a
+small one of the same shape, and its grey levels are normalised away; the morphometric
+features (size, shape, grey levels of the segmented object) carry exactly that. The
+morphometric block is standardised and scaled so that it holds `weight` times the CNN block's
+total variance: PCA, clustering and the suggestion model then see both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Extractor
+from .morphometric import NAMES, measure
+from .preprocess import load_grey
+
+DEFAULT_WEIGHT = 0.5  # chosen with benchmarks/feature_quality.py --combined-study
+CLIP = 6.0            # standardised morphometric values beyond this are outliers of segmentation
+
+
+class Combined(Extractor):
+    def __init__(self, cnn: Extractor, weight: float = DEFAULT_WEIGHT):
+        self.cnn = cnn
+        self.weight = weight
+        self.spec = f"{cnn.spec}+morphometric"
+        self.preprocess = cnn.preprocess
+
+    def params(self) -> dict:
+        return {"cnn": self.cnn.params(), "morphometric": NAMES, "morphometric_weight": self.weight,
+                "morphometric_scaling": f"standardised, clipped to +-{CLIP:g}, scaled to weight x "
+                                        "the CNN block's total variance"}
+
+    def setup(self, device="cpu"):
+        self.cnn.setup(device)
+
+    def load(self, path) -> np.ndarray:
+        """Return the CNN's input image, flattened, followed by the morphometric vector."""
+        a = load_grey(path)
+        return np.concatenate([self.preprocess.apply(a).ravel().astype(np.float32), measure(a)])
+
+    def transform(self, batch):
+        batch = np.asarray(batch, np.float32)
+        s = self.preprocess.size
+        images = batch[:, :s * s].reshape(-1, s, s)
+        return np.hstack([self.cnn.transform(images), batch[:, s * s:]]).astype(np.float32)
+
+    def finalize(self, X):
+        k = len(NAMES)
+        deep, morph = X[:, :-k], X[:, -k:]
+        mean, sd = morph.mean(0), morph.std(0)
+        sd[sd == 0] = 1.0
+        z = np.clip((morph - mean) / sd, -CLIP, CLIP)
+        scale = float(np.sqrt(self.weight * deep.var(0).sum() / k))
+        out = np.hstack([deep, z * scale]).astype(np.float32)
+        return out, {"standardise_mean": mean.tolist(), "standardise_sd": sd.tolist(),
+                     "morphometric_scale": scale}
+
+    def refinalize(self, X, attrs):
+        k = len(NAMES)
+        X = np.asarray(X, np.float32)
+        mean = np.asarray(attrs["standardise_mean"], np.float32)
+        sd = np.asarray(attrs["standardise_sd"], np.float32)
+        z = np.clip((X[:, -k:] - mean) / sd, -CLIP, CLIP)
+        return np.hstack([X[:, :-k], z * float(attrs["morphometric_scale"])]).astype(np.float32)
