@@ -23,7 +23,7 @@ def sample_dir() -> Path:
 
 
 def build_demo(root, sample: Path | None = None, log: Callable[[str], None] = print,
-               extractor: str = "efficientnet-lite0"):
+               extractor: str = "efficientnet-lite0+morphometric"):
     """Create (or finish) the demo project at `root`; return (project, username, password).
 
     Each step is skipped when an earlier run already did it, so a second call is quick. The demo

@@ -254,11 +254,34 @@ def train_extractor(project, name: str = "trained", epochs: int | None = None, s
               "n_classes": len(classes), "epochs": epochs, "steps": total, "train_blocks": train_blocks,
               "views": views, "final_loss": float(np.mean(losses[-20:])), "seconds": time.perf_counter() - t0,
               "maps_seconds": round(t_maps, 1), "train_seconds": round(t_train, 1)}
-    write_features(feature_path(project, name), ids, X, {
-        "extractor": f"state-dict:{weights}",
-        "extractor_params": {"input_size": size, "weights": str(weights), "pooling": "global-average",
-                             "normalise": "l2", "input_scale": "[-1, 1], grey x3", "training": report},
-        "preprocessing": pre.attrs()})
+    attrs = {"extractor": f"state-dict:{weights}",
+             "extractor_params": {"input_size": size, "weights": str(weights), "pooling": "global-average",
+                                  "normalise": "l2", "input_scale": "[-1, 1], grey x3", "training": report},
+             "preprocessing": pre.attrs()}
+    X, attrs = _keep_morphometric(project, ids, X, attrs)
+    write_features(feature_path(project, name), ids, X, attrs)
     if activate:
         set_active(project, name)
     return report
+
+
+def _keep_morphometric(project, ids, X, attrs):
+    """If the active feature set carries morphometric features, append them to the new ones."""
+    import h5py
+
+    from .features.combined import append_block, morphometric_block
+    from .features.h5 import active_name
+
+    try:
+        path = feature_path(project, active_name(project))
+        z = morphometric_block(path)
+    except (FeatureError, OSError):
+        return X, attrs
+    if z is None:
+        return X, attrs
+    with h5py.File(path, "r") as h:
+        row = {oid: i for i, oid in enumerate(h["object_id"].asstr()[:])}
+    if any(oid not in row for oid in ids):
+        return X, attrs  # not every object measured: keep the CNN features alone
+    X, scale = append_block(X, z[[row[oid] for oid in ids]])
+    return X, {**attrs, "extractor": attrs["extractor"] + "+morphometric", "morphometric_scale": scale}

@@ -48,3 +48,24 @@ def test_cli_train_self_supervised(project, shared_data, tmp_path):
     assert res.exit_code == 0, res.output
     assert "0 labelled" in res.output and "wrote feature set trained" in res.output
     assert load_features(project, "trained")[1].shape == (9, 1280)
+
+
+def test_train_keeps_the_morphometric_block_of_the_active_set(project, shared_data, tmp_path):
+    from morphocluster.features.morphometric import NAMES
+    from morphocluster.train import train_extractor
+
+    import_small(project, shared_data, tmp_path, per_class=4)
+    extract_features(project, "efficientnet-lite0+morphometric", size=64, num_workers=0, progress=False)
+    _, before = load_features(project, "efficientnet-lite0+morphometric")
+    train_extractor(project, name="tuned", size=64, batch_size=6, epochs=1, train_blocks=1,
+                    num_workers=0, progress=False)
+    _, X = load_features(project, "tuned")
+    k = len(NAMES)
+    assert X.shape == (12, 1280 + k)
+    with h5py.File(feature_path(project, "tuned")) as h:
+        assert h.attrs["extractor"].endswith("+morphometric")
+        scale = float(h.attrs["morphometric_scale"])
+    with h5py.File(feature_path(project, "efficientnet-lite0+morphometric")) as h:
+        old_scale = float(json.loads(h.attrs["morphometric_scale"]))
+    # the same standardised measurements, scaled to the new CNN block's variance
+    np.testing.assert_allclose(X[:, -k:] / scale, before[:, -k:] / old_scale, atol=1e-4)

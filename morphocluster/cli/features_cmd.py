@@ -11,8 +11,9 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 
 @click.command("features")
 @click.argument("project", type=click.Path(exists=True, file_okay=False))
-@click.option("--extractor", default="efficientnet-lite0", show_default=True,
-              help="efficientnet-lite0, morphometric, pixels, torchscript:PATH, state-dict:PATH "
+@click.option("--extractor", default="efficientnet-lite0+morphometric", show_default=True,
+              help="efficientnet-lite0, morphometric, pixels, torchscript:PATH, state-dict:PATH, "
+                   "any of the CNNs + '+morphometric' (size, shape, grey levels appended), "
                    "or external:FILE (.h5 with object_id/features, or CSV/TSV with an id column).")
 @click.option("--name", default=None, help="Name of the feature set (default: from the extractor).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))

@@ -119,7 +119,7 @@ def user_list(project):
               show_default=True, help="Folder of the demo project (re-used if it exists).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--extractor", default="efficientnet-lite0", show_default=True,
+@click.option("--extractor", default="efficientnet-lite0+morphometric", show_default=True,
               help="Feature extractor (see `morphocluster features --help`).")
 @click.option("--no-serve", is_flag=True, help="Build the project and stop (for tests).")
 def demo(project_dir, host, port, extractor, no_serve):

@@ -50,9 +50,7 @@ class Combined(Extractor):
         deep, morph = X[:, :-k], X[:, -k:]
         mean, sd = morph.mean(0), morph.std(0)
         sd[sd == 0] = 1.0
-        z = np.clip((morph - mean) / sd, -CLIP, CLIP)
-        scale = float(np.sqrt(self.weight * deep.var(0).sum() / k))
-        out = np.hstack([deep, z * scale]).astype(np.float32)
+        out, scale = append_block(deep, np.clip((morph - mean) / sd, -CLIP, CLIP), self.weight)
         return out, {"standardise_mean": mean.tolist(), "standardise_sd": sd.tolist(),
                      "morphometric_scale": scale}
 
@@ -63,3 +61,24 @@ class Combined(Extractor):
         sd = np.asarray(attrs["standardise_sd"], np.float32)
         z = np.clip((X[:, -k:] - mean) / sd, -CLIP, CLIP)
         return np.hstack([X[:, :-k], z * float(attrs["morphometric_scale"])]).astype(np.float32)
+
+
+def morphometric_block(path) -> np.ndarray | None:
+    """Return the standardised morphometric block of a combined feature file (rows in its
+    object order), or None if the file has none."""
+    import json
+
+    import h5py
+
+    with h5py.File(path, "r") as h:
+        if not str(h.attrs.get("extractor", "")).endswith("+morphometric"):
+            return None
+        v = h.attrs["morphometric_scale"]
+        scale = float(json.loads(v) if isinstance(v, str) else v)
+        return (h["features"][:, -len(NAMES):] / scale).astype(np.float32)
+
+
+def append_block(deep: np.ndarray, z: np.ndarray, weight: float = DEFAULT_WEIGHT):
+    """Return (deep features with the standardised block z appended at `weight`, scale used)."""
+    scale = float(np.sqrt(weight * deep.var(0).sum() / z.shape[1]))
+    return np.hstack([deep, z * scale]).astype(np.float32), scale

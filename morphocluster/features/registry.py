@@ -6,7 +6,7 @@ import re
 
 from .base import Extractor
 
-DEFAULT = "efficientnet-lite0"
+DEFAULT = "efficientnet-lite0+morphometric"  # chosen with benchmarks/simulate_planktonset.py
 NAMES = ("efficientnet-lite0", "morphometric", "pixels", "torchscript:PATH", "state-dict:PATH",
          "CNN+morphometric", "external:FILE")
 COMBINED = "+morphometric"  # suffix: a CNN extractor's features with the morphometric ones appended
