@@ -13,9 +13,8 @@ This script measures W generously: 5-fold cross-validation over ALL true labels 
 a session has validated when it needs the proposals), with the suggestion model (calibrated
 linear probe, `morphocluster.suggest.SuggestionModel`) and with a 5-nearest-neighbour vote, and
 counts an object as proposed right if either is right. It also prints the share the probe alone
-labels at 95 % precision when its most confident suggestions are accepted. Feature variants:
-the project's active features, and the same with the image's width and height appended (the
-resize to a fixed input size throws away how large an organism is).
+labels at 95 % precision when its most confident suggestions are accepted. One row per
+feature set: the project's active one, or each `--features FILE` given (precomputed HDF5).
 
 Rerun:
   nice python benchmarks/efficiency_ceiling.py --features /work/cache/planktonset_effnet128.h5
@@ -79,36 +78,34 @@ def main(argv=None) -> int:
     spec.loader.exec_module(base)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=base.DATA)
-    ap.add_argument("--features", help="precomputed features (HDF5 with object_id, features)")
+    ap.add_argument("--features", action="append", default=[],
+                    help="precomputed features (HDF5 with object_id, features); repeat to compare")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mc-simulate-planktonset"))
     args = ap.parse_args(argv)
 
-    from sqlalchemy import select
-
+    from morphocluster.features import feature_path
+    from morphocluster.features.extract import extract_features
     from morphocluster.features.matrix import load_matrix
     from morphocluster.simulate import imported_truth
-    from morphocluster.store import Object
 
-    project = base.build_project(args.work, args.data, args.features)
+    project = base.build_project(args.work, args.data, args.features[0] if args.features else None)
     truth = imported_truth(project)
-    fm = load_matrix(project)
-    keep = np.array([int(pk) in truth for pk in fm.pks])
-    pks, X = fm.pks[keep], fm.X[keep]
-    y = np.array([truth[int(pk)] for pk in pks])
-    with project.session() as s:
-        size = dict((pk, (w or 1, h or 1)) for pk, w, h in s.execute(
-            select(Object.id, Object.width, Object.height)))
-    wh = np.log(np.array([size[int(pk)] for pk in pks], np.float64))
-    wh = (wh - wh.mean(0)) / wh.std(0) * X.std(0).mean() * np.sqrt(X.shape[1] / 64)
-    variants = {fm.name: X, f"{fm.name} + width, height": np.hstack([X, wh.astype(np.float32)])}
-
-    n, k = len(y), len(np.unique(y))
+    names = [None]
+    for f in args.features[1:]:
+        names.append(Path(f).stem)
+        if not feature_path(project, names[-1]).is_file():
+            extract_features(project, f"external:{f}", name=names[-1], activate=False)
     rows = []
-    for name, F in variants.items():
+    for name in names:
+        fm = load_matrix(project, name)
+        keep = np.array([int(pk) in truth for pk in fm.pks])
+        F = fm.X[keep]
+        y = np.array([truth[int(pk)] for pk in fm.pks[keep]])
+        n, k = len(y), len(np.unique(y))
         pred, conf, knn = cross_validated(F, y)
         ok_p, ok_k = pred == y, knn == y
         either = ok_p | ok_k
-        rows.append((name, ok_p.mean(), ok_k.mean(), either.mean(),
+        rows.append((fm.name, ok_p.mean(), ok_k.mean(), either.mean(),
                      coverage_at(conf, ok_p, GOAL_PRECISION),
                      ceiling(int((~ok_p).sum()), n, k), ceiling(int((~either).sum()), n, k)))
     need = 1 - ((1 - GOAL_PRECISION) * n + n / 10 - k) / n
@@ -122,7 +119,7 @@ def main(argv=None) -> int:
           f"workflow can beat when its proposals are no better than these; "
           f"10 per click needs proposals right for {need:.1%} of objects")
     print("rerun: nice python benchmarks/efficiency_ceiling.py"
-          + (f" --features {args.features}" if args.features else ""))
+          + "".join(f" --features {f}" for f in args.features))
     return 0
 
 
