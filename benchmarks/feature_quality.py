@@ -127,7 +127,8 @@ def ensure_set(project, work, extractor, args, pks, labels, a_mask):
 def size_study(data: Path, sizes, n: int, workers: int):
     """5-NN leave-one-out accuracy of ImageNet EfficientNet-Lite0 at several input sizes on a
     seeded random subset of n images (exact kNN with faiss.knn; no project). A size written
-    '128r4' averages over 4 turned copies of each image (`--rotations 4`)."""
+    '128r4' averages over 4 turned copies of each image (`--rotations 4`); a trailing 'm' appends
+    the morphometric features ('efficientnet-lite0+morphometric')."""
     import faiss
     from sklearn.metrics import f1_score
     from torch.utils.data import DataLoader
@@ -141,13 +142,18 @@ def size_study(data: Path, sizes, n: int, workers: int):
     y = np.array([files[i].parent.name for i in pick])
     out = []
     for variant in sizes:
-        size, _, rot = str(variant).partition("r")
+        size, _, rot = str(variant).rstrip("m").partition("r")
         size, rot = int(size), int(rot or 1)
         ex = EfficientNetLite0(size=size, rotations=rot)
+        if variant.endswith("m"):
+            from morphocluster.features.combined import Combined
+
+            ex = Combined(ex)
         ex.setup("cpu")
         t = time.perf_counter()
         X = np.concatenate([ex.transform(b) for _, b in DataLoader(
             _Images(ex, paths, paths, 0), batch_size=64, num_workers=workers, collate_fn=_collate)])
+        X = np.ascontiguousarray(ex.finalize(X)[0], dtype=np.float32)
         secs = time.perf_counter() - t
         _, I = faiss.knn(X, X, 6)
         pred = []
@@ -179,7 +185,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--size-study", default=None,
-                    help="comma-separated input sizes, '128r4' for 4 rotations: run only the size study")
+                    help="comma-separated input sizes ('128r4': 4 rotations, '128m': + morphometric): "
+                         "run only the size study")
     ap.add_argument("--study-n", type=int, default=2000)
     args = ap.parse_args(argv)
 
