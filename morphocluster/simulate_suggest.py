@@ -45,6 +45,10 @@ class AssistSettings:
     min_confidence: float = 0.3      # never show suggestions less confident than this
     final_passes: int = 3            # passes after the last round (assist_final)
     final_min_gain: float = 1.2      # min_gain of the final passes (labelling by hand gains 1)
+    spend_budget: bool = False       # at the very end, accept the best remaining bands of all
+    #                                  labels while the error budget lasts (`spend_budget`)
+    spend_floor: float = 0.5         # ... never a band whose checked sample is below this
+    final_model: dict | None = None  # model parameters of the final passes (None: `model`)
     model: dict = field(default_factory=dict)  # SuggestionModel parameters (e.g. unknown_factor)
 
 
@@ -108,12 +112,12 @@ def sort_bands(sim, state, nid, st: AssistSettings) -> int:
     return gained
 
 
-def sort_pass(sim, st: AssistSettings, min_gain: float | None = None) -> int:
+def sort_pass(sim, st: AssistSettings, min_gain: float | None = None, model: dict | None = None) -> int:
     """One retrain-and-sort pass over every label; return the objects labelled."""
     p = sim.project
     min_gain = st.min_gain if min_gain is None else min_gain
     try:
-        state = wf.refresh(p, wait=True, **st.model)
+        state = wf.refresh(p, wait=True, **(st.model if model is None else model))
     except Exception as exc:  # too few labels yet: nothing to suggest
         sim.log(f"assist: no model ({exc})")
         return 0
@@ -171,10 +175,63 @@ def assist_final(sim, r: int) -> None:
     _start(sim)
     st = getattr(sim, "assist_settings", None) or AssistSettings()
     for i in range(st.final_passes):
-        n = sort_pass(sim, st, st.final_min_gain)
+        n = sort_pass(sim, st, st.final_min_gain, st.final_model)
         sim.log(f"assist final pass {i}: {n} objects labelled, clicks {sim.total_clicks}")
         if n == 0:
             break
+    if st.spend_budget:
+        n = spend_budget(sim, st)
+        sim.log(f"assist final budget: {n} objects labelled, clicks {sim.total_clicks}")
+
+
+def spend_budget(sim, st: AssistSettings) -> int:
+    """Accept whole confidence bands, the most precise first over all labels, while the
+    expected errors fit in what is left of the error budget.
+
+    Every object left unlabelled will cost a click by hand; an accepted band costs one click
+    and its wrong objects. So the budget goes furthest on the bands expected to be most precise
+    (`field_precision`, learnt from the screens); each is checked with a random sample screen
+    first, and accepted only if the sample says it fits.
+    """
+    p, size = sim.project, sim.settings.page_size
+    try:
+        state = wf.refresh(p, wait=True, **(st.model if st.final_model is None else st.final_model))
+    except Exception as exc:  # noqa: BLE001 - too few labels: nothing to accept
+        sim.log(f"assist: no model ({exc})")
+        return 0
+    if state is None:
+        return 0
+    chunks = []
+    for row in wf.overview(p, state):
+        nid, hi = row["node_id"], 2.0
+        for lo in BANDS:
+            conf = wf.band_confidences(state, nid, lo, hi)
+            if len(conf) >= st.min_band:
+                chunks.append((float(wf.field_precision(p, conf, nid).mean()), nid, lo, hi, len(conf)))
+                hi = lo
+    chunks.sort(key=lambda c: -c[0])
+    gained = 0
+    for est, nid, lo, hi, n in chunks:
+        left = st.error_budget * sim._assist_n - sim._assist_errors
+        if est < st.spend_floor or n * (1 - est) > left:
+            continue  # not expected to fit: a sample screen would be clicks for nothing
+        try:
+            scr = wf.screen(p, nid, 0, size, state=state, band=(lo, hi))
+        except WorkflowError:
+            continue
+        if not scr.pks:
+            continue
+        good, shown = _look(sim, state, nid, scr, band=(lo, hi))
+        gained += good
+        q = good / shown
+        q_low = max(0.0, q - math.sqrt(q * (1 - q) / shown))
+        rest = scr.total - shown
+        if q < st.spend_floor or rest <= 0 or rest * (1 - q_low) > left:
+            continue
+        gained += wf.accept_above(p, sim.user_id, nid, lo, state=state, below=hi)
+        _click(sim, "accept", 1, "save")
+        sim._assist_errors += rest * (1 - q_low)
+    return gained
 
 
 def phases(settings: AssistSettings | None = None) -> dict:

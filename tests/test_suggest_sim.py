@@ -36,3 +36,24 @@ def test_assist_phase_sorts_by_suggestions_and_pays_clicks(wf):
 def _events(p, action):
     with p.session() as s:
         return list(s.scalars(select(Event).where(Event.action == action)))
+
+
+def test_spend_budget_checks_each_band_before_accepting_it(wf):
+    p = wf.project
+    truth = imported_truth(p)
+    reset_annotations(p)
+    settings = preset("best", rounds=(12,), page_size=8)
+    st = AssistSettings(min_gain=1.0, final_min_gain=1.0, final_passes=0, spend_budget=True,
+                        spend_floor=0.0, min_band=3, error_budget=0.5, model={"unknown_factor": 10.0})
+    sim = Simulator(p, truth, settings, **phases(st))
+    res = sim.run().to_dict()
+    with p.session() as s:
+        events = [(e.action, e.payload) for e in s.scalars(select(Event).order_by(Event.id))]
+    accepts = [i for i, (a, _) in enumerate(events) if a == "suggest_accept"]
+    assert accepts and res["clicks_by_kind"]["accept"] == len(accepts)
+    for i in accepts:  # a random-sample check of that node's band came right before
+        action, payload = events[i - 1]
+        assert action == "suggest_screen" and payload.get("band")
+        assert payload["node"] == events[i][1]["node"]
+    # the errors it expected to make stay within the budget it was given
+    assert sim._assist_errors <= st.error_budget * res["objects"] + 1e-9
