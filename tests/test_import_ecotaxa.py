@@ -179,8 +179,46 @@ def test_reimport_with_changed_states_keeps_stored_labels(project, shared_data):
     r = _import(project, shared_data / E / "import_various_states" / "import_vs_sample1")
     # same five objects and images; 821, 822 and 851 changed status: reported, not overwritten
     assert (r.added, r.skipped, r.failed) == (0, 5, 0)
-    assert "3 skipped objects have another imported label or status in this source; the stored ones are kept" \
-        in r.notes
+    assert "3 skipped objects have another imported label or status in this source; the stored ones are " \
+        "kept (--update takes this source's)" in r.notes
     with project.session() as s:
         o = s.scalars(select(Object).where(Object.object_id == "m106_mn01_n1_sml_821")).one()
     assert o.imported_status == "predicted"
+
+
+def test_reimport_with_update_takes_the_new_labels_and_metadata(project, shared_data):
+    _import(project, shared_data / E / "import_test")
+    before = {k: (o.imported_label, o.imported_status, dict(o.meta or {})) for k, o in _objects(project).items()}
+    src = shared_data / E / "import_various_states" / "import_vs_sample1"
+    r = import_sources(project, [src], progress=False, update=True)
+    assert r.added == 0 and r.failed == 0 and r.updated >= 3 and r.updated + r.skipped == 5
+    assert f"updated {r.updated}" in r.summary()
+    after = _objects(project)
+    o = after["m106_mn01_n1_sml_821"]
+    assert o.imported_status != "predicted" and o.imported_label  # the source's state, label kept
+    changed = [k for k, o in after.items() if (o.imported_label, o.imported_status, o.meta) != before[k]]
+    assert len(changed) == r.updated
+    for k in changed:  # metadata merged: nothing stored before is lost
+        assert set(before[k][2]) <= set(after[k].meta or {})
+    with project.session() as s:
+        run = s.scalars(select(ImportRun).order_by(ImportRun.id.desc())).first()
+        assert run.report["updated"] == r.updated
+    again = import_sources(project, [src], progress=False, update=True)
+    assert again.updated == 0 and again.skipped == 5
+
+
+def test_cli_import_update_from_a_table_without_its_images(project, shared_data, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from morphocluster.cli import main
+
+    _import(project, shared_data / E / "import_test")
+    src = shared_data / E / "import_various_states" / "import_vs_sample1"
+    for tsv in src.glob("ecotaxa_*.tsv"):
+        shutil.copy2(tsv, tmp_path / tsv.name)
+    res = CliRunner().invoke(main, ["import", str(project.root), str(tmp_path), "--update", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "updated" in res.output and "failed 0" in res.output
+    assert _objects(project)["m106_mn01_n1_sml_821"].imported_status != "predicted"

@@ -19,8 +19,11 @@ FORMAT_CHOICES = ["auto", "folder", "class-folders", "index-csv", "ecotaxa", "mo
 @click.option("--labels-from-folders", is_flag=True,
               help="Store the name of each image's folder as its imported label (status validated).")
 @click.option("--strict", is_flag=True, help="Stop at the first problem and import nothing.")
+@click.option("--update", is_flag=True,
+              help="Objects already in the project take this source's imported labels, statuses "
+                   "and metadata (where it gives them) instead of being skipped.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def import_(project, sources, fmt, labels_from_folders, strict, quiet):
+def import_(project, sources, fmt, labels_from_folders, strict, update, quiet):
     """Import images from SOURCES (folders, ZIPs, EcoTaxa exports) into PROJECT.
 
     \b
@@ -36,8 +39,9 @@ def import_(project, sources, fmt, labels_from_folders, strict, quiet):
     table row, unsafe ZIP entry...) is reported with its file and row and skipped; all good
     objects are committed together in one transaction, their images copied into the project
     only if that commit succeeds. Objects already in the project with the same id and image
-    are skipped, so re-running an import is safe. With --strict the first problem stops
-    the import and nothing is written.
+    are skipped, so re-running an import is safe; with --update they take the source's
+    labels and metadata instead (an EcoTaxa table without its images is enough). With
+    --strict the first problem stops the import and nothing is written.
 
     \b
     Exit status: 0 all imported, 3 some rows failed (the rest was imported),
@@ -48,7 +52,7 @@ def import_(project, sources, fmt, labels_from_folders, strict, quiet):
     p = open_project(project)
     try:
         report = import_sources(p, list(sources), format=fmt, labels_from_folders=labels_from_folders,
-                                strict=strict, progress=not quiet and sys.stderr.isatty())
+                                strict=strict, progress=not quiet and sys.stderr.isatty(), update=update)
     except ImportFailed as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

@@ -114,12 +114,14 @@ def _prefix(path: Path, used: set[str]) -> str:
 
 
 def import_sources(project, sources, format: str = "auto", labels_from_folders: bool = False,
-                   strict: bool = False, progress: bool = True) -> ImportReport:
+                   strict: bool = False, progress: bool = True, update: bool = False) -> ImportReport:
     """Import every source into `project` and return what was added, skipped and failed.
 
     Bad rows are reported (file and row) and skipped; the good objects of all sources are
     committed in one transaction. With `strict`, the first problem raises ImportFailed and
-    nothing is written. Re-importing the same objects (same id, same image bytes) skips them.
+    nothing is written. Re-importing the same objects (same id, same image bytes) skips them;
+    with `update` they take this source's imported labels, statuses and metadata instead (where
+    the source gives them; also for sources without the images, e.g. an EcoTaxa table alone).
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -130,7 +132,7 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
     trees = []
     used: set[str] = set()
     with tempfile.TemporaryDirectory(dir=project.cache_dir, prefix="import-") as work:
-        batch = Batch(project, report, Path(work))
+        batch = Batch(project, report, Path(work), update=update)
         for src in sources:
             src = Path(src)
             fmt = detect(src, labels_from_folders) if format == "auto" else format

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from ..images import ImageError, check_image_bytes
 from ..store import ImportRun, Meta, Object, utcnow
@@ -47,8 +47,9 @@ class Candidate:
 class Batch:
     """Everything one `import_sources` call will add, committed by `commit`."""
 
-    def __init__(self, project, report: ImportReport, work: Path):
+    def __init__(self, project, report: ImportReport, work: Path, update: bool = False):
         self.project = project
+        self.update = update  # objects already stored take this source's labels and metadata
         self.report = report
         self.work = work
         self.token = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
@@ -90,9 +91,9 @@ class Batch:
         return out
 
     def _existing(self, ids: list[str]) -> dict[str, tuple]:
-        """Return object_id -> (path, imported_label, imported_status) for ids already stored."""
+        """Return object_id -> (path, imported_label, imported_status, meta) for ids already stored."""
         found: dict[str, tuple] = {}
-        cols = (Object.object_id, Object.path, Object.imported_label, Object.imported_status)
+        cols = (Object.object_id, Object.path, Object.imported_label, Object.imported_status, Object.meta)
         with self.project.session() as s:
             for i in range(0, len(ids), 500):
                 for oid, *rest in s.execute(select(*cols).where(Object.object_id.in_(ids[i:i + 500]))):
@@ -139,17 +140,25 @@ class Batch:
         cands = self._dedupe()
         existing = self._existing([c.object_id for c in cands])
         todo = []
+        self.updates = []
         n_no_image = n_relabelled = 0
         for c in cands:
             if c.object_id not in existing:
                 todo.append(c)
                 continue
-            stored, label, status = existing[c.object_id]
+            stored, label, status, meta = existing[c.object_id]
+            same = self._same_content(c, stored) if c.src.exists() else True
+            if same and self.update:
+                change = _changes(c, label, status, meta)
+                if change:
+                    self.updates.append((c.object_id, change))
+                else:
+                    report.skipped += 1
+                continue
             if not c.src.exists():
                 n_no_image += 1
                 report.skipped += 1
                 continue
-            same = self._same_content(c, stored)
             if same:
                 report.skipped += 1
                 n_relabelled += (c.label, c.status) != (label, status)
@@ -162,7 +171,7 @@ class Batch:
 
         if n_relabelled:
             report.note(f"{n_relabelled} skipped objects have another imported label or status in this "
-                        "source; the stored ones are kept")
+                        "source; the stored ones are kept (--update takes this source's)")
         if n_no_image:
             report.note(f"{n_no_image} objects already in the project have no image in this source; "
                         "skipped (their stored image and metadata are kept)")
@@ -200,6 +209,7 @@ class Batch:
     def _write(self, rows: list[dict]) -> None:
         report = self.report
         report.added = len(rows)
+        report.updated = len(getattr(self, "updates", []))
         if self.ecotaxa_columns:
             report.extra[ECOTAXA_META_KEY] = [[n, t] for n, t in self.ecotaxa_columns.items()]
         final = self.project.images_dir / self.token
@@ -217,6 +227,8 @@ class Batch:
                     r["import_id"] = run.id
                 for i in range(0, len(rows), 10000):
                     s.execute(insert(Object), rows[i:i + 10000])
+                for oid, change in getattr(self, "updates", []):
+                    s.execute(update(Object).where(Object.object_id == oid).values(**change))
                 if self.ecotaxa_columns:
                     self._merge_meta(s)
                 if rows:
@@ -241,3 +253,18 @@ class Batch:
             s.add(Meta(key=ECOTAXA_META_KEY, value=value))
         else:
             row.value = value
+
+
+def _changes(c: Candidate, label, status, meta) -> dict:
+    """Return the columns an update from candidate `c` changes: a label or status only where
+    the source gives one, metadata merged (the source's values win)."""
+    out = {}
+    if c.label is not None and c.label != label:
+        out["imported_label"] = c.label
+    if c.status is not None and c.status != status:
+        out["imported_status"] = c.status
+    if c.meta:
+        merged = {**(meta or {}), **c.meta}
+        if merged != (meta or {}):
+            out["meta"] = merged
+    return out

@@ -20,6 +20,7 @@ class ImportReport:
     sources: list[str] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)
     added: int = 0
+    updated: int = 0
     skipped: int = 0
     failed: int = 0
     failed_messages: list[str] = field(default_factory=list)
@@ -55,6 +56,7 @@ class ImportReport:
             "sources": self.sources,
             "formats": self.formats,
             "added": self.added,
+            "updated": self.updated,
             "skipped": self.skipped,
             "failed": self.failed,
             "failed_messages": self.failed_messages[:max_messages],
@@ -67,8 +69,8 @@ class ImportReport:
         fmts = ", ".join(f"{src} ({fmt})" for src, fmt in self.formats.items())
         run = f" (import #{self.import_id})" if self.import_id else ""
         lines = [f"Imported from {fmts}{run}" if fmts else "Imported nothing",
-                 f"  added {self.added}, skipped {self.skipped} (already in the project), "
-                 f"failed {self.failed}"]
+                 f"  added {self.added}, " + (f"updated {self.updated}, " if self.updated else "")
+                 + f"skipped {self.skipped} (already in the project), failed {self.failed}"]
         for title, msgs in (("Problems (rows skipped)", self.failed_messages), ("Notes", self.notes)):
             if msgs:
                 lines.append(f"{title}:")
