@@ -7,6 +7,10 @@ validated, grown and sorted, fine-tunes the CNN (`morphocluster.train.train_extr
 has validated so far (never the imported truth), activates the new features, rebuilds the index
 and goes on with the next rounds. Prints the usual table.
 
+Measured (EfficientNet-Lite0 features, after round 1, last block fine-tuned): 1.70 whole-set
+objects per click on 4,502 validated labels of 22 classes (4 epochs), 1.71 on all 8,372 members
+of the approved nodes (8 epochs), against 1.69 without training.
+
 `--maps FILE` reuses the frozen-trunk outputs that benchmarks/feature_quality.py caches
 (`maps_tb1_s128.npy`, in Object.id order of the same import), which saves their computation.
 
@@ -54,7 +58,7 @@ def train_phase(after_round: int, maps, epochs: int, train_blocks: int, all_memb
         rep = train_extractor(sim.project, name=f"trained-r{r}", labels=labels, maps=maps,
                               epochs=epochs, train_blocks=train_blocks, progress=False)
         index.build_index(sim.project)
-        sim.log(f"trained on {len(labels)} validated labels of {rep['n_classes']} classes "
+        sim.log(f"trained on {len(labels)} labels of {rep['n_classes']} classes "
                 f"in {time.time() - t:.0f} s; features {sim.project.config['active_features']}")
     train.__name__ = "train"
     return train
