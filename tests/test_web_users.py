@@ -169,3 +169,24 @@ def test_throttle_window_passes():
     assert t.retry_after("ann", "1.2.3.4") == 0
     t.succeeded("ann")
     assert t.retry_after("ann", None) == 0 and t.retry_after("cy", "1.2.3.4") == 0
+
+
+def test_behind_a_proxy_the_address_limit_counts_each_client(web_project):
+    from morphocluster.web import create_app
+
+    p, _ = web_project
+
+    def attempt(app, name, password, client_addr):
+        c = app.test_client()
+        env = {"REMOTE_ADDR": "10.9.9.9", "HTTP_X_FORWARDED_FOR": client_addr}  # all via one proxy
+        token = csrf_of(c.get("/login", environ_base=env).get_data(as_text=True))
+        return c.post("/login", data={"username": name, "password": password, "csrf_token": token},
+                      environ_base=env).status_code
+
+    for proxies, bob_status in ((0, 429), (1, 302)):
+        app = create_app({"PROJECT": p, "TESTING": True, "LOGIN_MAX_FAILURES": 3,
+                          "LOGIN_WINDOW_S": 60, "PROXIES": proxies})
+        for name in ("x1", "x2", "x3"):
+            assert attempt(app, name, "wrong-pw", "203.0.113.7") == 401
+        # without trusting the proxy every client shares its address and is locked out too
+        assert attempt(app, "bob", PASSWORD, "198.51.100.2") == bob_status

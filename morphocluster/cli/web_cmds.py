@@ -7,14 +7,14 @@ import click
 from . import open_project
 
 
-def run_server(project, host: str, port: int, threads: int = 8) -> None:
+def run_server(project, host: str, port: int, threads: int = 8, proxies: int | None = None) -> None:
     """Serve the web UI of an open project with waitress (blocks)."""
     from waitress import serve as waitress_serve
 
     from ..users import list_users
     from ..web import create_app
 
-    app = create_app({"PROJECT": project})
+    app = create_app({"PROJECT": project, **({"PROXIES": proxies} if proxies is not None else {})})
     if not list_users(project):
         click.echo(f"Note: no users yet; add one with `morphocluster user add {project.root} NAME "
                    "--role admin`", err=True)
@@ -27,9 +27,12 @@ def run_server(project, host: str, port: int, threads: int = 8) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
-def serve(project, host, port, threads):
+@click.option("--proxies", type=click.IntRange(0), default=None,
+              help="Reverse proxies in front (trust their X-Forwarded-* headers, so that login "
+                   "limits count each client); default: MORPHOCLUSTER_PROXIES or 0.")
+def serve(project, host, port, threads, proxies):
     """Serve the web UI of PROJECT on a production WSGI server (waitress)."""
-    run_server(open_project(project), host, port, threads)
+    run_server(open_project(project), host, port, threads, proxies)
 
 
 @click.group("user")

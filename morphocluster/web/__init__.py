@@ -35,6 +35,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         GROW_PAGE_SIZE=50,   # candidates per grow screen (at most 50)
         MAP_POINTS=4000,     # points drawn on the home page map
         RECOVER_JOBS=True,   # mark jobs of a previous (dead) server as failed
+        # reverse proxies in front of the server: their X-Forwarded-For/-Proto are then trusted,
+        # so that login limits count each client, not the proxy (MORPHOCLUSTER_PROXIES=1)
+        PROXIES=int(os.environ.get("MORPHOCLUSTER_PROXIES", "0") or 0),
     )
     if test_config:
         app.config.update(test_config)
@@ -47,6 +50,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
         fail_interrupted(project)
 
+    if app.config["PROXIES"] > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = int(app.config["PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     for name in MODULES:
         importlib.import_module(f"{__name__}.{name}").init_app(app)
     _register_suggest(app)
