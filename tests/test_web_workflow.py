@@ -204,7 +204,13 @@ def test_grow_page_search(client_as, web_project, app):
     html = c.get(f"/grow/{node_id}/search?restart=1").get_data(as_text=True)
     assert "All belong" in html and len(pks_in(html)) == 4
     first_page = pks_in(html)
-    html = c.post(f"/grow/{node_id}/search/judge", headers=hx(token), data={"ok": "1"}).get_data(as_text=True)
+    assert """hx-vals='{"probe": 0}'""" in html  # the verdict names the page it is about
+    html = c.post(f"/grow/{node_id}/search/judge", headers=hx(token), data={"ok": "1", "probe": "0"}
+                  ).get_data(as_text=True)
+    # the same click again (a double click) is about page 0, no longer waiting: dropped
+    again = c.post(f"/grow/{node_id}/search/judge", headers=hx(token), data={"ok": "0", "probe": "0"}
+                   ).get_data(as_text=True)
+    assert "judged already" in again and pks_in(again) == pks_in(html)
     for _ in range(20):
         if "above the boundary" in html:
             break
