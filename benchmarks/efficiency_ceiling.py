@@ -1,10 +1,12 @@
-"""How many whole-set objects per click can the features allow at all? A ceiling, not a run.
+"""How many whole-set objects per click can the features allow? An estimated ceiling, not a run.
 
-Any workflow labels an object in bulk (cluster approve, grow page, suggestion screen, accept
-above a confidence) only where a machine proposed the right class for it. An object for which
-the proposal is wrong costs at least one click (reject, remove, or labelled by hand), unless it
-is accepted wrong, which the 95 % whole-set precision goal allows for at most 5 % of all
-objects; each class costs at least one click to name. So, with W objects whose proposal is
+A workflow labels an object in bulk (cluster approve, grow page, suggestion screen, accept
+above a confidence) only where a machine proposed the right class for it. Counted here: an
+object for which the proposal is wrong costs one click (a reject on a suggestion screen, a
+remove, or labelling it by hand), unless it is accepted wrong, which the 95 % whole-set
+precision goal allows for at most 5 % of all objects; each class costs at least one click to
+name. (A dissolve or a first-wrong click sends several objects back with one click, so this
+is an estimate for workflows like this tool's, not a theorem.) So, with W objects whose proposal is
 wrong, N objects and K classes:
 
     clicks >= max(0, W - 0.05 N) + K      whole-set objects per click <= N / that
@@ -115,8 +117,8 @@ def main(argv=None) -> int:
           f"{'probe cov@95%':>13} {'ceiling probe':>13} {'ceiling either':>14}")
     for name, a, b, e, cov, cp, ce in rows:
         print(f"{name:<{w}} {a:9.3f} {b:9.3f} {e:7.3f} {cov:13.3f} {cp:13.2f} {ce:14.2f}")
-    print(f"\nceiling = whole-set objects per click at >= {GOAL_PRECISION:.0%} precision that no "
-          f"workflow can beat when its proposals are no better than these; "
+    print(f"\nceiling = whole-set objects per click at >= {GOAL_PRECISION:.0%} precision, estimated "
+          f"for workflows whose proposals are no better than these; "
           f"10 per click needs proposals right for {need:.1%} of objects")
     print("rerun: nice python benchmarks/efficiency_ceiling.py"
           + "".join(f" --features {f}" for f in args.features))
