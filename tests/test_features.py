@@ -95,8 +95,13 @@ def test_combined_cnn_and_morphometric_features(small):
         extract_features(small, "pixels+morphometric", progress=False)
 
 
-def test_new_objects_are_appended_without_changing_the_old_rows(small, shared_data, tmp_path):
+def test_new_objects_are_appended_without_changing_the_old_rows(small, shared_data, tmp_path,
+                                                                 monkeypatch):
     import shutil
+
+    from morphocluster.features import extract
+
+    monkeypatch.setattr(extract, "COPY_ROWS", 5)  # copy the old rows in several chunks
 
     from morphocluster.features.morphometric import measure
     from morphocluster.features.preprocess import load_grey

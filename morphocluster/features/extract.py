@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ..store import Object
-from .h5 import FORMAT_VERSION, FeatureError, feature_path, read_features, set_active, write_features
+from .h5 import FORMAT_VERSION, FeatureError, feature_path, set_active, write_features
 from .registry import DEFAULT, default_name, get_extractor
 
 
@@ -127,30 +127,50 @@ def _open_partial(path, ex, ids) -> tuple[h5py.File, int]:
 
 
 def _existing(path, ex):
-    """Return (ids, features, attrs) of a complete feature file that `ex` made, else None."""
+    """Return (ids, attrs) of a complete feature file that `ex` made, else None (the features
+    themselves are not read: on a million objects that would be gigabytes)."""
     if not path.is_file():
         return None
     try:
-        ids, X, attrs = read_features(path)
-    except FeatureError:
+        with h5py.File(path, "r") as h:
+            attrs = dict(h.attrs)
+            ids = list(h["object_id"].asstr()[:])
+    except (OSError, KeyError):
+        return None
+    if not attrs.get("complete", False):
         return None
     head = _header(ex)
     if any(attrs.get(k) != v for k, v in head.items() if k != "format_version"):
         return None
-    return ids, X, attrs
+    return ids, attrs
+
+
+COPY_ROWS = 65_536  # rows copied at a time when appending: memory stays flat
 
 
 def _append(final, add, ex, prev) -> None:
-    """Append the rows computed for new objects to the complete file, then drop them."""
-    old_ids, X, attrs = prev
-    with h5py.File(add, "r") as h:
-        new_ids = list(h["object_id"].asstr()[:])
-        Y = ex.refinalize(h["features"][:], {k: _attr(v) for k, v in attrs.items()})
-    if Y.shape[1] != X.shape[1]:
-        raise FeatureError(f"{add}: {Y.shape[1]} dimensions, but {final} has {X.shape[1]}")
-    keep = {k: v for k, v in attrs.items() if isinstance(v, str)}
-    write_features(final, list(old_ids) + new_ids, np.vstack([X, Y]),
-                   {**keep, "created": time.time()})
+    """Append the rows computed for new objects to the complete file (into a new file renamed
+    over it, copied in chunks), then drop them."""
+    old_ids, attrs = prev
+    tmp = final.with_suffix(".h5.tmp")
+    with h5py.File(add, "r") as a, h5py.File(final, "r") as old, h5py.File(tmp, "w") as out:
+        new_ids = list(a["object_id"].asstr()[:])
+        Y = ex.refinalize(a["features"][:], {k: _attr(v) for k, v in attrs.items()})
+        n_old, d = old["features"].shape
+        if Y.shape[1] != d:
+            raise FeatureError(f"{add}: {Y.shape[1]} dimensions, but {final} has {d}")
+        n = n_old + len(new_ids)
+        F = out.create_dataset("features", shape=(n, d), dtype="f4", chunks=(min(4096, n), d))
+        for i in range(0, n_old, COPY_ROWS):
+            j = min(i + COPY_ROWS, n_old)
+            F[i:j] = old["features"][i:j]
+        F[n_old:] = Y
+        out.create_dataset("object_id", data=np.asarray(list(old_ids) + new_ids, dtype=object),
+                           dtype=h5py.string_dtype())
+        for k, v in attrs.items():
+            out.attrs[k] = v
+        out.attrs["created"] = time.time()
+    tmp.replace(final)
     add.unlink()
 
 
