@@ -244,3 +244,18 @@ def test_changed_weights_at_the_same_path_are_recomputed(small, tmp_path):
     torch.save(model.state_dict(), weights)  # retrained weights, same file name
     _, b = load_features(small, extract_features(small, spec, size=64, num_workers=0, progress=False))
     assert a.shape == b.shape and not np.allclose(a, b)
+
+
+def test_combined_statistics_in_chunks_equal_the_whole_matrix():
+    from morphocluster.features.combined import Combined
+    from morphocluster.features.effnet import EfficientNetLite0
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(1000, 40)) * rng.uniform(0.1, 5, 40)).astype(np.float32)
+    ex = Combined(EfficientNetLite0())
+    small, whole = ex.finalize_attrs(X, rows=7), ex.finalize_attrs(X, rows=10**6)
+    for key in ("standardise_mean", "standardise_sd", "morphometric_scale"):
+        np.testing.assert_allclose(small[key], whole[key], rtol=1e-9)
+    np.testing.assert_allclose(whole["standardise_sd"], X[:, -26:].std(0), rtol=1e-4)
+    out, attrs = ex.finalize(X)
+    np.testing.assert_allclose(out[:, :-26], X[:, :-26])  # the CNN block is left as it is

@@ -46,13 +46,26 @@ class Combined(Extractor):
         return np.hstack([self.cnn.transform(images), batch[:, s * s:]]).astype(np.float32)
 
     def finalize(self, X):
-        k = len(NAMES)
-        deep, morph = X[:, :-k], X[:, -k:]
-        mean, sd = morph.mean(0), morph.std(0)
+        attrs = self.finalize_attrs(X)
+        return self.refinalize(X, attrs), attrs
+
+    def finalize_attrs(self, X, rows: int = 65_536) -> dict:
+        """Standardisation constants and block scale, read in row chunks (X may be an HDF5
+        dataset of a million rows: memory stays flat)."""
+        k, n = len(NAMES), X.shape[0]
+        s1 = np.zeros(X.shape[1], np.float64)
+        s2 = np.zeros(X.shape[1], np.float64)
+        for i in range(0, n, rows):
+            c = np.asarray(X[i:min(i + rows, n)], np.float64)
+            s1 += c.sum(0)
+            s2 += (c * c).sum(0)
+        mean = s1 / max(n, 1)
+        var = np.maximum(s2 / max(n, 1) - mean * mean, 0.0)
+        sd = np.sqrt(var[-k:])
         sd[sd == 0] = 1.0
-        out, scale = append_block(deep, np.clip((morph - mean) / sd, -CLIP, CLIP), self.weight)
-        return out, {"standardise_mean": mean.tolist(), "standardise_sd": sd.tolist(),
-                     "morphometric_scale": scale}
+        scale = float(np.sqrt(self.weight * var[:-k].sum() / k))
+        return {"standardise_mean": mean[-k:].tolist(), "standardise_sd": sd.tolist(),
+                "morphometric_scale": scale}
 
     def refinalize(self, X, attrs):
         k = len(NAMES)

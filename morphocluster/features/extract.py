@@ -232,9 +232,19 @@ def _finalize(h, ex) -> None:
     """Post-process into a new dataset, swap it in, then mark complete (safe to repeat)."""
     if "final" in h:
         del h["final"]
-    X, extra = ex.finalize(h["features"][:])
+    ds = h["features"]
+    fit = getattr(ex, "finalize_attrs", None)
+    if fit is not None:  # statistics and rewrite in row chunks: flat memory on large sets
+        extra = fit(ds)
+        out = h.create_dataset("final", shape=ds.shape, dtype="f4", chunks=ds.chunks)
+        for i in range(0, ds.shape[0], COPY_ROWS):
+            j = min(i + COPY_ROWS, ds.shape[0])
+            out[i:j] = ex.refinalize(ds[i:j], extra)
+    else:
+        X, extra = ex.finalize(ds[:])
+        if extra:
+            h.create_dataset("final", data=X.astype(np.float32), chunks=ds.chunks)
     if extra:
-        h.create_dataset("final", data=X.astype(np.float32), chunks=h["features"].chunks)
         h.flush()
         del h["features"]
         h.move("final", "features")
