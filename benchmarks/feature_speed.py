@@ -30,6 +30,7 @@ CONFIGS = [  # (extractor, size, workers, batch)
     ("efficientnet-lite0", 96, 1, 64),
     ("efficientnet-lite0", 128, 0, 64),
     ("efficientnet-lite0", 128, 1, 64),
+    ("efficientnet-lite0+morphometric", 128, 1, 64),  # the default
     ("efficientnet-lite0", 224, 1, 64),
 ]
 
@@ -59,8 +60,12 @@ def one(project_dir, extractor, size, workers, batch, device):
     from morphocluster.project import Project
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1)))
+    from morphocluster.features import feature_path
+
     p = Project.open(project_dir)
     n = len(project_objects(p)[0])
+    # a complete set of the same extractor would only be topped up: time a full extraction
+    feature_path(p, "speed").unlink(missing_ok=True)
     t = time.perf_counter()
     extract_features(p, extractor, name="speed", size=size, num_workers=workers, batch_size=batch,
                      device=device, progress=False, activate=False)
