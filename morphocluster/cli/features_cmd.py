@@ -31,7 +31,10 @@ def features(project, extractor, name, batch_size, device, workers, size, invert
              no_activate, list_, activate_name):
     """Compute the feature vector of every object of PROJECT into a named feature set.
 
-    An interrupted run continues where it stopped when run again with the same options.
+    An interrupted run continues where it stopped when run again with the same options. Run
+    again on a complete set with the same options, it computes only the objects imported since
+    and appends them (the rows already there do not change); to compute everything afresh,
+    choose another --name.
     """
     from ..features import FeatureError, list_feature_sets, set_active
     from ..features.extract import extract_features
