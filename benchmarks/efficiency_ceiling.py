@@ -25,13 +25,11 @@ Rerun:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
 GOAL_PRECISION = 0.95
 
 
@@ -75,9 +73,8 @@ def ceiling(n_wrong: int, n: int, k: int) -> float:
 
 
 def main(argv=None) -> int:
-    spec = importlib.util.spec_from_file_location("simulate_planktonset", HERE / "simulate_planktonset.py")
-    base = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(base)
+    import simulate_planktonset as base  # beside this script
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=base.DATA)
     ap.add_argument("--features", action="append", default=[],

@@ -14,23 +14,15 @@ Rerun:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
-
-def _planktonset():
-    spec = importlib.util.spec_from_file_location("simulate_planktonset", HERE / "simulate_planktonset.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def main(argv=None) -> int:
-    base = _planktonset()
+    import simulate_planktonset as base  # beside this script
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=base.DATA)
     ap.add_argument("--features", help="precomputed features (HDF5 with object_id, features)")

@@ -22,14 +22,12 @@ Rerun:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
 
 
 def session_labels(project, all_members: bool = False) -> dict:
@@ -65,9 +63,8 @@ def train_phase(after_round: int, maps, epochs: int, train_blocks: int, all_memb
 
 
 def main(argv=None) -> int:
-    spec = importlib.util.spec_from_file_location("simulate_planktonset", HERE / "simulate_planktonset.py")
-    base = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(base)
+    import simulate_planktonset as base  # beside this script
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=base.DATA)
     ap.add_argument("--features", help="precomputed features (HDF5 with object_id, features)")

@@ -22,13 +22,11 @@ Rerun:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
 EDGES = np.array([0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0001])
 
 
@@ -65,9 +63,8 @@ def split(y, X, frac, kind, rng):
 
 
 def main(argv=None) -> int:
-    spec = importlib.util.spec_from_file_location("simulate_planktonset", HERE / "simulate_planktonset.py")
-    base = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(base)
+    import simulate_planktonset as base  # beside this script
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=base.DATA)
     ap.add_argument("--features", help="precomputed features (HDF5 with object_id, features)")
