@@ -112,15 +112,20 @@ def sort_bands(sim, state, nid, st: AssistSettings) -> int:
     return gained
 
 
+def _retrain(sim, params: dict):
+    """Retrain and predict now; return the state, or None when there is no model yet."""
+    try:
+        return wf.refresh(sim.project, wait=True, **params)
+    except Exception as exc:  # noqa: BLE001 - too few labels yet: nothing to suggest
+        sim.log(f"assist: no model ({exc})")
+        return None
+
+
 def sort_pass(sim, st: AssistSettings, min_gain: float | None = None, model: dict | None = None) -> int:
     """One retrain-and-sort pass over every label; return the objects labelled."""
     p = sim.project
     min_gain = st.min_gain if min_gain is None else min_gain
-    try:
-        state = wf.refresh(p, wait=True, **(st.model if model is None else model))
-    except Exception as exc:  # too few labels yet: nothing to suggest
-        sim.log(f"assist: no model ({exc})")
-        return 0
+    state = _retrain(sim, st.model if model is None else model)
     if state is None:
         return 0
     gained = 0
@@ -194,11 +199,7 @@ def spend_budget(sim, st: AssistSettings) -> int:
     first, and accepted only if the sample says it fits.
     """
     p, size = sim.project, sim.settings.page_size
-    try:
-        state = wf.refresh(p, wait=True, **(st.model if st.final_model is None else st.final_model))
-    except Exception as exc:  # noqa: BLE001 - too few labels: nothing to accept
-        sim.log(f"assist: no model ({exc})")
-        return 0
+    state = _retrain(sim, st.model if st.final_model is None else st.final_model)
     if state is None:
         return 0
     chunks = []

@@ -59,8 +59,9 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
 
     If `name` already holds the features of some objects, made by the same extractor with the
     same settings, only the objects added since are computed and appended (standardised with
-    the stored constants, so the rows already there do not change). `extractor` is a registry name (see registry.NAMES) or `external:FILE`. An interrupted run
-    resumes from its partial file when called again with the same arguments. `limit` stops
+    the stored constants, so the rows already there do not change). `extractor` is a registry
+    name (see registry.NAMES) or `external:FILE`. An interrupted run resumes from its partial
+    file when called again with the same arguments. `limit` stops
     after that many new rows (leaving the partial file), which tests use to simulate a stop.
     `rotations` (1, 2, 4, 8): average CNN features over turned copies (that many times slower).
     """

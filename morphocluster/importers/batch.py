@@ -50,6 +50,7 @@ class Batch:
     def __init__(self, project, report: ImportReport, work: Path, update: bool = False):
         self.project = project
         self.update = update  # objects already stored take this source's labels and metadata
+        self.updates: list[tuple[str, dict]] = []  # (object id, columns to change)
         self.report = report
         self.work = work
         self.token = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
@@ -140,7 +141,6 @@ class Batch:
         cands = self._dedupe()
         existing = self._existing([c.object_id for c in cands])
         todo = []
-        self.updates = []
         n_no_image = n_relabelled = 0
         for c in cands:
             if c.object_id not in existing:
@@ -209,7 +209,7 @@ class Batch:
     def _write(self, rows: list[dict]) -> None:
         report = self.report
         report.added = len(rows)
-        report.updated = len(getattr(self, "updates", []))
+        report.updated = len(self.updates)
         if self.ecotaxa_columns:
             report.extra[ECOTAXA_META_KEY] = [[n, t] for n, t in self.ecotaxa_columns.items()]
         final = self.project.images_dir / self.token
@@ -227,7 +227,7 @@ class Batch:
                     r["import_id"] = run.id
                 for i in range(0, len(rows), 10000):
                     s.execute(insert(Object), rows[i:i + 10000])
-                for oid, change in getattr(self, "updates", []):
+                for oid, change in self.updates:
                     s.execute(update(Object).where(Object.object_id == oid).values(**change))
                 if self.ecotaxa_columns:
                     self._merge_meta(s)
