@@ -63,7 +63,7 @@ class Combined(Extractor):
         var = np.maximum(s2 / max(n, 1) - mean * mean, 0.0)
         sd = np.sqrt(var[-k:])
         sd[sd == 0] = 1.0
-        scale = float(np.sqrt(self.weight * var[:-k].sum() / k))
+        scale = block_scale(var[:-k].sum(), k, self.weight)
         return {"standardise_mean": mean[-k:].tolist(), "standardise_sd": sd.tolist(),
                 "morphometric_scale": scale}
 
@@ -93,5 +93,10 @@ def morphometric_block(path) -> np.ndarray | None:
 
 def append_block(deep: np.ndarray, z: np.ndarray, weight: float = DEFAULT_WEIGHT):
     """Return (deep features with the standardised block z appended at `weight`, scale used)."""
-    scale = float(np.sqrt(weight * deep.var(0).sum() / z.shape[1]))
+    scale = block_scale(deep.var(0).sum(), z.shape[1], weight)
     return np.hstack([deep, z * scale]).astype(np.float32), scale
+
+
+def block_scale(deep_variance: float, k: int, weight: float = DEFAULT_WEIGHT) -> float:
+    """Scale of k standardised columns so that they hold `weight` x the CNN block's variance."""
+    return float(np.sqrt(weight * float(deep_variance) / k))

@@ -19,7 +19,7 @@ def get_extractor(spec: str, size: int | None = None, invert: bool = False,
     `rotations` (1, 2, 4 or 8) averages the CNN features over turned copies of each image.
     'efficientnet-lite0+morphometric' (any CNN + '+morphometric') appends morphometric features.
     """
-    if spec.endswith(COMBINED) and spec != COMBINED[1:]:
+    if _combined(spec):
         from .combined import Combined
 
         cnn = get_extractor(spec[:-len(COMBINED)], size=size, invert=invert, rotations=rotations)
@@ -52,10 +52,14 @@ def get_extractor(spec: str, size: int | None = None, invert: bool = False,
 
 def default_name(spec: str) -> str:
     """A feature-set name derived from the extractor spec."""
-    if spec.endswith(COMBINED) and spec != COMBINED[1:]:
+    if _combined(spec):
         return default_name(spec[:-len(COMBINED)]) + COMBINED
     kind, _, arg = spec.partition(":")
     if arg:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", arg.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0])
         return f"{kind}-{stem}".strip("-")
     return kind
+
+
+def _combined(spec: str) -> bool:
+    return spec.endswith(COMBINED) and spec != COMBINED[1:]
