@@ -131,6 +131,16 @@ def test_grow_search_exponential_then_bisection(wf):
     assert member_set(p, nid).isdisjoint(ranking[50:])
 
 
+def test_grow_search_drops_a_verdict_on_another_page(wf):
+    p = wf.project
+    gs = grow.GrowSearch(p, _approved(wf), page_size=10)
+    gs.next_page()
+    assert gs.judge(True, probe=0) and gs.probe == 1
+    page = gs.next_page()
+    assert gs.judge(False, probe=0) is False  # the same click again: about page 0, not page 1
+    assert gs.probe == 1 and gs.lo == 1 and gs.hi is None and gs.current is page
+
+
 def test_grow_search_all_good_and_first_bad(wf):
     p = wf.project
     nid = _approved(wf)

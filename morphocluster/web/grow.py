@@ -103,11 +103,8 @@ def judge(node_id: int):
         s = wf.load_search(p, uid, node_id, _size())
         # no page on screen: the node changed since, so that verdict was on another page
         restarted = s.current is None and not s.done
-        # a verdict on another page than the one waiting (a double click, a second tab) is dropped
-        probe = request.form.get("probe", type=int)
-        stale = s.current is not None and probe is not None and probe != s.probe
-        if s.current is not None and not stale:
-            s.judge(request.form.get("ok") == "1")
+        stale = s.current is not None and not s.judge(request.form.get("ok") == "1",
+                                                      probe=request.form.get("probe", type=int))
         page = s.next_page()
         wf.save_search(p, uid, s)
     html = render("grow.html", node=node_info(node_id), page=page, mode="search", search=s, htmx=True)

@@ -259,10 +259,16 @@ class GrowSearch:
         self._page = page
         return page
 
-    def judge(self, ok: bool) -> None:
-        """Record the judgement of the page last returned by `next_page()`."""
+    def judge(self, ok: bool, probe: int | None = None) -> bool:
+        """Record the judgement of the page last returned by `next_page()`; return True.
+
+        With `probe` (the page the verdict is about, as shown), a verdict on another page than
+        the one waiting (a double click, a second tab) is dropped: return False.
+        """
         if self._page is None:
             raise WorkflowError("no page to judge; call next_page() first")
+        if probe is not None and int(probe) != self.probe:
+            return False
         self.shown[self.probe] = self._page.pks
         self._page = None
         if ok:
@@ -273,6 +279,7 @@ class GrowSearch:
             self.probe = 2 * self.probe + 1
         elif not self.done:
             self.probe = (self.lo + self.hi) // 2
+        return True
 
     def boundary(self) -> int:
         """Number of ranked objects above the boundary found so far."""
