@@ -1,4 +1,4 @@
-"""Users of a project: add, authenticate, change passwords and roles."""
+"""Users of a project: add, authenticate, change passwords and roles (`disabled` locks out)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .store import User
 
-ROLES = ("admin", "annotator", "viewer")
-# what each role may do; a role includes everything of the roles after it
+ROLES = ("admin", "annotator", "viewer", "disabled")
+# what each role may do; a role includes everything of the roles after it. A disabled user
+# (someone who left) keeps their name in the history of what they did, but cannot log in.
 _RANK = {"viewer": 0, "annotator": 1, "admin": 2}
 
 
@@ -40,6 +41,8 @@ def _check(username: str, password: str | None, role: str | None) -> None:
 def add_user(project, username: str, password: str, role: str = "annotator") -> dict:
     """Create a user; raise UserError if the name is taken or invalid."""
     _check(username, password, role)
+    if role == "disabled":
+        raise UserError("a new user cannot start disabled")
     with project.transaction() as s:
         if s.execute(select(User.id).where(User.username == username)).first():
             raise UserError(f"user {username!r} already exists")
@@ -83,20 +86,21 @@ def list_users(project) -> list[dict]:
 
 
 def get_user(project, user_id: int) -> dict | None:
-    """Return one user by id, or None."""
+    """Return one user by id, or None (also for a disabled user: their session ends)."""
     with project.session() as s:
         user = s.get(User, user_id)
-        return _as_dict(user) if user else None
+        return _as_dict(user) if user and user.role != "disabled" else None
 
 
 def authenticate(project, username: str, password: str) -> dict | None:
-    """Return the user if the password is right, else None."""
+    """Return the user if the password is right and the user is not disabled, else None."""
     with project.session() as s:
         user = s.execute(select(User).where(User.username == username)).scalar()
         if user is None:
             check_password_hash(generate_password_hash("x"), password)  # same time either way
             return None
-        return _as_dict(user) if check_password_hash(user.password_hash, password) else None
+        ok = check_password_hash(user.password_hash, password) and user.role != "disabled"
+        return _as_dict(user) if ok else None
 
 
 def _get(session, username: str) -> User:

@@ -121,6 +121,41 @@ def test_last_admin_cannot_be_demoted(client_as, web_project):
         set_role(p, "ann", "annotator")
 
 
+def test_disabled_user_is_locked_out_and_keeps_their_history(client_as, app, web_project):
+    from sqlalchemy import func, select
+
+    from morphocluster.store import Event
+    from morphocluster.users import UserError, add_user, authenticate, list_users
+
+    p, _ = web_project
+    bob, bob_token = client_as("bob")  # an open session, from before the lock
+    c, token = client_as("ada")
+    with p.session() as s:
+        events_before = s.scalar(select(func.count(Event.id)))
+    resp = c.post("/users/role", data={"username": "bob", "role": "disabled", "csrf_token": token})
+    assert resp.status_code == 200 and "bob is now disabled" in resp.get_data(as_text=True)
+    assert authenticate(p, "bob", PASSWORD) is None
+    assert _try_login(app.test_client(), "bob", PASSWORD, "10.0.1.1").status_code == 401
+    # the open session ends at its next request (its CSRF token with it): nothing passes
+    assert bob.post("/users/role", data={"username": "bob", "role": "admin",
+                                         "csrf_token": bob_token}).status_code in (400, 401)
+    assert "/login" in bob.get("/").headers["Location"]
+    # still listed (names stay on what they sorted); a new user cannot start disabled
+    assert {u["username"]: u["role"] for u in list_users(p)}["bob"] == "disabled"
+    with p.session() as s:
+        assert s.scalar(select(func.count(Event.id))) == events_before
+    with pytest.raises(UserError, match="cannot start disabled"):
+        add_user(p, "dan", "dan-pw-123", "disabled")
+    assert 'value="disabled"' not in c.get("/users/").get_data(as_text=True).split("Add a user")[1]
+    # enabled again, bob logs in as before
+    assert c.post("/users/role", data={"username": "bob", "role": "annotator",
+                                       "csrf_token": token}).status_code == 200
+    assert _try_login(app.test_client(), "bob", PASSWORD, "10.0.1.2").status_code == 302
+    # the last admin cannot lock themselves out either
+    resp = c.post("/users/role", data={"username": "ada", "role": "disabled", "csrf_token": token})
+    assert resp.status_code == 400 and "last admin" in resp.get_data(as_text=True)
+
+
 def test_sixth_login_refused_even_with_the_right_password(app):
     c = app.test_client()
     for _ in range(5):

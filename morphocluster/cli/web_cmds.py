@@ -92,9 +92,9 @@ def user_passwd(project, username, password, generate):
 @user.command("role")
 @click.argument("project", type=click.Path(exists=True, file_okay=False))
 @click.argument("username")
-@click.argument("role", type=click.Choice(["admin", "annotator", "viewer"]))
+@click.argument("role", type=click.Choice(["admin", "annotator", "viewer", "disabled"]))
 def user_role(project, username, role):
-    """Give USERNAME another ROLE."""
+    """Give USERNAME another ROLE; 'disabled' locks them out and keeps their name in the history."""
     from ..users import UserError, set_role
 
     try:
