@@ -217,6 +217,32 @@ def test_saved_grow_search_of_a_changed_node_starts_afresh(wf):
         grow.GrowSearch.from_state(p, nid, state)
 
 
+def test_saved_searches_of_dissolved_or_deleted_nodes_are_dropped(wf):
+    from morphocluster.store import Meta, Node, NodeCache
+    from morphocluster.workflow import validate
+
+    p = wf.project
+    a, b, c = _approved(wf, 0), _approved(wf, 1), _approved(wf, 2)
+    for nid in (a, b, c):
+        gs = grow.load_search(p, wf.A, nid, page_size=10)
+        gs.next_page()
+        grow.save_search(p, wf.A, gs)
+
+    def saved():
+        with p.session() as s:
+            return set(s.scalars(select(Meta.key).where(Meta.key.like("grow_search:%"))))
+
+    assert saved() == {f"grow_search:{wf.A}:{n}" for n in (a, b, c)}
+    validate.dissolve(p, wf.A, b)
+    with p.transaction() as s:  # a node removed outright (as an undone cluster round does)
+        s.execute(Membership.__table__.delete().where(Membership.node_id == c))
+        s.execute(NodeCache.__table__.delete().where(NodeCache.node_id == c))
+        s.delete(s.get(Node, c))
+    grow.save_search(p, wf.B, grow.load_search(p, wf.B, a, page_size=10))
+    assert saved() == {f"grow_search:{wf.A}:{a}", f"grow_search:{wf.B}:{a}"}
+    assert grow.load_search(p, wf.A, a, page_size=10).current is not None  # the live one stays
+
+
 def test_web_page_search_continues_after_a_restart(web_project, shared_data):
     """Two app instances on the same project folder, one after the other, as across a restart."""
     import re

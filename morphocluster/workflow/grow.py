@@ -352,14 +352,27 @@ def load_search(project, user_id, node_id, page_size: int = 50) -> GrowSearch:
 
 
 def save_search(project, user_id, search: GrowSearch) -> None:
-    """Keep the search in the project database (Meta), so that it survives a restart."""
+    """Keep the search in the project database (Meta), so that it survives a restart; drop
+    the saved searches of nodes that are gone or dissolved."""
     key = _search_key(user_id, search.node_id)
     with project.transaction() as s:
+        _prune_searches(s)
         row = s.get(Meta, key)
         if row is None:
             s.add(Meta(key=key, value=search.to_state()))
         else:
             row.value = search.to_state()
+
+
+def _prune_searches(session) -> int:
+    rows = session.scalars(select(Meta).where(Meta.key.like("grow_search:%"))).all()
+    node_of = {r.key: int(r.key.rsplit(":", 1)[1]) for r in rows}
+    alive = set(session.scalars(select(Node.id).where(
+        Node.id.in_(set(node_of.values())), Node.status != "dissolved")))
+    dead = [r for r in rows if node_of[r.key] not in alive]
+    for r in dead:
+        session.delete(r)
+    return len(dead)
 
 
 def drop_search(project, user_id, node_id) -> None:
