@@ -99,3 +99,21 @@ def test_a_model_of_this_project_offers_nothing(external, client_as):
     a, b, info = external
     assert ws.missing_labels(a, ws.refresh(a, wait=True)) == []
     assert ws.missing_labels(b, None) == []
+
+
+def test_a_node_named_by_hand_gets_its_labels_suggestions(external):
+    """A model from elsewhere is not retrained after each decision; its suggestions still go to
+    whichever node carries their label now, and asking what is missing changes nothing."""
+    a, b, info = external
+    state = ws.refresh(b)
+    before = state.preds.node_id.copy()
+    assert ws.missing_labels(b, state) == ws.missing_labels(b, state) == sorted(CLASSES)
+    assert (state.preds.node_id == before).all() and (before == -1).all()
+    cls = CLASSES[0]
+    validate.approve(b, None, info["nodes"][cls], name=cls)  # the annotator's own node
+    state = ws.refresh(b)
+    assert state.stamp == ws.EXTERNAL
+    mine = state.preds.label.astype(str) == cls
+    assert mine.any() and (state.preds.node_id[mine] == info["nodes"][cls]).all()
+    assert (state.preds.node_id[~mine] == -1).all()
+    assert ws.missing_labels(b, state) == sorted(CLASSES[1:])

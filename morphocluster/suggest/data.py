@@ -33,8 +33,9 @@ class LabelSet:
         return w if include_predicted else np.where(self.status == "validated", w, 0.0)
 
 
-def label_set(session) -> LabelSet:
-    """Read every member of an approved node with its label."""
+def label_targets(session) -> tuple[dict, dict, dict]:
+    """Return (approved node id -> label, label -> node id its suggestions go to: the largest
+    node of that label, label -> short name); reads the nodes only, not their members."""
     named = node_labels(session)
     approved = dict(session.execute(select(Node.id, Node.n_members).where(Node.status == "approved")).all())
     label_of = {nid: (named[nid].path if nid in named else f"#{nid}") for nid in approved}
@@ -45,6 +46,12 @@ def label_set(session) -> LabelSet:
     for nid, lab in sorted(label_of.items()):
         if lab not in best or approved[nid] > approved[best[lab]]:
             best[lab] = nid
+    return label_of, best, display
+
+
+def label_set(session) -> LabelSet:
+    """Read every member of an approved node with its label."""
+    label_of, best, display = label_targets(session)
     rows = session.execute(select(Membership.object_pk, Membership.node_id, Membership.status)
                            .join(Node, Node.id == Membership.node_id)
                            .where(Node.status == "approved")).all()

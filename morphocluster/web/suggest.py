@@ -22,7 +22,7 @@ def index():
 
 def _index(**ctx):
     state = wf.refresh(project())
-    missing = wf.missing_labels(project(), state)  # first: it withdraws suggestions to lost nodes
+    missing = wf.missing_labels(project(), state)
     rows = wf.overview(project(), state) if state else []
     return render("suggest.html", rows=rows, status=wf.status(project()),
                   n_unknown=wf.n_unknown(state) if state else 0, state=state,

@@ -114,8 +114,16 @@ def refresh(project, wait: bool = False, force: bool = False, **params) -> State
     """Retrain and predict if decisions happened since the last training (or if `force`).
 
     In a background thread unless `wait`; return the state to use now (None if there is none
-    yet). A model saved from another project is kept until a retrain is forced.
+    yet). A model saved from another project is kept until a retrain is forced; its
+    suggestions go to the nodes that carry their labels now.
     """
+    st = _refresh(project, wait, force, params)
+    if st is not None and st.stamp == EXTERNAL:
+        _retarget(project, st)
+    return st
+
+
+def _refresh(project, wait: bool, force: bool, params: dict) -> State | None:
     slot = _slot(project)
     if wait:
         if slot.thread is not None:
@@ -362,22 +370,32 @@ def adopt_labels(project, user_id, labels) -> dict:
 def missing_labels(project, state: State | None) -> list[str]:
     """Return the labels of a model from another project that name no approved node here.
 
-    Their suggestions never show (`node_id` -1) until `adopt_missing` creates the nodes; the
-    state's suggestions of such a label that still go to a node (an undone adopt) are withdrawn.
+    Their suggestions never show (`node_id` -1) until `adopt_missing` creates the nodes.
     Unnamed labels ('#<node id>' of the other project) are left out: they name nothing.
     """
-    from ..labels import node_labels
+    from ..suggest.data import label_targets
 
     if state is None or state.stamp != EXTERNAL:
         return []
     with project.session() as s:
-        have = {lab.path for lab in node_labels(s).values()}
-    out = sorted(str(c) for c in state.model.classes_
-                 if str(c) not in have and not str(c).startswith("#"))
+        have = label_targets(s)[1]
+    return sorted(str(c) for c in state.model.classes_
+                  if str(c) not in have and not str(c).startswith("#"))
+
+
+def _retarget(project, state: State) -> None:
+    """Send a model from elsewhere's suggestions to the nodes that now carry their labels.
+
+    Its state outlives the decisions here (it is not retrained after each), so nodes made or
+    dissolved since it predicted (an adopt, or its undo) must be looked up again.
+    """
+    from ..suggest.data import label_targets
+
+    with project.session() as s:
+        target = label_targets(s)[1]
     p = state.preds
-    for lab in out:
-        p.node_id[(p.label == lab) & (p.node_id >= 0)] = -1
-    return out
+    labs, inv = np.unique(p.label.astype(str), return_inverse=True)
+    p.node_id = np.array([target.get(lab, -1) for lab in labs], np.int64)[inv]
 
 
 def adopt_missing(project, user_id, state: State | None = None) -> dict:
@@ -388,10 +406,7 @@ def adopt_missing(project, user_id, state: State | None = None) -> dict:
     if not labels:
         return {}
     out = adopt_labels(project, user_id, labels)
-    p = st.preds
-    labs, inv = np.unique(p.label.astype(str), return_inverse=True)
-    new = np.array([out.get(lab, -1) for lab in labs], np.int64)[inv]
-    p.node_id = np.where(new >= 0, new, p.node_id)
+    _retarget(project, st)
     return out
 
 
