@@ -59,15 +59,28 @@ def _click(sim, kind: str, n: int, fallback: str) -> None:
 
 
 def _look(sim, state, nid, scr, band=None):
-    """Show a screen, reject the wrong ones, confirm the rest; return (good, shown)."""
+    """Show a screen, reject the wrong ones, confirm the rest; return (good, shown).
+
+    A wrong object whose runner-up label (shown under it) is its class is moved there
+    instead, with the same one click.
+    """
     truth = sim.show(scr.pks)
-    wrong = [pk for pk, lab in zip(scr.pks, truth) if lab != scr.name]
+    alts = scr.alternatives or [None] * len(scr.pks)
+    wrong, moved = [], {}
+    for pk, lab, alt in zip(scr.pks, truth, alts):
+        if lab == scr.name:
+            continue
+        if alt is not None and alt[1] == lab:
+            moved[pk] = alt[2]
+        else:
+            wrong.append(pk)
     wf.decide(sim.project, sim.user_id, nid, scr.pks, wrong, members_version=scr.members_version,
-              band=band)
+              band=band, moved=moved)
     sim.click("reject", len(wrong))
+    _click(sim, "move", len(moved), "reject")
     _click(sim, "confirm", 1, "judge")
     sim.snapshot()
-    return len(scr.pks) - len(wrong), len(scr.pks)
+    return len(scr.pks) - len(wrong) - len(moved), len(scr.pks)
 
 
 def _may_accept(sim, st: AssistSettings, good: int, shown: int, n_rest: int) -> bool:

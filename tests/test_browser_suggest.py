@@ -105,3 +105,33 @@ def test_reject_two_confirm_rest_then_accept_above(server, page):
     assert expected and set(after) - set(before) == expected
     assert {after[pk] for pk in expected} == {"predicted"}
     assert set(ws.screen(p, other).pks) == set(scr.pks) - expected  # those below stay open
+
+
+def test_click_the_runner_up_name_moves_the_object_there(server, page):
+    base, p, info = server
+    pg = page
+    log_in(pg, base, "ann")
+    nid = max((r["n"], r["node_id"]) for r in ws.overview(p))[1]
+    pg.goto(f"{base}/suggest/{nid}")
+    pg.wait_for_selector("#grid .obj")
+    fig = pg.locator("#grid .obj:has(button.alt)").first
+    pk = int(fig.get_attribute("data-pk"))
+    button = fig.locator("button.alt")
+    target = int(button.get_attribute("data-node"))
+    assert target != nid and target in info["nodes"].values()
+    fig.hover()
+    button.click()
+    assert "moved" in fig.get_attribute("class")
+    assert pg.locator("input[name=moves]").input_value() == f"{pk}:{target}"
+    # a plain click on it afterwards makes it a reject instead; one more on the name moves it back
+    fig.click(position={"x": 5, "y": 5})
+    assert pg.locator("input[name=moves]").input_value() == "" and pg.inner_text("#sel-count") == "1"
+    fig.hover()
+    button.click()
+    shown = shown_pks(pg)
+    pg.click("button:has-text('Reject selected, confirm the rest')")
+    pg.wait_for_selector(f"text=Confirmed {len(shown) - 1}, rejected 0, moved 1 to their other label.")
+    assert statuses(p, target, [pk]) == {pk: "validated"}
+    assert statuses(p, nid, [pk]) == {}
+    with p.session() as s:
+        assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == {pk}

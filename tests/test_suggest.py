@@ -113,6 +113,47 @@ def test_screen_reject_confirm_and_undo(wf):
         assert s.scalar(select(func.count()).select_from(Rejection)) == 0
 
 
+def test_runner_up_and_moving_an_object_to_it(wf):
+    p = wf.project
+    nodes = _labelled(wf)
+    st = ws.refresh(p, wait=True)
+    pr = st.preds
+    assert pr.runner_up is not None and len(pr.runner_up) == len(pr)
+    assert all(r in CLASSES and r != lab for r, lab in zip(pr.runner_up, pr.label))
+    nid, other = nodes[0], nodes[1]
+    scr = ws.screen(p, nid, 0, 50)
+    assert len(scr.alternatives) == len(scr.pks)
+    node_of = dict(zip(CLASSES, nodes))
+    for pk, alt in zip(scr.pks, scr.alternatives):  # runner-up label, its name and its node
+        r = pr.runner_up[np.flatnonzero(pr.pks == pk)[0]]
+        assert alt == (r, r, node_of[r])
+    move = [pk for pk, alt in zip(scr.pks, scr.alternatives) if alt[2] == other][:2]
+    assert move, "no object of this screen has the second label as its runner-up"
+    bad = [pk for pk in scr.pks if pk not in move][:1]
+    before, before_other = member_set(p, nid), member_set(p, other)
+    r = ws.decide(p, wf.A, nid, scr.pks, bad, members_version=scr.members_version,
+                  moved={pk: other for pk in move})
+    assert r == {"confirmed": len(scr.pks) - len(move) - 1, "rejected": 1, "moved": len(move)}
+    assert member_set(p, other) == before_other | set(move)
+    assert set(_status(p, move).values()) == {"validated"}
+    assert not (member_set(p, nid) - before) & (set(move) | set(bad))
+    with p.session() as s:  # never suggested for the first label again
+        assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == set(bad) | set(move)
+        ev = s.scalars(select(Event).where(Event.action == "suggest_screen")).one()
+        assert ev.payload["moved"] == len(move) and ev.payload["rejected"] == len(move) + 1
+    # one undo puts both nodes back
+    undo.undo_last(p, wf.A)
+    assert member_set(p, nid) == before and member_set(p, other) == before_other
+    with pytest.raises(WorkflowError, match="among those shown"):
+        ws.decide(p, wf.A, nid, scr.pks[:3], [], moved={scr.pks[4]: other})
+    with pytest.raises(WorkflowError, match="cannot be moved to the node"):
+        ws.decide(p, wf.A, nid, scr.pks[:3], [], moved={scr.pks[0]: nid})
+    cand = wf.make_node(wf.by_class[CLASSES[2]][30:32])  # a candidate, not a label yet
+    with pytest.raises(WorkflowError):
+        ws.decide(p, wf.A, nid, scr.pks[:3], [], moved={scr.pks[0]: cand})
+    assert member_set(p, nid) == before and member_set(p, other) == before_other
+
+
 def test_accept_above_sets_predicted(wf):
     p = wf.project
     nodes = _labelled(wf)

@@ -1,5 +1,6 @@
 // What htmx cannot do alone: keyboard shortcuts, click and shift-click selection in thumbnail
-// grids, "click the first wrong object" in grow, and showing refused requests as a message.
+// grids, "click the first wrong object" in grow, "put it under its second guess" in suggestions,
+// and showing refused requests as a message.
 (function () {
   "use strict";
   let last = null; // figure clicked last, anchor of shift-click ranges
@@ -13,6 +14,9 @@
     if (!form) return;
     const pks = form.querySelector("input[name=pks]");
     if (pks) pks.value = sel.map((f) => f.dataset.pk).join(",");
+    const moves = form.querySelector("input[name=moves]");
+    if (moves) moves.value = [...grid.querySelectorAll(".obj.moved")]
+      .map((f) => f.dataset.pk + ":" + f.querySelector("button.alt").dataset.node).join(",");
     const fromRank = form.querySelector("input[name=from_rank]");
     if (fromRank) fromRank.value = "";
     const count = document.getElementById("sel-count");
@@ -20,7 +24,7 @@
   }
 
   function clearSelection(grid) {
-    grid.querySelectorAll(".obj.sel").forEach((f) => f.classList.remove("sel"));
+    grid.querySelectorAll(".obj.sel, .obj.moved").forEach((f) => f.classList.remove("sel", "moved"));
     last = null;
     syncSelection(grid);
   }
@@ -30,6 +34,13 @@
     const grid = gridOf(fig);
     if (!fig || !grid || ev.target.closest("a.info")) return;
     ev.preventDefault();
+    if (ev.target.closest("button.alt")) {
+      // suggestions: the object's second guess is right; it goes there instead
+      fig.classList.remove("sel");
+      fig.classList.toggle("moved");
+      syncSelection(grid);
+      return;
+    }
     const ctrlMode = grid.dataset.select === "ctrl";
     const modifier = ev.ctrlKey || ev.metaKey;
     if (grid.hasAttribute("data-direct") && !modifier && !ev.shiftKey) {
@@ -45,9 +56,10 @@
     if (ev.shiftKey && last && grid.contains(last)) {
       const a = figs.indexOf(last), b = figs.indexOf(fig);
       const [lo, hi] = a < b ? [a, b] : [b, a];
-      for (let i = lo; i <= hi; i++) figs[i].classList.add("sel");
+      for (let i = lo; i <= hi; i++) { figs[i].classList.add("sel"); figs[i].classList.remove("moved"); }
     } else {
       fig.classList.toggle("sel");
+      fig.classList.remove("moved");
     }
     last = fig;
     syncSelection(grid);

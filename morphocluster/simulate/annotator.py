@@ -17,7 +17,8 @@ from ..store import Membership, Node, Object, User
 
 CLICK_KINDS = ("approve", "dissolve", "remove", "remove_from", "name", "judge", "reject",
                "first_wrong", "save", "split", "merge", "undo", "next_screen",
-               "confirm", "accept")  # confirm/accept: sort-suggestions screen (simulate_suggest)
+               "confirm", "accept", "move")  # sort-suggestions screen (simulate_suggest); move:
+#                a click on a wrongly suggested object's runner-up label, which is its class
 
 
 @dataclass

@@ -86,13 +86,16 @@ class Predictions:
     unknown: np.ndarray      # bool: far from every labelled object of that label
     ratio: np.ndarray        # distance to the label's nearest reference / its typical distance
     display: dict            # label -> short name
+    runner_up: np.ndarray | None = None  # second most probable label (str), None if none
 
     def __len__(self) -> int:
         return len(self.pks)
 
     def subset(self, mask) -> "Predictions":
+        second = self.runner_up[mask] if self.runner_up is not None else None
         return Predictions(self.pks[mask], self.label[mask], self.node_id[mask],
-                           self.confidence[mask], self.unknown[mask], self.ratio[mask], self.display)
+                           self.confidence[mask], self.unknown[mask], self.ratio[mask], self.display,
+                           second)
 
 
 def model_path(project) -> Path:
@@ -176,10 +179,12 @@ def predict(project, model: SuggestionModel | None = None) -> Predictions:
     mean, comps, Z = projection(fm, model.components_.shape[1], project.cache_dir)
     if model.components_.shape == comps.shape and np.array_equal(model.components_, comps) \
             and np.array_equal(model.mean_, mean):
-        cls, conf, ratio = model.suggest(Z[rows], forbidden, reduced=True)
+        cls, conf, ratio, second = model.suggest(Z[rows], forbidden, reduced=True, runner_up=True)
     else:  # a model from elsewhere: its own projection
-        cls, conf, ratio = model.suggest(fm.X[rows], forbidden)
+        cls, conf, ratio, second = model.suggest(fm.X[rows], forbidden, runner_up=True)
     labels = model.classes_[cls].astype(object)
+    runner = model.classes_[np.maximum(second, 0)].astype(object)
+    runner[second < 0] = None
     nodes = np.array([ls.target.get(lab, -1) for lab in model.classes_], np.int64)[cls]
     display = dict((getattr(model, "meta_", {}) or {}).get("display", {}))
     display.update(ls.display)
@@ -187,4 +192,4 @@ def predict(project, model: SuggestionModel | None = None) -> Predictions:
     dead = np.array([len(forbidden.get(i, ())) >= len(model.classes_) for i in range(len(rows))]) \
         if forbidden else np.zeros(len(rows), bool)
     unknown = (ratio > model.unknown_factor) | dead
-    return Predictions(fm.pks[rows], labels, nodes, conf, unknown, ratio, display)
+    return Predictions(fm.pks[rows], labels, nodes, conf, unknown, ratio, display, runner)

@@ -269,21 +269,24 @@ class SuggestionModel:
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.decision_function(X).argmax(axis=1)]
 
-    def suggest(self, X, forbidden=None, reduced: bool = False):
+    def suggest(self, X, forbidden=None, reduced: bool = False, runner_up: bool = False):
         """Return (class index, calibrated confidence, distance ratio) per row, in chunks.
 
         `forbidden` maps row -> class indices that must not be suggested (rejections); the
         probabilities are then conditioned on "not those classes". `reduced`: X is already
-        projected (`transform`).
+        projected (`transform`). `runner_up`: also return the second most probable class
+        per row (-1 where every other class is forbidden).
         """
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):
-            return self._suggest(X, forbidden, reduced)
+            out = self._suggest(X, forbidden, reduced)
+        return out if runner_up else out[:3]
 
     def _suggest(self, X, forbidden, reduced):
         n = len(X)
         cls = np.zeros(n, np.int64)
+        second = np.full(n, -1, np.int64)
         conf = np.zeros(n, np.float32)
         ratio = np.zeros(n, np.float32)
         forbidden = forbidden or {}
@@ -296,10 +299,14 @@ class SuggestionModel:
                 P[row - a, bad] = 0.0
                 P[row - a] /= max(keep, 1e-12)
             c = P.argmax(axis=1)
+            rows = np.arange(len(c))
             cls[a:a + CHUNK] = c
-            conf[a:a + CHUNK] = P[np.arange(len(c)), c]
+            conf[a:a + CHUNK] = P[rows, c]
+            P[rows, c] = -1.0
+            c2 = P.argmax(axis=1)
+            second[a:a + CHUNK] = np.where(P[rows, c2] > 0, c2, -1)
             ratio[a:a + CHUNK] = self.distance_ratio(Z, c, reduced=True)
-        return cls, conf, ratio
+        return cls, conf, ratio, second
 
     def distance_ratio(self, X, cls, reduced: bool = False) -> np.ndarray:
         """Distance to the nearest reference of class `cls` over that class's typical distance."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, request, url_for
+from flask import Blueprint, abort, flash, g, request, url_for
 
 from ..workflow import WorkflowError
 from ..workflow import suggest as wf
@@ -90,20 +90,37 @@ def preview(node_id: int):
 @bp.route("/<int:node_id>/decide", methods=["POST"])
 @role_required("annotator")
 def decide(node_id: int):
-    """Reject the selected objects for this label; the other shown ones join the node (validated)."""
+    """Reject the selected objects for this label; the other shown ones join the node (validated).
+
+    `moves` ("object:node,..."): objects put straight into another node (their runner-up label).
+    """
     shown = int_list("shown")
     if not shown:
         return message("Nothing was shown to confirm.", "error")
     check = request.form.get("check", type=float)
+    moves = _moves()
     r = wf.decide(project(), g.user["id"], node_id, shown, int_list("pks"),
                   members_version=request.form.get("members_version", type=int),
-                  band=(check, 2.0) if check is not None else None)
-    text = f"Confirmed {r['confirmed']}, rejected {r['rejected']}."
+                  band=(check, 2.0) if check is not None else None, moved=moves)
+    text = f"Confirmed {r['confirmed']}, rejected {r['rejected']}" + (
+        f", moved {r['moved']} to their other label." if r["moved"] else ".")
     if check is not None:  # keep the checked predictions until the annotator accepts or moves on
+        n = r["confirmed"] + r["rejected"] + r["moved"]
         return _reshow(node_id, text + f" Sample of confidence ≥ {check:g}: "
-                       f"{r['confirmed']} of {r['confirmed'] + r['rejected']} right.", threshold=check)
+                       f"{r['confirmed']} of {n} right.", threshold=check)
     wf.refresh(project())
     return _reshow(node_id, text)
+
+
+def _moves() -> dict[int, int]:
+    out = {}
+    for value in request.form.getlist("moves"):
+        for part in filter(None, (x.strip() for x in value.split(","))):
+            pk, _, node = part.partition(":")
+            if not (pk.isdigit() and node.isdigit()):
+                abort(400, description=f"moves: {part!r} is not object:node")
+            out[int(pk)] = int(node)
+    return out
 
 
 @bp.route("/<int:node_id>/accept", methods=["POST"])

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from .. import suggest as sg
 from ..store import Membership, Node, Rejection
 from ._core import Change, WorkflowError, check_claim, check_version, chunks, get_node
+from ..suggest.data import label_targets
 from .outcomes import checked_precision, clear_cache, field_precision, history
 
 SCREEN = 50
@@ -51,6 +52,8 @@ class Screen:
     total: int                      # suggestions of this label still open
     members_version: int
     stale: bool = False             # decisions happened since the model was trained
+    alternatives: list = field(default_factory=list)  # per object: its runner-up label as
+    #                                 (label, name, node id) where a node here carries it, else None
 
 
 @dataclass
@@ -239,11 +242,21 @@ def screen(project, node_id: int, offset: int = 0, limit: int = SCREEN,
             if not gone:
                 break
             st.done[take[np.isin(st.preds.pks[take], list(gone))]] = True
+        target = label_targets(s)[1]
     p = st.preds
     lab = p.label[take[0]] if len(take) else (p.label[order[0]] if len(order) else "")
     return Screen(int(node_id), lab, p.display.get(lab, lab), [int(x) for x in p.pks[take]],
                   [float(x) for x in p.confidence[take]], int(offset), len(order), version,
-                  stale=stamp > st.stamp)
+                  stale=stamp > st.stamp, alternatives=_alternatives(p, take, target, node.id))
+
+
+def _alternatives(p, take, target: dict, node_id: int) -> list:
+    out = []
+    for r in take:
+        lab = p.runner_up[r] if p.runner_up is not None else None
+        nid = target.get(lab, -1) if lab is not None else -1
+        out.append((lab, p.display.get(lab, lab), int(nid)) if nid >= 0 and nid != node_id else None)
+    return out
 
 
 def _mark_done(project, pks) -> None:
@@ -262,16 +275,20 @@ def _free(ch: Change, pks) -> list:
 
 
 def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_version=None,
-           band=None) -> dict:
+           band=None, moved=None) -> dict:
     """Confirm a screen: reject `rejected_pks` for the node, the other shown objects join it
-    as 'validated'. One event ('suggest_screen'). With the `band` of a sample screen, the
-    result is kept as that band's check."""
+    as 'validated'. `moved` (object -> another approved node, such as its runner-up label's):
+    rejected here too, and each joins that node as 'validated'. One event ('suggest_screen').
+    With the `band` of a sample screen, the result is kept as that band's check."""
+    moved = {int(k): int(v) for k, v in (moved or {}).items()}
     shown = sorted({int(p) for p in shown_pks})
-    bad = sorted({int(p) for p in rejected_pks})
+    bad = sorted({int(p) for p in rejected_pks} | set(moved))
     if set(bad) - set(shown):
-        raise WorkflowError("rejected objects must be among those shown")
+        raise WorkflowError("rejected or moved objects must be among those shown")
+    if int(node_id) in moved.values():
+        raise WorkflowError("an object cannot be moved to the node it is rejected for")
     good = [p for p in shown if p not in set(bad)]
-    payload = {"node": int(node_id), "n": len(good), "rejected": len(bad)}
+    payload = {"node": int(node_id), "n": len(good), "rejected": len(bad), "moved": len(moved)}
     if band is not None:
         payload["band"] = [float(band[0]), float(band[1])]
     slot = _slot(project)
@@ -287,9 +304,13 @@ def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_versio
         ch = Change(s, user_id)
         ch.assign(_free(ch, good), node.id, "validated")
         ch.reject(node.id, bad)
+        for target in sorted(set(moved.values())):
+            other = get_node(s, target, ("approved",))
+            check_claim(other, user_id)
+            ch.assign(_free(ch, [p for p, t in moved.items() if t == target]), other.id, "validated")
         ch.finish("suggest_screen", payload)
     _mark_done(project, shown)
-    return {"confirmed": len(good), "rejected": len(bad)}
+    return {"confirmed": len(good), "rejected": len(bad) - len(moved), "moved": len(moved)}
 
 
 def band_confidences(state: State, node_id, lo: float, hi: float = 2.0) -> np.ndarray:
@@ -337,60 +358,12 @@ def accept_above(project, user_id, node_id, threshold: float, members_version=No
     return len(pks)
 
 
-def adopt_labels(project, user_id, labels) -> dict:
-    """Create approved nodes for labels (paths 'a>b') the project has no node for yet.
-
-    For a model trained elsewhere (a new instrument). One event ('suggest_adopt'); return
-    label -> node id of every label given.
-    """
-    with project.transaction() as s:
-        have = sg.label_set(s).target
-        ch = Change(s, user_id)
-        out, new = {}, 0
-        for lab in labels:
-            if lab in have:
-                out[lab] = have[lab]
-                continue
-            parent = None
-            for part in str(lab).split(">"):
-                under = Node.parent_id.is_(None) if parent is None else Node.parent_id == parent
-                q = select(Node).where(Node.name == part, Node.status == "approved", under)
-                node = s.scalars(q.order_by(Node.id)).first()
-                if node is None:
-                    node = ch.create_node(name=part, parent_id=parent, status="approved",
-                                          approved_by=user_id, params={"from": "suggest"})
-                    new += 1
-                parent = node.id
-            out[lab] = have[lab] = parent
-        if new:
-            ch.finish("suggest_adopt", {"n": new}, bump=False)
-    return out
-
-
-def missing_labels(project, state: State | None) -> list[str]:
-    """Return the labels of a model from another project that name no approved node here.
-
-    Their suggestions never show (`node_id` -1) until `adopt_missing` creates the nodes.
-    Unnamed labels ('#<node id>' of the other project) are left out: they name nothing.
-    """
-    from ..suggest.data import label_targets
-
-    if state is None or state.stamp != EXTERNAL:
-        return []
-    with project.session() as s:
-        have = label_targets(s)[1]
-    return sorted(str(c) for c in state.model.classes_
-                  if str(c) not in have and not str(c).startswith("#"))
-
-
 def _retarget(project, state: State) -> None:
     """Send a model from elsewhere's suggestions to the nodes that now carry their labels.
 
     Its state outlives the decisions here (it is not retrained after each), so nodes made or
     dissolved since it predicted (an adopt, or its undo) must be looked up again.
     """
-    from ..suggest.data import label_targets
-
     with project.session() as s:
         target = label_targets(s)[1]
     p = state.preds
@@ -398,18 +371,9 @@ def _retarget(project, state: State) -> None:
     p.node_id = np.array([target.get(lab, -1) for lab in labs], np.int64)[inv]
 
 
-def adopt_missing(project, user_id, state: State | None = None) -> dict:
-    """Create approved nodes for `missing_labels` (one event) and send the state's suggestions
-    of those labels to them; return label -> node id."""
-    st = state or refresh(project)
-    labels = missing_labels(project, st)
-    if not labels:
-        return {}
-    out = adopt_labels(project, user_id, labels)
-    _retarget(project, st)
-    return out
-
+from .adopt import adopt_labels, adopt_missing, missing_labels  # noqa: E402  (they use this module)
 
 __all__ = ["Screen", "State", "refresh", "forget", "status", "overview", "screen", "decide",
-           "accept_preview", "accept_above", "adopt_labels", "band_confidences", "history",
+           "accept_preview", "accept_above", "adopt_labels", "adopt_missing", "missing_labels",
+           "band_confidences", "history",
            "field_precision", "checked_precision", "WorkflowError"]
