@@ -4,8 +4,8 @@ Synthetic L2-normalised features (n objects, d dimensions, c classes as Gaussian
 which `--labelled` carry labels (a fifth of them 'predicted' with half weight, like the members
 of approved nodes). Times the projection of all objects (once per feature set; `suggest.train`
 caches it), then per retrain `SuggestionModel.fit` (cross-validated calibration, final fit,
-open-set references) and `suggest` (label, confidence, distance ratio for every unlabelled
-object): what `workflow.suggest.refresh` does after each batch of decisions. The database part
+open-set references) and `suggest` (label, confidence, distance ratio and runner-up label for
+every unlabelled object): what `workflow.suggest.refresh` does after each batch of decisions. The database part
 of `suggest.train/predict` (reading memberships) is not included.
 
 Rerun:
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         m = SuggestionModel().fit(X[lab], y[lab].astype(str), sample_weight=w,
                                   projection=(mean, comps))
         t1 = time.perf_counter()
-        cls, conf, ratio = m.suggest(Z[free], reduced=True)
+        cls, conf, ratio, second = m.suggest(Z[free], reduced=True, runner_up=True)
         t2 = time.perf_counter()
         acc = float((m.classes_[cls] == y[free].astype(str)).mean())
         rows.append((r, t1 - t0, t2 - t1, t2 - t0, acc, int(free.sum())))
