@@ -28,9 +28,14 @@ def test_assist_phase_sorts_by_suggestions_and_pays_clicks(wf):
     assert res["clicks_by_kind"].get("accept", 0) == actions.count("suggest_accept")
     assert res["labelled"] > base["labelled"]
     assert "validated" in by_status
-    # every object a screen showed was paid for: rejected ones one click each
-    rejected = sum(e.payload["rejected"] for e in _events(p, "suggest_screen"))
-    assert res["clicks_by_kind"].get("reject", 0) >= rejected
+    # every object a screen showed was paid for: rejected ones one click each, and so are those
+    # moved to their runner-up label (counted among the rejected of the screen's label)
+    screens = _events(p, "suggest_screen")
+    rejected = sum(e.payload["rejected"] for e in screens)
+    moved = sum(e.payload.get("moved", 0) for e in screens)
+    clicks = res["clicks_by_kind"]
+    assert clicks.get("move", 0) == moved
+    assert clicks.get("reject", 0) + clicks.get("move", 0) >= rejected
 
 
 def _events(p, action):
