@@ -78,6 +78,9 @@ def _look(sim, state, nid, scr, band=None):
               band=band, moved=moved)
     sim.click("reject", len(wrong))
     _click(sim, "move", len(moved), "reject")
+    sim._assist_wrong += len(wrong) + len(moved)
+    sim._assist_moved += len(moved)
+    sim._last_moved = len(moved)
     _click(sim, "confirm", 1, "judge")
     sim.snapshot()
     return len(scr.pks) - len(wrong) - len(moved), len(scr.pks)
@@ -115,7 +118,7 @@ def sort_bands(sim, state, nid, st: AssistSettings) -> int:
         if not scr.pks:
             break
         good, shown = _look(sim, state, nid, scr, band=(lo, hi))
-        gained += good
+        gained += good + sim._last_moved
         if not _may_accept(sim, st, good, shown, n - shown):
             break
         if n > shown:
@@ -123,6 +126,12 @@ def sort_bands(sim, state, nid, st: AssistSettings) -> int:
             _click(sim, "accept", 1, "save")
         hi = lo
     return gained
+
+
+def _move_rate(sim) -> float:
+    """Share of the wrong suggestions seen so far whose runner-up label was their class: each
+    such one is labelled by its click (a move), which makes a screen worth more."""
+    return sim._assist_moved / (sim._assist_wrong + 10)  # + 10: no credit before evidence
 
 
 def _retrain(sim, params: dict):
@@ -154,12 +163,13 @@ def sort_pass(sim, st: AssistSettings, min_gain: float | None = None, model: dic
             if not keep:
                 break
             q = wf.field_precision(p, [scr.confidence[i] for i in keep], nid)
-            if q.sum() / ((1 - q).sum() + 1) < min_gain:
+            wrong = (1 - q).sum()
+            if (q.sum() + _move_rate(sim) * wrong) / (wrong + 1) < min_gain:
                 break  # expected to gain too little per click
             scr.pks = [scr.pks[i] for i in keep]
             good, shown = _look(sim, state, nid, scr)
-            gained += good
-            if good / (shown - good + 1) < min_gain:
+            gained += good + sim._last_moved
+            if (good + sim._last_moved) / (shown - good + 1) < min_gain:
                 break
     return gained
 
@@ -175,6 +185,7 @@ def _start(sim) -> None:
     sim._assist_started = True
     sim._assist_n = len(sim.project_objects())
     sim._assist_errors = 0.0  # expected wrong objects among the accepted bands so far
+    sim._assist_wrong = sim._assist_moved = sim._last_moved = 0  # wrong on screens; moved of them
 
 
 def assist(sim, r: int, settings: AssistSettings | None = None) -> None:
@@ -236,7 +247,7 @@ def spend_budget(sim, st: AssistSettings) -> int:
         if not scr.pks:
             continue
         good, shown = _look(sim, state, nid, scr, band=(lo, hi))
-        gained += good
+        gained += good + sim._last_moved
         q = good / shown
         q_low = max(0.0, q - math.sqrt(q * (1 - q) / shown))
         rest = scr.total - shown
