@@ -123,6 +123,7 @@ def test_click_the_runner_up_name_moves_the_object_there(server, page):
     button.click()
     assert "moved" in fig.get_attribute("class")
     assert pg.locator("input[name=moves]").input_value() == f"{pk}:{target}"
+    assert pg.inner_text("#move-count") == "1" and pg.inner_text("#sel-count") == "0"
     # a plain click on it afterwards makes it a reject instead; one more on the name moves it back
     fig.click(position={"x": 5, "y": 5})
     assert pg.locator("input[name=moves]").input_value() == "" and pg.inner_text("#sel-count") == "1"

@@ -15,8 +15,10 @@
     const pks = form.querySelector("input[name=pks]");
     if (pks) pks.value = sel.map((f) => f.dataset.pk).join(",");
     const moves = form.querySelector("input[name=moves]");
-    if (moves) moves.value = [...grid.querySelectorAll(".obj.moved")]
-      .map((f) => f.dataset.pk + ":" + f.querySelector("button.alt").dataset.node).join(",");
+    const moved = [...grid.querySelectorAll(".obj.moved")];
+    if (moves) moves.value = moved.map((f) => f.dataset.pk + ":" + f.querySelector("button.alt").dataset.node).join(",");
+    const moveCount = document.getElementById("move-count");
+    if (moveCount) moveCount.textContent = moved.length;
     const fromRank = form.querySelector("input[name=from_rank]");
     if (fromRank) fromRank.value = "";
     const count = document.getElementById("sel-count");
