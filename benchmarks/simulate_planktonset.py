@@ -29,17 +29,24 @@ def build_project(work: Path, data: Path, features: str | None):
     from sqlalchemy import func, select
 
     from morphocluster.features.extract import DEFAULT, extract_features
+    from morphocluster.features.registry import default_name
     from morphocluster.importers import import_sources
     from morphocluster.project import Project
     from morphocluster.store import Object
 
     root = work / "project"
+    spec = f"external:{features}" if features else DEFAULT
     if (root / "morphocluster.json").is_file():
         project = Project.open(root)
         with project.session() as s:
             n = s.scalar(select(func.count()).select_from(Object))
-        if n and project.config.get("active_features"):
-            print(f"reusing {root} ({n} objects, features {project.config['active_features']})")
+        active = project.config.get("active_features")
+        if n and active:
+            print(f"reusing {root} ({n} objects, features {active})")
+            if active != default_name(spec):  # other features asked for: add and use them
+                t = time.time()
+                name = extract_features(project, spec, progress=True)
+                print(f"features {name} (instead of {active}) in {time.time() - t:.0f} s")
             return project
         project.close()
         import shutil
@@ -50,7 +57,7 @@ def build_project(work: Path, data: Path, features: str | None):
     rep = import_sources(project, [data], labels_from_folders=True, progress=False)
     print(f"imported {rep.added} objects in {time.time() - t:.0f} s")
     t = time.time()
-    name = extract_features(project, f"external:{features}" if features else DEFAULT, progress=True)
+    name = extract_features(project, spec, progress=True)
     print(f"features {name} in {time.time() - t:.0f} s")
     return project
 
