@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from morphocluster.cli import main
 from morphocluster.features import FeatureError, feature_path, list_feature_sets, load_features
 from morphocluster.features.extract import extract_features
+from morphocluster.features.effnet import BLOCK_SCALE
 from morphocluster.features.matrix import load_matrix
 from test_features_helpers import import_small
 
@@ -25,16 +26,27 @@ def test_efficientnet_end_to_end(small):
     name = extract_features(small, "efficientnet-lite0", size=64, batch_size=8, num_workers=1, progress=False)
     assert name == "efficientnet-lite0" and small.config["active_features"] == name
     with h5py.File(feature_path(small, name)) as h:
-        assert h["features"].dtype == np.float32 and h["features"].shape == (18, 1280)
+        assert h["features"].dtype == np.float32 and h["features"].shape == (18, 1280 + 192)
         assert h["features"].chunks is not None
         assert h.attrs["complete"] and h.attrs["format_version"] == 1
         assert h.attrs["extractor"] == "efficientnet-lite0"
-        assert json.loads(h.attrs["extractor_params"])["input_size"] == 64
+        params = json.loads(h.attrs["extractor_params"])
+        assert params["input_size"] == 64 and params["pooled_blocks"] == [11]
         pre = json.loads(h.attrs["preprocessing"])
         assert pre == {"size": 64, "invert": False, "pad": "border-median", "resample": "bilinear"}
     fm = load_matrix(small)
     assert len(fm.pks) == 18 and set(fm.object_ids) == set(load_features(small)[0])
-    np.testing.assert_allclose(np.linalg.norm(fm.X, axis=1), 1, atol=1e-5)
+    # the head's pooled output (unit length), then block 11's (BLOCK_SCALE long)
+    np.testing.assert_allclose(np.linalg.norm(fm.X[:, :1280], axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(fm.X[:, 1280:], axis=1), BLOCK_SCALE, atol=1e-5)
+    head = extract_features(small, "efficientnet-lite0-head", size=64, num_workers=0, progress=False)
+    assert head == "efficientnet-lite0-head"
+    with h5py.File(feature_path(small, head)) as h:
+        assert "pooled_blocks" not in json.loads(h.attrs["extractor_params"])
+    _, H = load_features(small, head)
+    by_id = dict(zip(load_features(small, name)[0], load_features(small, name)[1]))
+    np.testing.assert_allclose(H, np.stack([by_id[i] for i in load_features(small, head)[0]])[:, :1280],
+                               atol=1e-5)
     # images of the same class are nearer to each other than to the other classes on average
     labels = np.array([i.split("/")[-2] for i in fm.object_ids])
     D = ((fm.X[:, None] - fm.X[None]) ** 2).sum(-1)
@@ -80,7 +92,7 @@ def test_combined_cnn_and_morphometric_features(small):
     assert name == "efficientnet-lite0+morphometric"
     ids, X = load_features(small, name)
     k = len(NAMES)
-    assert X.shape == (18, 1280 + k)
+    assert X.shape == (18, 1280 + 192 + k)
     _, deep = load_features(small, extract_features(small, "efficientnet-lite0", size=64,
                                                     num_workers=0, progress=False))
     np.testing.assert_allclose(X[:, :-k], deep, atol=1e-5)  # the CNN block is the CNN's features

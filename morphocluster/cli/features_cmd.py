@@ -12,7 +12,8 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 @click.command("features")
 @click.argument("project", type=click.Path(exists=True, file_okay=False))
 @click.option("--extractor", default="efficientnet-lite0+morphometric", show_default=True,
-              help="efficientnet-lite0, morphometric, pixels, torchscript:PATH, state-dict:PATH, "
+              help="efficientnet-lite0 (ImageNet; head and block 11 pooled), efficientnet-lite0-head "
+                   "(the head alone), morphometric, pixels, torchscript:PATH, state-dict:PATH, "
                    "any of the CNNs + '+morphometric' (size, shape, grey levels appended), "
                    "or external:FILE (.h5 with object_id/features, or CSV/TSV with an id column).")
 @click.option("--name", default=None, help="Name of the feature set (default: from the extractor).")

@@ -43,6 +43,7 @@ class TorchScript(Extractor):
 
 def state_dict_extractor(path: str, size: int = 128, invert: bool = False,
                          rotations: int = 1) -> EfficientNetLite0:
-    """EfficientNet-Lite0 with the weights of the state dict at `path`."""
+    """EfficientNet-Lite0 with the weights of the state dict at `path` (the head's pooled
+    output only, as `morphocluster train` writes)."""
     return EfficientNetLite0(size=size, invert=invert, weights=str(path), spec=f"state-dict:{path}",
-                             rotations=rotations)
+                             rotations=rotations, blocks=())

@@ -7,8 +7,8 @@ import re
 from .base import Extractor
 
 DEFAULT = "efficientnet-lite0+morphometric"  # chosen with benchmarks/simulate_planktonset.py
-NAMES = ("efficientnet-lite0", "morphometric", "pixels", "torchscript:PATH", "state-dict:PATH",
-         "CNN+morphometric", "external:FILE")
+NAMES = ("efficientnet-lite0", "efficientnet-lite0-head", "morphometric", "pixels", "torchscript:PATH",
+         "state-dict:PATH", "CNN+morphometric", "external:FILE")
 COMBINED = "+morphometric"  # suffix: a CNN extractor's features with the morphometric ones appended
 
 
@@ -27,12 +27,14 @@ def get_extractor(spec: str, size: int | None = None, invert: bool = False,
             raise ValueError(f"{spec!r}: '+morphometric' goes after a CNN extractor")
         return Combined(cnn)
     kind, _, arg = spec.partition(":")
-    if rotations != 1 and kind not in ("efficientnet-lite0", "state-dict"):
+    if rotations != 1 and kind not in ("efficientnet-lite0", "efficientnet-lite0-head", "state-dict"):
         raise ValueError(f"--rotations applies to efficientnet-lite0 and state-dict, not {kind}")
-    if kind == "efficientnet-lite0":
-        from .effnet import DEFAULT_SIZE, EfficientNetLite0
+    if kind in ("efficientnet-lite0", "efficientnet-lite0-head"):
+        from .effnet import DEFAULT_BLOCKS, DEFAULT_SIZE, EfficientNetLite0
 
-        return EfficientNetLite0(size=size or DEFAULT_SIZE, invert=invert, rotations=rotations)
+        blocks = DEFAULT_BLOCKS if kind == "efficientnet-lite0" else ()  # -head: the head alone
+        return EfficientNetLite0(size=size or DEFAULT_SIZE, invert=invert, rotations=rotations,
+                                 blocks=blocks, spec=kind)
     if kind == "morphometric":
         from .morphometric import Morphometric
 
