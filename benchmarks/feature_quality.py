@@ -128,7 +128,8 @@ def size_study(data: Path, sizes, n: int, workers: int):
     """5-NN leave-one-out accuracy of ImageNet EfficientNet-Lite0 at several input sizes on a
     seeded random subset of n images (exact kNN with faiss.knn; no project). A size written
     '128r4' averages over 4 turned copies of each image (`--rotations 4`); a trailing 'm' appends
-    the morphometric features ('efficientnet-lite0+morphometric')."""
+    the morphometric features ('efficientnet-lite0+morphometric'); an 'h' keeps the head's pooled
+    output alone ('efficientnet-lite0-head', without block 11)."""
     import faiss
     from sklearn.metrics import f1_score
     from torch.utils.data import DataLoader
@@ -142,9 +143,9 @@ def size_study(data: Path, sizes, n: int, workers: int):
     y = np.array([files[i].parent.name for i in pick])
     out = []
     for variant in sizes:
-        size, _, rot = str(variant).rstrip("m").partition("r")
+        size, _, rot = str(variant).replace("h", "").rstrip("m").partition("r")
         size, rot = int(size), int(rot or 1)
-        ex = EfficientNetLite0(size=size, rotations=rot)
+        ex = EfficientNetLite0(size=size, rotations=rot, **({"blocks": ()} if "h" in variant else {}))
         if variant.endswith("m"):
             from morphocluster.features.combined import Combined
 

@@ -103,6 +103,12 @@ def test_combined_cnn_and_morphometric_features(small):
     # the morphometric block holds `weight` x the CNN block's variance (before clipping)
     ratio = X[:, -k:].var(0).sum() / deep.var(0).sum()
     assert 0.3 < ratio <= 0.5 + 1e-4 and scale > 0
+    # the standardised rows went into a fresh file: no dead copy of the raw rows left behind
+    path = feature_path(small, name)
+    with h5py.File(path) as h:
+        assert set(h) == {"features", "object_id"} and h.attrs["complete"]
+    assert path.stat().st_size < 1.5 * X.nbytes, (path.stat().st_size, X.nbytes)
+    assert not list(path.parent.glob("*.partial*"))
     with pytest.raises(ValueError, match="after a CNN"):
         extract_features(small, "pixels+morphometric", progress=False)
 

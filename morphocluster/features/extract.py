@@ -221,35 +221,44 @@ def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit
         bar.close()
         if done < n:
             return False
-        if finalize and not h.attrs["complete"]:
-            _finalize(h, ex)
+        rewritten = _finalize(h, ex, partial) if finalize and not h.attrs["complete"] else None
     finally:
         h.close()
+    if rewritten is not None:
+        rewritten.replace(partial)
     partial.replace(final)
     return True
 
 
-def _finalize(h, ex) -> None:
-    """Post-process into a new dataset, swap it in, then mark complete (safe to repeat)."""
-    if "final" in h:
-        del h["final"]
+def _finalize(h, ex, partial):
+    """Mark the partial file complete; if the extractor post-processes its rows (e.g. the
+    morphometric block's standardisation), write them into a new file and return its path
+    (safe to repeat). A new file, because HDF5 never gives back the space of a deleted
+    dataset: rewriting in place would leave the file twice its size."""
     ds = h["features"]
     fit = getattr(ex, "finalize_attrs", None)
     if fit is not None:  # statistics and rewrite in row chunks: flat memory on large sets
         extra = fit(ds)
-        out = h.create_dataset("final", shape=ds.shape, dtype="f4", chunks=ds.chunks)
-        for i in range(0, ds.shape[0], COPY_ROWS):
-            j = min(i + COPY_ROWS, ds.shape[0])
-            out[i:j] = ex.refinalize(ds[i:j], extra)
+        rows = lambda i, j: ex.refinalize(ds[i:j], extra)  # noqa: E731
     else:
         X, extra = ex.finalize(ds[:])
-        if extra:
-            h.create_dataset("final", data=X.astype(np.float32), chunks=ds.chunks)
-    if extra:
-        h.flush()
-        del h["features"]
-        h.move("final", "features")
-    for k, v in extra.items():
-        h.attrs[k] = json.dumps(v)
-    h.attrs["created"] = time.time()
-    h.attrs["complete"] = True
+        rows = lambda i, j: X[i:j]  # noqa: E731
+    if not extra:
+        h.attrs["created"] = time.time()
+        h.attrs["complete"] = True
+        return None
+    path = partial.with_name(partial.name + ".final")
+    with h5py.File(path, "w") as out:
+        for k, v in h.attrs.items():
+            out.attrs[k] = v
+        out.create_dataset("object_id", data=h["object_id"].asstr()[:].astype(object),
+                           dtype=h5py.string_dtype())
+        F = out.create_dataset("features", shape=ds.shape, dtype="f4", chunks=ds.chunks)
+        for i in range(0, ds.shape[0], COPY_ROWS):
+            j = min(i + COPY_ROWS, ds.shape[0])
+            F[i:j] = np.asarray(rows(i, j), np.float32)
+        for k, v in extra.items():
+            out.attrs[k] = json.dumps(v)
+        out.attrs["created"] = time.time()
+        out.attrs["complete"] = True
+    return path
