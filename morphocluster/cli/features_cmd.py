@@ -79,6 +79,8 @@ def train(project, name, epochs, size, batch_size, device, workers, invert, no_l
 
     Self-supervised (two augmented views must agree), plus supervised on validated labels
     (imported labels with status validated, validated members of approved nodes) when any exist.
+    The new set is the tuned network's pooled head output (as `--extractor state-dict:PATH`
+    gives), with the active set's morphometric block appended when it has one.
     """
     from ..features import FeatureError
     from ..train import train_extractor
