@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from .. import suggest as sg
 from ..store import Membership, Node, Rejection
-from ._core import Change, WorkflowError, check_claim, check_version, chunks, get_node
 from ..suggest.data import label_targets
+from ._core import Change, WorkflowError, check_claim, check_version, chunks, get_node
 from .outcomes import checked_precision, clear_cache, field_precision, history
 
 SCREEN = 50
