@@ -44,7 +44,8 @@ class AssistSettings:
     min_gain: float = 1.5            # show a screen only if expected to gain this many objects per click
     min_confidence: float = 0.3      # never show suggestions less confident than this
     final_passes: int = 3            # passes after the last round (assist_final)
-    final_min_gain: float = 1.2      # min_gain of the final passes (labelling by hand gains 1)
+    final_min_gain: float = 1.0      # min_gain of the final passes: once no round is left, what a
+    #                                  screen does not label is labelled by hand at 1 per click
     spend_budget: bool = False       # at the very end, accept the best remaining bands of all
     #                                  labels while the error budget lasts (`spend_budget`)
     spend_floor: float = 0.5         # ... never a band whose checked sample is below this
