@@ -16,18 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-
 
 
 def main(argv=None) -> int:
     import simulate_planktonset as base  # beside this script
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=base.DATA)
-    ap.add_argument("--features", help="precomputed features (HDF5 with object_id, features)")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/mc-simulate-assisted"))
-    ap.add_argument("--out", type=Path, default=None, help="default WORK/out")
+    base.project_args(ap, "/tmp/mc-simulate-assisted")
     ap.add_argument("--preset", default="best")
     ap.add_argument("--variants", default="clusters,assisted",
                     help="comma list of clusters (no suggestions) and assisted")

@@ -62,12 +62,19 @@ def build_project(work: Path, data: Path, features: str | None):
     return project
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def project_args(ap, work: str, out: bool = True) -> None:
+    """Add --data, --features, --work (and --out): the options of every benchmark that runs on
+    the project `build_project` makes."""
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--features", help="precomputed features (HDF5 with object_id, features)")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/mc-simulate-planktonset"))
-    ap.add_argument("--out", type=Path, default=None, help="JSON, curve.png, table.txt (default WORK/out)")
+    ap.add_argument("--work", type=Path, default=Path(work))
+    if out:
+        ap.add_argument("--out", type=Path, default=None, help="JSON, curve.png, table.txt (default WORK/out)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    project_args(ap, "/tmp/mc-simulate-planktonset")
     ap.add_argument("--presets", default="faithful,best")
     ap.add_argument("--assist", action="store_true",
                     help="also run 'best' with assisted sorting (morphocluster.simulate_suggest)")

@@ -66,10 +66,7 @@ def main(argv=None) -> int:
     import simulate_planktonset as base  # beside this script
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=base.DATA)
-    ap.add_argument("--features", help="precomputed features (HDF5 with object_id, features)")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/mc-simulate-trained"))
-    ap.add_argument("--out", type=Path, default=None, help="default WORK/out")
+    base.project_args(ap, "/tmp/mc-simulate-trained")
     ap.add_argument("--maps", type=Path, default=None, help="cached trunk maps (.npy)")
     ap.add_argument("--after-round", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=4)

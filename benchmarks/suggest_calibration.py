@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -66,9 +65,7 @@ def main(argv=None) -> int:
     import simulate_planktonset as base  # beside this script
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=base.DATA)
-    ap.add_argument("--features", help="precomputed features (HDF5 with object_id, features)")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/mc-suggest-calibration"))
+    base.project_args(ap, "/tmp/mc-suggest-calibration", out=False)
     ap.add_argument("--fraction", type=float, default=0.3, help="share of each class validated")
     args = ap.parse_args(argv)
 
