@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from .. import index
 from ..features.matrix import load_matrix
@@ -365,13 +365,14 @@ def save_search(project, user_id, search: GrowSearch) -> None:
 
 
 def _prune_searches(session) -> int:
-    rows = session.scalars(select(Meta).where(Meta.key.like("grow_search:%"))).all()
-    node_of = {r.key: int(r.key.rsplit(":", 1)[1]) for r in rows}
+    # keys only: this runs on every verdict, and the saved searches' JSON is not needed
+    keys = session.scalars(select(Meta.key).where(Meta.key.like("grow_search:%"))).all()
+    node_of = {k: int(k.rsplit(":", 1)[1]) for k in keys}
     alive = set(session.scalars(select(Node.id).where(
         Node.id.in_(set(node_of.values())), Node.status != "dissolved")))
-    dead = [r for r in rows if node_of[r.key] not in alive]
-    for r in dead:
-        session.delete(r)
+    dead = [k for k in keys if node_of[k] not in alive]
+    if dead:
+        session.execute(delete(Meta).where(Meta.key.in_(dead)))
     return len(dead)
 
 
