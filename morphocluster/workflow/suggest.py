@@ -39,6 +39,7 @@ class State:
     done: np.ndarray                # predictions decided since (in this process)
     trained_at: float = field(default_factory=time.time)
     seconds: float = 0.0
+    targeted: int = -1              # a model from elsewhere: event id its targets were looked up at
 
 
 @dataclass
@@ -362,13 +363,18 @@ def _retarget(project, state: State) -> None:
     """Send a model from elsewhere's suggestions to the nodes that now carry their labels.
 
     Its state outlives the decisions here (it is not retrained after each), so nodes made or
-    dissolved since it predicted (an adopt, or its undo) must be looked up again.
+    dissolved since it predicted (an adopt, or its undo) must be looked up again: once per
+    new event (every decision, undo included, writes one), not on every page.
     """
     with project.session() as s:
+        last = sg.last_event_id(s)
+        if state.targeted == last:
+            return
         target = label_targets(s)[1]
     p = state.preds
     labs, inv = np.unique(p.label.astype(str), return_inverse=True)
     p.node_id = np.array([target.get(lab, -1) for lab in labs], np.int64)[inv]
+    state.targeted = last
 
 
 from .adopt import adopt_labels, adopt_missing, missing_labels  # noqa: E402  (they use this module)
