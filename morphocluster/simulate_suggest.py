@@ -49,6 +49,9 @@ class AssistSettings:
     spend_budget: bool = False       # at the very end, accept the best remaining bands of all
     #                                  labels while the error budget lasts (`spend_budget`)
     spend_floor: float = 0.5         # ... never a band whose checked sample is below this
+    relabel: bool = True             # give a wrong object its class by name (one click, as
+    #                                  labelling it by hand would be) instead of only rejecting it
+    final_min_confidence: float = 0.0  # min_confidence of the final passes, when relabelling
     final_model: dict | None = None  # model parameters of the final passes (None: `model`)
     model: dict = field(default_factory=dict)  # SuggestionModel parameters (e.g. unknown_factor)
 
@@ -59,26 +62,31 @@ def _click(sim, kind: str, n: int, fallback: str) -> None:
     sim.click(kind if kind in CLICK_KINDS else fallback, n)
 
 
-def _look(sim, state, nid, scr, band=None):
-    """Show a screen, reject the wrong ones, confirm the rest; return (good, shown, moved).
+def _look(sim, state, nid, scr, band=None, relabel=False):
+    """Show a screen, deal with the wrong ones, confirm the rest; return (good, shown, moved).
 
-    A wrong object whose runner-up label (shown under it) is its class is moved there
-    instead, with the same one click.
+    A wrong object whose runner-up label (shown under it) is its class is moved there with
+    one click. With `relabel`, any other wrong object is given its class by name (one click,
+    the same as labelling it by hand later; a class no node carries yet gets a new node);
+    without, it is rejected (one click) and stays unlabelled.
     """
     truth = sim.show(scr.pks)
     alts = scr.alternatives or [None] * len(scr.pks)
-    wrong, moved = [], {}
+    wrong, moved, typed = [], {}, 0
     for pk, lab, alt in zip(scr.pks, truth, alts):
         if lab == scr.name:
             continue
         if alt is not None and alt[1] == lab:
             moved[pk] = alt[2]
+        elif relabel and lab is not None:
+            moved[pk], typed = str(lab), typed + 1
         else:
             wrong.append(pk)
     wf.decide(sim.project, sim.user_id, nid, scr.pks, wrong, members_version=scr.members_version,
               band=band, moved=moved)
     sim.click("reject", len(wrong))
-    _click(sim, "move", len(moved), "reject")
+    _click(sim, "move", len(moved) - typed, "reject")
+    _click(sim, "relabel", typed, "reject")
     sim._assist_wrong += len(wrong) + len(moved)
     sim._assist_moved += len(moved)
     _click(sim, "confirm", 1, "judge")
@@ -117,7 +125,7 @@ def sort_bands(sim, state, nid, st: AssistSettings) -> int:
         scr = wf.screen(p, nid, 0, size, state=state, band=(lo, hi))
         if not scr.pks:
             break
-        good, shown, moved = _look(sim, state, nid, scr, band=(lo, hi))
+        good, shown, moved = _look(sim, state, nid, scr, band=(lo, hi), relabel=st.relabel)
         gained += good + moved
         if not _may_accept(sim, st, good, shown, n - shown):
             break
@@ -143,10 +151,12 @@ def _retrain(sim, params: dict):
         return None
 
 
-def sort_pass(sim, st: AssistSettings, min_gain: float | None = None, model: dict | None = None) -> int:
+def sort_pass(sim, st: AssistSettings, min_gain: float | None = None, model: dict | None = None,
+              final: bool = False) -> int:
     """One retrain-and-sort pass over every label; return the objects labelled."""
     p = sim.project
     min_gain = st.min_gain if min_gain is None else min_gain
+    min_conf = st.final_min_confidence if final and st.relabel else st.min_confidence
     state = _retrain(sim, st.model if model is None else model)
     if state is None:
         return 0
@@ -159,7 +169,7 @@ def sort_pass(sim, st: AssistSettings, min_gain: float | None = None, model: dic
                 scr = wf.screen(p, nid, 0, sim.settings.page_size, state=state)
             except WorkflowError:
                 break
-            keep = [i for i, c in enumerate(scr.confidence) if c >= st.min_confidence]
+            keep = [i for i, c in enumerate(scr.confidence) if c >= min_conf]
             if not keep:
                 break
             q = wf.field_precision(p, [scr.confidence[i] for i in keep], nid)
@@ -167,7 +177,7 @@ def sort_pass(sim, st: AssistSettings, min_gain: float | None = None, model: dic
             if (q.sum() + _move_rate(sim) * wrong) / (wrong + 1) < min_gain:
                 break  # expected to gain too little per click
             scr.pks = [scr.pks[i] for i in keep]
-            good, shown, moved = _look(sim, state, nid, scr)
+            good, shown, moved = _look(sim, state, nid, scr, relabel=st.relabel)
             gained += good + moved
             if (good + moved) / (shown - good + 1) < min_gain:
                 break
@@ -204,7 +214,7 @@ def assist_final(sim, r: int) -> None:
     _start(sim)
     st = getattr(sim, "assist_settings", None) or AssistSettings()
     for i in range(st.final_passes):
-        n = sort_pass(sim, st, st.final_min_gain, st.final_model)
+        n = sort_pass(sim, st, st.final_min_gain, st.final_model, final=True)
         sim.log(f"assist final pass {i}: {n} objects labelled, clicks {sim.total_clicks}")
         if n == 0:
             break
@@ -246,7 +256,7 @@ def spend_budget(sim, st: AssistSettings) -> int:
             continue
         if not scr.pks:
             continue
-        good, shown, moved = _look(sim, state, nid, scr, band=(lo, hi))
+        good, shown, moved = _look(sim, state, nid, scr, band=(lo, hi), relabel=st.relabel)
         gained += good + moved
         q = good / shown
         q_low = max(0.0, q - math.sqrt(q * (1 - q) / shown))

@@ -8,12 +8,13 @@ threshold; check the outcome in the project database. Run alone with
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from sqlalchemy import select
 
-from morphocluster.store import Membership, Rejection, User
+from morphocluster.store import Membership, Node, Rejection, User
 from morphocluster.web.suggest import THRESHOLDS
 from morphocluster.workflow import suggest as ws
 from morphocluster.workflow.validate import approve
@@ -136,3 +137,35 @@ def test_click_the_runner_up_name_moves_the_object_there(server, page):
     assert statuses(p, nid, [pk]) == {}
     with p.session() as s:
         assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == {pk}
+
+
+def test_type_a_label_for_a_wrong_suggestion(server, page):
+    base, p, info = server
+    pg = page
+    log_in(pg, base, "ann")
+    nid = max((r["n"], r["node_id"]) for r in ws.overview(p))[1]
+    other = next(cls for cls in CLASSES if info["nodes"][cls] != nid)
+    pg.goto(f"{base}/suggest/{nid}")
+    pg.wait_for_selector("#grid .obj")
+    figs = pg.locator("#grid .obj")
+    a, b = (int(figs.nth(i).get_attribute("data-pk")) for i in (0, 1))
+    for i, label in ((0, other), (1, "tunicata")):
+        fig = figs.nth(i)
+        fig.hover()
+        fig.locator("button.relabel").click()
+        box = fig.locator("input.relabel-input")
+        box.fill(label)
+        box.press("Enter")
+        assert fig.locator(".tag").inner_text() == f"→ {label}"
+        assert "moved" in fig.get_attribute("class")
+    assert pg.inner_text("#move-count") == "2" and pg.inner_text("#sel-count") == "0"
+    typed = pg.locator("input[name=relabel]").input_value()
+    assert typed and json.loads(typed) == {str(a): other, str(b): "tunicata"}
+    shown = shown_pks(pg)
+    pg.click("button:has-text('Reject selected, confirm the rest')")
+    pg.wait_for_selector(f"text=Confirmed {len(shown) - 2}, rejected 0, moved 2 to their other label (1 new).")
+    assert statuses(p, info["nodes"][other], [a]) == {a: "validated"}
+    with p.session() as s:
+        new = s.scalars(select(Node).where(Node.name == "tunicata")).one()
+        assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == {a, b}
+    assert statuses(p, new.id) == {b: "validated"}

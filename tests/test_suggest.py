@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from morphocluster.cli import main
-from morphocluster.store import Event, Membership, Rejection
+from morphocluster.store import Event, Membership, Node, Rejection
 from morphocluster.suggest import SuggestError, SuggestionModel, load_model, model_path, predict, train
 from morphocluster.workflow import WorkflowError, undo
 from morphocluster.workflow import suggest as ws
@@ -133,7 +133,7 @@ def test_runner_up_and_moving_an_object_to_it(wf):
     before, before_other = member_set(p, nid), member_set(p, other)
     r = ws.decide(p, wf.A, nid, scr.pks, bad, members_version=scr.members_version,
                   moved={pk: other for pk in move})
-    assert r == {"confirmed": len(scr.pks) - len(move) - 1, "rejected": 1, "moved": len(move)}
+    assert r == {"confirmed": len(scr.pks) - len(move) - 1, "rejected": 1, "moved": len(move), "new_nodes": 0}
     assert member_set(p, other) == before_other | set(move)
     assert set(_status(p, move).values()) == {"validated"}
     assert not (member_set(p, nid) - before) & (set(move) | set(bad))
@@ -152,6 +152,40 @@ def test_runner_up_and_moving_an_object_to_it(wf):
     with pytest.raises(WorkflowError):
         ws.decide(p, wf.A, nid, scr.pks[:3], [], moved={scr.pks[0]: cand})
     assert member_set(p, nid) == before and member_set(p, other) == before_other
+
+
+def test_labelling_a_wrong_suggestion_by_name(wf):
+    """A wrong object can be given any label by name: an existing node's, or a new one."""
+    p = wf.project
+    nodes = _labelled(wf)
+    nid, other = nodes[0], nodes[1]
+    scr = ws.screen(p, nid, 0, 50, state=ws.refresh(p, wait=True))
+    a, b, c = scr.pks[:3]
+    before, before_other = member_set(p, nid), member_set(p, other)
+    with p.session() as s:
+        n_nodes = s.scalar(select(func.count()).select_from(Node))
+    r = ws.decide(p, wf.A, nid, scr.pks, [], members_version=scr.members_version,
+                  moved={a: f" {CLASSES[1]} ", b: "salpa", c: "salpa"})
+    assert r["moved"] == 3 and r["new_nodes"] == 1 and r["rejected"] == 0
+    assert member_set(p, other) == before_other | {a}
+    with p.session() as s:
+        salpa = s.scalars(select(Node).where(Node.name == "salpa")).one()
+        assert salpa.status == "approved" and salpa.approved_at is not None
+        assert set(s.scalars(select(Membership.object_pk).where(Membership.node_id == salpa.id))) == {b, c}
+        assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == {a, b, c}
+    assert set(_status(p, [a, b, c]).values()) == {"validated"}
+    st = ws.refresh(p, wait=True)  # the new label is learnt like any other
+    assert "salpa" in list(st.model.classes_)
+    undo.undo_last(p, wf.A)  # one undo takes the new node away too
+    assert member_set(p, nid) == before and member_set(p, other) == before_other
+    with p.session() as s:
+        assert s.scalar(select(func.count()).select_from(Node).where(Node.status != "deleted")) == n_nodes
+        assert not s.scalars(select(Node).where(Node.name == "salpa", Node.status == "approved")).all()
+    for bad, msg in ((CLASSES[0], "cannot be moved to the node"), ("  ", "not a label name"),
+                     ("#3", "not a label name")):
+        with pytest.raises(WorkflowError, match=msg):
+            ws.decide(p, wf.A, nid, scr.pks[:3], [], moved={a: bad})
+    assert member_set(p, nid) == before
 
 
 def test_accept_above_sets_predicted(wf):

@@ -29,13 +29,33 @@ def test_assist_phase_sorts_by_suggestions_and_pays_clicks(wf):
     assert res["labelled"] > base["labelled"]
     assert "validated" in by_status
     # every object a screen showed was paid for: rejected ones one click each, and so are those
-    # moved to their runner-up label (counted among the rejected of the screen's label)
+    # moved to their runner-up label or given their class by name (counted among the rejected
+    # of the screen's label)
     screens = _events(p, "suggest_screen")
     rejected = sum(e.payload["rejected"] for e in screens)
     moved = sum(e.payload.get("moved", 0) for e in screens)
     clicks = res["clicks_by_kind"]
-    assert clicks.get("move", 0) == moved
-    assert clicks.get("reject", 0) + clicks.get("move", 0) >= rejected
+    assert moved > 0 and clicks.get("move", 0) + clicks.get("relabel", 0) == moved
+    assert clicks.get("reject", 0) >= rejected - moved
+    # each went to a node named with its true class, made on the spot where there was none
+    with p.session() as s:
+        names = dict(s.execute(select(Node.id, Node.name)).all())
+    for e in screens:
+        for pk, _, _, node, status in e.payload["reverse"]["moves"]:
+            if node != e.payload["node"] and node is not None:
+                assert status == "validated" and names[node] == truth[pk]
+
+
+def test_without_relabel_wrong_suggestions_are_only_rejected(wf):
+    p = wf.project
+    truth = imported_truth(p)
+    reset_annotations(p)
+    settings = preset("best", rounds=(12,), page_size=8)
+    st = AssistSettings(min_gain=1.0, final_min_gain=1.0, relabel=False, model={"unknown_factor": 10.0})
+    res = Simulator(p, truth, settings, **phases(st)).run().to_dict()
+    screens = _events(p, "suggest_screen")
+    assert screens and res["clicks_by_kind"].get("relabel", 0) == 0
+    assert res["clicks_by_kind"].get("move", 0) == sum(e.payload.get("moved", 0) for e in screens)
 
 
 def _events(p, action):
@@ -48,7 +68,8 @@ def test_spend_budget_checks_each_band_before_accepting_it(wf):
     truth = imported_truth(p)
     reset_annotations(p)
     settings = preset("best", rounds=(12,), page_size=8)
-    st = AssistSettings(min_gain=1.0, final_min_gain=1.0, final_passes=0, spend_budget=True,
+    # relabel off: on so few objects, screens that relabel sort everything before the budget
+    st = AssistSettings(min_gain=1.0, final_min_gain=1.0, final_passes=0, spend_budget=True, relabel=False,
                         spend_floor=0.0, min_band=3, error_budget=0.5, model={"unknown_factor": 10.0})
     sim = Simulator(p, truth, settings, **phases(st))
     res = sim.run().to_dict()

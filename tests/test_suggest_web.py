@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from sqlalchemy import func, select
 
-from morphocluster.store import Event, Membership, Rejection
+from morphocluster.store import Event, Membership, Node, Rejection
 from morphocluster.workflow import suggest as ws
 from test_web_fixtures import CLASSES, app, client_as, web_project, web_template  # noqa: F401
 from test_web_workflow import approve, hx, members, pks_in
@@ -107,6 +108,40 @@ def test_move_an_object_to_its_runner_up_label(labelled, client_as):
     assert resp.status_code == 400
     v, _ = client_as("vic")
     assert 'class="alt"' not in v.get(f"/suggest/{nid}").get_data(as_text=True)
+
+
+def test_type_the_label_of_a_wrong_suggestion(labelled, client_as):
+    c, token, p, info = labelled
+    nid = info["nodes"][CLASSES[1]]
+    html = c.get(f"/suggest/{nid}").get_data(as_text=True)
+    assert 'class="relabel"' in html and 'id="relabel-input"' in html
+    shown = pks_in(html)
+    a, b = shown[:2]
+    other = info["nodes"][CLASSES[0]]
+    before, before_other = members(p, nid), members(p, other)
+    relabel = json.dumps({str(a): CLASSES[0], str(b): "tunicata"})
+    resp = c.post(f"/suggest/{nid}/decide", headers=hx(token),
+                  data={"members_version": _version(html), "shown": ",".join(map(str, shown)),
+                        "pks": "", "moves": "", "relabel": relabel})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code in (200, 204), body
+    if resp.status_code == 204:
+        body = c.get("/suggest/").get_data(as_text=True)
+    assert f"Confirmed {len(shown) - 2}, rejected 0, moved 2 to their other label (1 new)." in body
+    assert members(p, other) == before_other | {a}
+    with p.session() as s:
+        new = s.scalars(select(Node).where(Node.name == "tunicata")).one()
+        assert new.status == "approved"
+        assert set(s.scalars(select(Membership.object_pk).where(Membership.node_id == new.id))) == {b}
+    assert c.post("/undo", headers=hx(token)).status_code in (200, 204)
+    assert members(p, nid) == before and members(p, other) == before_other
+    for bad in ("{not json", '["x"]', json.dumps({"x": "copepod"}), json.dumps({str(a): " "})):
+        resp = c.post(f"/suggest/{nid}/decide", headers=hx(token),
+                      data={"shown": str(a), "relabel": bad})
+        assert resp.status_code == 400, bad
+    assert members(p, nid) == before
+    v, _ = client_as("vic")
+    assert 'class="relabel"' not in v.get(f"/suggest/{nid}").get_data(as_text=True)
 
 
 def test_accept_above_marks_predicted_and_shows_estimate(labelled):

@@ -1,6 +1,6 @@
 // What htmx cannot do alone: keyboard shortcuts, click and shift-click selection in thumbnail
-// grids, "click the first wrong object" in grow, "put it under its second guess" in suggestions,
-// and showing refused requests as a message.
+// grids, "click the first wrong object" in grow, "put it under its second guess" and "type its
+// label" in suggestions, and showing refused requests as a message.
 (function () {
   "use strict";
   let last = null; // figure clicked last, anchor of shift-click ranges
@@ -16,7 +16,11 @@
     if (pks) pks.value = sel.map((f) => f.dataset.pk).join(",");
     const moves = form.querySelector("input[name=moves]");
     const moved = [...grid.querySelectorAll(".obj.moved")];
-    if (moves) moves.value = moved.map((f) => f.dataset.pk + ":" + f.querySelector("button.alt").dataset.node).join(",");
+    const typed = moved.filter((f) => f.dataset.label);
+    if (moves) moves.value = moved.filter((f) => !f.dataset.label)
+      .map((f) => f.dataset.pk + ":" + f.querySelector("button.alt").dataset.node).join(",");
+    const relabel = form.querySelector("input[name=relabel]");
+    if (relabel) relabel.value = typed.length ? JSON.stringify(Object.fromEntries(typed.map((f) => [f.dataset.pk, f.dataset.label]))) : "";
     const moveCount = document.getElementById("move-count");
     if (moveCount) moveCount.textContent = moved.length;
     const fromRank = form.querySelector("input[name=from_rank]");
@@ -25,7 +29,52 @@
     if (count) count.textContent = sel.length;
   }
 
+  function untype(fig) {
+    // drop a label typed for this object
+    delete fig.dataset.label;
+    const tag = fig.querySelector(".tag");
+    if (tag) { tag.hidden = true; tag.textContent = ""; }
+  }
+
+  // suggestions: one input, moved into the object whose label is being typed
+  function startRelabel(fig) {
+    const inp = document.getElementById("relabel-input");
+    if (!inp) return;
+    inp.value = fig.dataset.label || "";
+    fig.appendChild(inp);
+    inp.hidden = false;
+    inp.focus();
+  }
+
+  function finishRelabel(inp, apply) {
+    const fig = inp.closest(".obj");
+    if (fig && apply) {
+      const value = inp.value.trim();
+      untype(fig);
+      fig.classList.remove("sel", "moved");
+      if (value) {
+        fig.dataset.label = value;
+        fig.classList.add("moved");
+        const tag = fig.querySelector(".tag");
+        tag.textContent = "→ " + value;
+        tag.hidden = false;
+      }
+      syncSelection(gridOf(fig));
+    }
+    inp.hidden = true;
+    const park = document.getElementById("relabel-park");
+    if (park && inp.parentNode !== park) park.appendChild(inp);
+  }
+
+  document.addEventListener("change", function (ev) {
+    if (ev.target.id === "relabel-input") finishRelabel(ev.target, true);
+  });
+  document.addEventListener("focusout", function (ev) {
+    if (ev.target.id === "relabel-input" && !ev.target.hidden) finishRelabel(ev.target, false);
+  });
+
   function clearSelection(grid) {
+    grid.querySelectorAll(".obj.moved").forEach(untype);
     grid.querySelectorAll(".obj.sel, .obj.moved").forEach((f) => f.classList.remove("sel", "moved"));
     last = null;
     syncSelection(grid);
@@ -34,12 +83,18 @@
   document.addEventListener("click", function (ev) {
     const fig = ev.target.closest(".obj");
     const grid = gridOf(fig);
-    if (!fig || !grid || ev.target.closest("a.info")) return;
+    if (!fig || !grid || ev.target.closest("a.info") || ev.target.closest("input")) return;
     ev.preventDefault();
+    if (ev.target.closest("button.relabel")) {
+      startRelabel(fig);
+      return;
+    }
     if (ev.target.closest("button.alt")) {
       // suggestions: the object's second guess is right; it goes there instead
+      const typed = !!fig.dataset.label;
+      untype(fig);
       fig.classList.remove("sel");
-      fig.classList.toggle("moved");
+      fig.classList.toggle("moved", typed || !fig.classList.contains("moved"));
       syncSelection(grid);
       return;
     }
@@ -58,10 +113,11 @@
     if (ev.shiftKey && last && grid.contains(last)) {
       const a = figs.indexOf(last), b = figs.indexOf(fig);
       const [lo, hi] = a < b ? [a, b] : [b, a];
-      for (let i = lo; i <= hi; i++) { figs[i].classList.add("sel"); figs[i].classList.remove("moved"); }
+      for (let i = lo; i <= hi; i++) { figs[i].classList.add("sel"); figs[i].classList.remove("moved"); untype(figs[i]); }
     } else {
       fig.classList.toggle("sel");
       fig.classList.remove("moved");
+      untype(fig);
     }
     last = fig;
     syncSelection(grid);
@@ -132,6 +188,11 @@
   });
 
   document.addEventListener("keydown", function (ev) {
+    if (ev.target.id === "relabel-input" && (ev.key === "Enter" || ev.key === "Escape")) {
+      ev.preventDefault();
+      finishRelabel(ev.target, ev.key === "Enter");
+      return;
+    }
     // Enter in a name field presses its form's main button (approve, name)
     if (ev.key === "Enter" && ev.target.matches && ev.target.matches("input.name-input")) {
       const btn = ev.target.form && ev.target.form.querySelector("[data-enter]");

@@ -17,8 +17,9 @@ from ..store import Membership, Node, Object, User
 
 CLICK_KINDS = ("approve", "dissolve", "remove", "remove_from", "name", "judge", "reject",
                "first_wrong", "save", "split", "merge", "undo", "next_screen",
-               "confirm", "accept", "move")  # sort-suggestions screen (simulate_suggest); move:
-#                a click on a wrongly suggested object's runner-up label, which is its class
+               "confirm", "accept", "move", "relabel")  # sort-suggestions screen (simulate_suggest);
+#                move: a click on a wrongly suggested object's runner-up label, which is its class;
+#                relabel: giving a wrongly suggested object its class by name
 
 
 @dataclass

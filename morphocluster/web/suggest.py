@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, abort, flash, g, request, url_for
 
 from ..workflow import WorkflowError
@@ -92,18 +94,20 @@ def preview(node_id: int):
 def decide(node_id: int):
     """Reject the selected objects for this label; the other shown ones join the node (validated).
 
-    `moves` ("object:node,..."): objects put straight into another node (their runner-up label).
+    `moves` ("object:node,..."): objects put straight into another node (their runner-up label);
+    `relabel` (JSON {"object": "label name"}): objects given a label the annotator typed.
     """
     shown = int_list("shown")
     if not shown:
         return message("Nothing was shown to confirm.", "error")
     check = request.form.get("check", type=float)
-    moves = _moves()
+    moves = {**_moves(), **_relabels()}
     r = wf.decide(project(), g.user["id"], node_id, shown, int_list("pks"),
                   members_version=request.form.get("members_version", type=int),
                   band=(check, 2.0) if check is not None else None, moved=moves)
     text = f"Confirmed {r['confirmed']}, rejected {r['rejected']}" + (
-        f", moved {r['moved']} to their other label." if r["moved"] else ".")
+        f", moved {r['moved']} to their other label" if r["moved"] else "") + (
+        f" ({r['new_nodes']} new)." if r["new_nodes"] else ".")
     if check is not None:  # keep the checked predictions until the annotator accepts or moves on
         n = r["confirmed"] + r["rejected"] + r["moved"]
         return _reshow(node_id, text + f" Sample of confidence ≥ {check:g}: "
@@ -121,6 +125,20 @@ def _moves() -> dict[int, int]:
                 abort(400, description=f"moves: {part!r} is not object:node")
             out[int(pk)] = int(node)
     return out
+
+
+def _relabels() -> dict[int, str]:
+    raw = (request.form.get("relabel") or "").strip()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        abort(400, description="relabel: not JSON")
+    if not isinstance(data, dict) or not all(
+            str(k).isdigit() and isinstance(v, str) and v.strip() for k, v in data.items()):
+        abort(400, description='relabel: expected {"object id": "label name", ...}')
+    return {int(k): v.strip() for k, v in data.items()}
 
 
 @bp.route("/<int:node_id>/accept", methods=["POST"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ..store import Node
+from ..store import Node, utcnow
 from ..suggest.data import label_targets
-from ._core import Change
+from ._core import Change, WorkflowError
 
 
 def adopt_labels(project, user_id, labels) -> dict:
@@ -19,25 +19,48 @@ def adopt_labels(project, user_id, labels) -> dict:
     with project.transaction() as s:
         have = label_targets(s)[1]
         ch = Change(s, user_id)
-        out, new = {}, 0
-        for lab in labels:
-            if lab in have:
-                out[lab] = have[lab]
-                continue
-            parent = None
-            for part in str(lab).split(">"):
-                under = Node.parent_id.is_(None) if parent is None else Node.parent_id == parent
-                q = select(Node).where(Node.name == part, Node.status == "approved", under)
-                node = s.scalars(q.order_by(Node.id)).first()
-                if node is None:
-                    node = ch.create_node(name=part, parent_id=parent, status="approved",
-                                          approved_by=user_id, params={"from": "suggest"})
-                    new += 1
-                parent = node.id
-            out[lab] = have[lab] = parent
-        if new:
-            ch.finish("suggest_adopt", {"n": new}, bump=False)
+        out = {lab: label_node(s, ch, user_id, lab, have) for lab in labels}
+        if ch.created:
+            ch.finish("suggest_adopt", {"n": len(ch.created)}, bump=False)
     return out
+
+
+def label_node(s, ch: Change, user_id, lab: str, have: dict) -> int:
+    """Return the id of the approved node that carries label `lab` (a path 'a>b'), creating
+    the missing nodes of its path through `ch`; `have` (label -> node id) is kept up to date."""
+    if lab in have:
+        return have[lab]
+    parent = None
+    for part in str(lab).split(">"):
+        part = part.strip()
+        under = Node.parent_id.is_(None) if parent is None else Node.parent_id == parent
+        q = select(Node).where(Node.name == part, Node.status == "approved", under)
+        node = s.scalars(q.order_by(Node.id)).first()
+        if node is None:
+            node = ch.create_node(name=part, parent_id=parent, status="approved",
+                                  approved_by=user_id, approved_at=utcnow(), params={"from": "suggest"})
+        parent = node.id
+    have[lab] = parent
+    return parent
+
+
+def label_for_name(s, name: str) -> tuple[dict, str]:
+    """Return (label -> node id, the label that `name` means): a label path, or the short name
+    a node is shown by ('copepod', or 'copepod<calanoida' where names repeat), or else `name`
+    itself, a label still to be made (`label_node`)."""
+    _, have, display = label_targets(s)
+    name = str(name).strip()
+    if not name or name.startswith("#"):
+        raise WorkflowError(f"{name!r} is not a label name")
+    if name in have:
+        return have, name
+    for lab, shown in display.items():
+        if shown == name and lab in have:
+            return have, lab
+    ends = sorted(lab for lab in have if lab.rsplit(">", 1)[-1] == name)
+    if len(ends) > 1:
+        raise WorkflowError(f"{name!r} names several labels ({', '.join(ends[:4])}): type the path")
+    return have, (ends[0] if ends else name)
 
 
 def missing_labels(project, state) -> list[str]:
