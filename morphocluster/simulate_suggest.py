@@ -4,7 +4,7 @@
 validated and grown, it retrains the suggestion model and works through each label:
 
 1. Confidence bands from the top (>= 0.99, 0.97-0.99, ...): it checks a random sample screen of
-   the band (rejecting the wrong ones, confirming the rest); if the sample is at least
+   the band (dealing with the wrong ones, confirming the rest); if the sample is at least
    `target_precision` right (or `min_precision`, while the expected errors fit in the error
    budget that the whole-set precision goal leaves), it accepts the rest of the band with one
    click, and goes on to the next band; the first band that fails stops the descent.
@@ -15,9 +15,14 @@ Whether a check or a screen is worth its clicks is judged from the outcomes of t
 seen so far (`workflow.suggest.field_precision`): the annotator learns how far to trust the
 model's confidence on the objects still unlabelled.
 
-Objects flagged unknown, or left over, stay in the pool for the next clustering round.
-Cost model (same as the other screens): one click per shown object rejected, one click to
-confirm a screen, one click for an accept-above-threshold.
+A wrong object on a screen is moved to its runner-up label when that is its class, else given
+its class by name (`relabel`; or, with `relabel` off, only rejected). Objects flagged unknown,
+or left over, stay in the pool for the next clustering round. After the last round
+(`assist_final`) nothing is held back as unknown, and screens are shown while they beat
+labelling by hand. Cost model (same as the other screens): one click per shown object
+rejected, moved or given its label by name (typing counts as one, as for naming a node, and
+as the whole-set figure counts each object left to label by hand), one click to confirm a
+screen, one click for an accept-above-threshold.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ class AssistSettings:
     relabel: bool = True             # give a wrong object its class by name (one click, as
     #                                  labelling it by hand would be) instead of only rejecting it
     final_min_confidence: float = 0.0  # min_confidence of the final passes, when relabelling
-    final_model: dict | None = None  # model parameters of the final passes (None: `model`)
+    final_model: dict | None = field(default_factory=lambda: {"unknown_factor": 1e9})  # model
+    #                                  parameters of the final passes (None: `model`); by default
+    #                                  nothing is unknown: no clustering round is left to explore it
     model: dict = field(default_factory=dict)  # SuggestionModel parameters (e.g. unknown_factor)
 
 
@@ -210,27 +217,30 @@ def assist(sim, r: int, settings: AssistSettings | None = None) -> None:
 
 
 def assist_final(sim, r: int) -> None:
-    """Final phase: more passes once no clustering round is left."""
+    """Final phase: once no clustering round is left, spend the error budget (if asked to),
+    then more passes, in which no object is held back as unknown."""
     _start(sim)
     st = getattr(sim, "assist_settings", None) or AssistSettings()
+    if st.spend_budget:
+        n = spend_budget(sim, st)
+        sim.log(f"assist final budget: {n} objects labelled, clicks {sim.total_clicks}")
     for i in range(st.final_passes):
         n = sort_pass(sim, st, st.final_min_gain, st.final_model, final=True)
         sim.log(f"assist final pass {i}: {n} objects labelled, clicks {sim.total_clicks}")
         if n == 0:
             break
-    if st.spend_budget:
-        n = spend_budget(sim, st)
-        sim.log(f"assist final budget: {n} objects labelled, clicks {sim.total_clicks}")
 
 
 def spend_budget(sim, st: AssistSettings) -> int:
     """Accept whole confidence bands, the most precise first over all labels, while the
     expected errors fit in what is left of the error budget.
 
-    Every object left unlabelled will cost a click by hand; an accepted band costs one click
-    and its wrong objects. So the budget goes furthest on the bands expected to be most precise
-    (`field_precision`, learnt from the screens); each is checked with a random sample screen
-    first, and accepted only if the sample says it fits.
+    Every object left unlabelled costs a click on a screen where it is wrong (or by hand); an
+    accepted band costs one click and its wrong objects. So the budget goes furthest on the
+    bands expected to be most precise (`field_precision`, learnt from the screens). A band of
+    at least `min_band` objects is checked with a random sample screen first, and accepted only
+    if the sample says it fits; a smaller one (which a sample would mostly use up) is accepted
+    on the estimate.
     """
     p, size = sim.project, sim.settings.page_size
     state = _retrain(sim, st.model if st.final_model is None else st.final_model)
@@ -239,9 +249,9 @@ def spend_budget(sim, st: AssistSettings) -> int:
     chunks = []
     for row in wf.overview(p, state):
         nid, hi = row["node_id"], 2.0
-        for lo in BANDS:
+        for lo in BANDS + (0.0,):
             conf = wf.band_confidences(state, nid, lo, hi)
-            if len(conf) >= st.min_band:
+            if len(conf) >= st.min_band or (lo == 0.0 and len(conf)):
                 chunks.append((float(wf.field_precision(p, conf, nid).mean()), nid, lo, hi, len(conf)))
                 hi = lo
     chunks.sort(key=lambda c: -c[0])
@@ -250,6 +260,9 @@ def spend_budget(sim, st: AssistSettings) -> int:
         left = st.error_budget * sim._assist_n - sim._assist_errors
         if est < st.spend_floor or n * (1 - est) > left:
             continue  # not expected to fit: a sample screen would be clicks for nothing
+        if n < st.min_band:
+            gained += _accept(sim, nid, lo, hi, state, n * (1 - est))
+            continue
         try:
             scr = wf.screen(p, nid, 0, size, state=state, band=(lo, hi))
         except WorkflowError:
@@ -263,10 +276,17 @@ def spend_budget(sim, st: AssistSettings) -> int:
         rest = scr.total - shown
         if q < st.spend_floor or rest <= 0 or rest * (1 - q_low) > left:
             continue
-        gained += wf.accept_above(p, sim.user_id, nid, lo, state=state, below=hi)
-        _click(sim, "accept", 1, "save")
-        sim._assist_errors += rest * (1 - q_low)
+        gained += _accept(sim, nid, lo, hi, state, rest * (1 - q_low))
+    sim.log(f"assist budget: {sim._assist_errors:.0f} of {st.error_budget * sim._assist_n:.0f} "
+            "expected errors used")
     return gained
+
+
+def _accept(sim, nid, lo, hi, state, errors: float) -> int:
+    n = wf.accept_above(sim.project, sim.user_id, nid, lo, state=state, below=hi)
+    _click(sim, "accept", 1, "save")
+    sim._assist_errors += errors
+    return n
 
 
 def phases(settings: AssistSettings | None = None) -> dict:
