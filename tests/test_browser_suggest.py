@@ -161,6 +161,16 @@ def test_type_a_label_for_a_wrong_suggestion(server, page):
     assert pg.inner_text("#move-count") == "2" and pg.inner_text("#sel-count") == "0"
     typed = pg.locator("input[name=relabel]").input_value()
     assert typed and json.loads(typed) == {str(a): other, str(b): "tunicata"}
+    # a plain click makes it a reject instead; typing again gives it the label back
+    figs.nth(1).click(position={"x": 5, "y": 5})
+    assert pg.inner_text("#sel-count") == "1" and pg.inner_text("#move-count") == "1"
+    assert json.loads(pg.locator("input[name=relabel]").input_value()) == {str(a): other}
+    assert figs.nth(1).locator(".tag").is_hidden()
+    figs.nth(1).hover()
+    figs.nth(1).locator("button.relabel").click()
+    figs.nth(1).locator("input.relabel-input").fill("tunicata")
+    figs.nth(1).locator("input.relabel-input").press("Enter")
+    assert pg.inner_text("#sel-count") == "0" and pg.inner_text("#move-count") == "2"
     shown = shown_pks(pg)
     pg.click("button:has-text('Reject selected, confirm the rest')")
     pg.wait_for_selector(f"text=Confirmed {len(shown) - 2}, rejected 0, moved 2 to their other label (1 new).")
