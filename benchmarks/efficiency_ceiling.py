@@ -2,8 +2,8 @@
 
 A workflow labels an object in bulk (cluster approve, grow page, suggestion screen, accept
 above a confidence) only where a machine proposed the right class for it. Counted here: an
-object for which the proposal is wrong costs one click (a reject on a suggestion screen, a
-remove, or labelling it by hand), unless it is accepted wrong, which the 95 % whole-set
+object for which the proposal is wrong costs one click (giving it its label on a suggestion
+screen, a remove, or labelling it by hand), unless it is accepted wrong, which the 95 % whole-set
 precision goal allows for at most 5 % of all objects; each class costs at least one click to
 name. (A dissolve or a first-wrong click sends several objects back with one click, so this
 is an estimate for workflows like this tool's, not a theorem.) So, with W objects whose proposal is

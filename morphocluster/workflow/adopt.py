@@ -1,5 +1,6 @@
-"""Labels of a suggestion model from another project (a new instrument): find the ones that
-name no node here and create their nodes, so that their suggestions can be sorted."""
+"""Nodes for labels given by name: the labels of a suggestion model from another project (a new
+instrument) that name no node here, so that their suggestions can be sorted, and a label typed
+for a wrongly suggested object."""
 
 from __future__ import annotations
 
