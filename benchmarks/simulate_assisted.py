@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="best")
     ap.add_argument("--variants", default="clusters,assisted",
                     help="comma list of clusters (no suggestions) and assisted")
+    ap.add_argument("--settings", default="{}",
+                    help='JSON overrides of the preset\'s Settings, e.g. \'{"rounds": [64, 32]}\'')
     ap.add_argument("--assist", default="{}",
                     help='JSON overrides of AssistSettings, e.g. \'{"accept_precision": 0.98}\'')
     args = ap.parse_args(argv)
@@ -44,7 +46,8 @@ def main(argv=None) -> int:
         for f in project.cache_dir.glob("suggest_model*"):
             f.unlink()
         wf.forget(project)
-        settings = preset(args.preset)
+        settings = preset(args.preset, **{k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in json.loads(args.settings).items()})
         extra = phases(assist) if variant == "assisted" else {}
         name = f"{args.preset}+{variant}"
         print(f"--- {name}: {settings}" + (f" {assist}" if extra else ""), flush=True)
