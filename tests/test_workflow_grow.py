@@ -3,7 +3,7 @@ import pytest
 from sqlalchemy import select
 
 from morphocluster.features.matrix import load_matrix
-from morphocluster.store import Membership, Rejection
+from morphocluster.store import Membership, Node, Rejection
 from morphocluster.workflow import WorkflowError, grow, undo
 from test_web_fixtures import web_project, web_template  # noqa: F401
 from test_workflow_setup import CLASSES, check_counts, member_set, n_events, wf  # noqa: F401
@@ -100,6 +100,27 @@ def test_reject_and_undo(wf):
     assert not set(pks) & set(grow.candidates(p, nid, 0, 200).pks)
     undo.undo_last(p, wf.A)
     assert set(pks) <= set(grow.candidates(p, nid, 0, 200).pks)
+
+
+def test_reject_candidates_straight_to_their_labels(wf):
+    p = wf.project
+    nid = _approved(wf)
+    other = _approved(wf, cls=1, n=5)
+    pks = grow.candidates(p, nid, 0, 4).pks
+    n = grow.reject(p, wf.A, nid, pks[:1], moved={pks[1]: CLASSES[1], pks[2]: "radiolaria"})
+    assert n == 3 and pks[1] in member_set(p, other)
+    assert not set(pks[:3]) & set(grow.candidates(p, nid, 0, 200).pks)
+    with p.session() as s:
+        new = s.scalars(select(Node).where(Node.name == "radiolaria")).one()
+        assert set(s.scalars(select(Membership.object_pk).where(Membership.node_id == new.id))) == {pks[2]}
+        assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == set(pks[:3])
+    with pytest.raises(WorkflowError, match="already belong to an approved node"):
+        grow.reject(p, wf.A, nid, [], moved={pks[1]: "radiolaria"})
+    check_counts(p)
+    undo.undo_last(p, wf.A)
+    assert set(pks) <= set(grow.candidates(p, nid, 0, 200).pks)
+    assert member_set(p, other) == set(wf.by_class[CLASSES[1]][:5])
+    check_counts(p)
 
 
 def _search(p, nid, judge, page_size=10):

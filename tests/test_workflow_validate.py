@@ -112,6 +112,37 @@ def test_remove_and_remove_from_with_undo(wf):
     check_counts(p)
 
 
+def test_remove_members_straight_to_their_labels(wf):
+    """A member that is something else goes to that label (by node or by name) in one event."""
+    p = wf.project
+    pks = wf.by_class[CLASSES[1]][:20]
+    other = wf.make_node(wf.by_class[CLASSES[0]][:5], status="approved", name=CLASSES[0],
+                         member_status="validated")
+    nid = wf.make_node(pks)
+    before = n_events(p)
+    n = validate.remove(p, wf.A, nid, [pks[0]], moved={pks[1]: CLASSES[0], pks[2]: "radiolaria", pks[3]: other})
+    assert n == 4 and n_events(p) == before + 1
+    assert member_set(p, nid) == set(pks[4:]) and pks[1] in member_set(p, other) and pks[3] in member_set(p, other)
+    with p.session() as s:
+        new = s.scalars(select(Node).where(Node.name == "radiolaria")).one()
+        assert new.status == "approved"
+        assert set(s.scalars(select(Membership.object_pk).where(Membership.node_id == new.id))) == {pks[2]}
+        assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == set(pks[:4])
+        st = dict(s.execute(select(Membership.object_pk, Membership.status)
+                            .where(Membership.object_pk.in_(pks[1:4]))).all())
+    assert set(st.values()) == {"validated"}
+    check_counts(p)
+    with pytest.raises(WorkflowError, match="rejected for"):
+        validate.remove(p, wf.A, nid, [], moved={pks[5]: nid})
+    with pytest.raises(WorkflowError, match="not members"):
+        validate.remove(p, wf.A, nid, [], moved={wf.by_class[CLASSES[2]][0]: "radiolaria"})
+    undo.undo_last(p, wf.A)
+    assert member_set(p, nid) == set(pks) and member_set(p, other) == set(wf.by_class[CLASSES[0]][:5])
+    with p.session() as s:
+        assert s.scalars(select(Node).where(Node.name == "radiolaria", Node.status == "approved")).all() == []
+    check_counts(p)
+
+
 def test_dissolve_and_undo(wf):
     p = wf.project
     pks = wf.by_class[CLASSES[2]][:15]

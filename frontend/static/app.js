@@ -142,7 +142,7 @@
 
   document.addEventListener("htmx:confirm", function (ev) {
     const elt = ev.detail.elt;
-    if (elt.hasAttribute && elt.hasAttribute("data-needs-selection") && !document.querySelector(".grid .obj.sel")) {
+    if (elt.hasAttribute && elt.hasAttribute("data-needs-selection") && !document.querySelector(".grid .obj.sel, .grid .obj[data-label]")) {
       ev.preventDefault();
       showToast("Select objects first: click, shift-click for a range.", true);
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import wraps
 
 from flask import abort, g, redirect, render_template, request
@@ -45,6 +46,21 @@ def int_list(name: str) -> list[int]:
                 except ValueError:
                     abort(400, description=f"{name}: {part!r} is not a number")
     return out
+
+
+def relabels(name: str = "relabel") -> dict[int, str]:
+    """Return the labels typed for objects on a grid (JSON {"object id": "label name"})."""
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        abort(400, description=f"{name}: not JSON")
+    if not isinstance(data, dict) or not all(
+            str(k).isdigit() and isinstance(v, str) and v.strip() for k, v in data.items()):
+        abort(400, description=f'{name}: expected {{"object id": "label name", ...}}')
+    return {int(k): v.strip() for k, v in data.items()}
 
 
 def message(text: str, kind: str = "info", status: int = 200):

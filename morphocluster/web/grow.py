@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, g, redirect, request, url_for
 
 from ..workflow import grow as wf
 from . import project
-from .common import int_list, message, node_info, render, role_required, toast
+from .common import int_list, message, node_info, relabels, render, role_required, toast
 
 bp = Blueprint("grow", __name__, url_prefix="/grow")
 
@@ -44,6 +44,9 @@ def until(node_id: int):
     rank = request.form.get("rank", type=int)
     if rank is None:
         return message("Click the first object that does not belong.", "error")
+    if relabels():
+        return message("Labels were typed on this screen: Reject selected or Accept whole screen "
+                       "takes them; then click the first wrong object.", "error")
     shown = int_list("shown")
     n = wf.accept_until(project(), g.user["id"], node_id, rank, shown_pks=shown,
                         wrong_pk=request.form.get("wrong_pk", type=int),
@@ -54,21 +57,24 @@ def until(node_id: int):
 @bp.route("/<int:node_id>/accept", methods=["POST"])
 @role_required("annotator")
 def accept(node_id: int):
-    """Accept the whole screen (or the given objects)."""
+    """Accept the whole screen (or the given objects); objects given another label go there."""
     pks = int_list("pks") or int_list("shown")
-    n = wf.accept(project(), g.user["id"], node_id, pks, shown_pks=int_list("shown"),
-                  members_version=request.form.get("members_version", type=int))
-    return _reshow(node_id, f"Accepted {n}.")
+    version = request.form.get("members_version", type=int)
+    if moved := relabels():
+        wf.reject(project(), g.user["id"], node_id, [], moved=moved)
+        pks = [p for p in pks if p not in moved]
+    n = wf.accept(project(), g.user["id"], node_id, pks, shown_pks=int_list("shown"), members_version=version)
+    return _reshow(node_id, f"Accepted {n}" + (f", {len(moved)} to the labels typed." if moved else "."))
 
 
 @bp.route("/<int:node_id>/reject", methods=["POST"])
 @role_required("annotator")
 def reject(node_id: int):
-    pks = int_list("pks")
-    if not pks:
+    pks, moved = int_list("pks"), relabels()
+    if not pks and not moved:
         return message("Select objects to reject first (Ctrl-click).", "error")
-    n = wf.reject(project(), g.user["id"], node_id, pks)
-    return _reshow(node_id, f"Rejected {n}.")
+    n = wf.reject(project(), g.user["id"], node_id, pks, moved=moved)
+    return _reshow(node_id, f"Rejected {n}" + (f", {len(moved)} of them to the labels typed." if moved else "."))
 
 
 def _reshow(node_id: int, message: str):

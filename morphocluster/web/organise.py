@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request, url_for
+import re
+
+from flask import Blueprint, abort, g, request, url_for
 
 from ..workflow import WorkflowError
 from ..workflow import organise as wf
@@ -21,7 +23,11 @@ def init_app(app):
 def names():
     """Datalist options for a name field (htmx sends the field's value as `name`)."""
     prefix = request.args.get("name") or request.args.get("q") or ""
-    return render("_names.html", names=wf.known_names(project(), prefix, limit=30), htmx=True)
+    list_id = request.args.get("list", "names")
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", list_id):
+        abort(400, description="list: not a datalist id")
+    return render("_names.html", names=wf.known_names(project(), prefix, limit=30), list_id=list_id,
+                  htmx=True)
 
 
 def _nested(rows: list[dict]) -> list[dict]:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, abort, flash, g, request, url_for
 
 from ..workflow import WorkflowError
 from ..workflow import suggest as wf
 from . import project
-from .common import int_list, message, node_info, redirect_to, render, role_required, toast
+from .common import int_list, message, node_info, redirect_to, relabels, render, role_required, toast
 
 bp = Blueprint("suggest", __name__, url_prefix="/suggest")
 
@@ -101,7 +99,7 @@ def decide(node_id: int):
     if not shown:
         return message("Nothing was shown to confirm.", "error")
     check = request.form.get("check", type=float)
-    moves = {**_moves(), **_relabels()}
+    moves = {**_moves(), **relabels()}
     r = wf.decide(project(), g.user["id"], node_id, shown, int_list("pks"),
                   members_version=request.form.get("members_version", type=int),
                   band=(check, 2.0) if check is not None else None, moved=moves)
@@ -125,20 +123,6 @@ def _moves() -> dict[int, int]:
                 abort(400, description=f"moves: {part!r} is not object:node")
             out[int(pk)] = int(node)
     return out
-
-
-def _relabels() -> dict[int, str]:
-    raw = (request.form.get("relabel") or "").strip()
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        abort(400, description="relabel: not JSON")
-    if not isinstance(data, dict) or not all(
-            str(k).isdigit() and isinstance(v, str) and v.strip() for k, v in data.items()):
-        abort(400, description='relabel: expected {"object id": "label name", ...}')
-    return {int(k): v.strip() for k, v in data.items()}
 
 
 @bp.route("/<int:node_id>/accept", methods=["POST"])

@@ -6,13 +6,19 @@ from flask import Blueprint, current_app, g, redirect, request, url_for
 
 from ..workflow import validate as wf
 from . import project
-from .common import int_list, message, node_info, redirect_to, render, role_required, toast
+from .common import int_list, message, node_info, redirect_to, relabels, render, role_required, toast
 
 bp = Blueprint("validate", __name__, url_prefix="/validate")
 
 
 def init_app(app):
     app.register_blueprint(bp)
+
+
+def _ctx(node_id: int) -> dict:
+    node = node_info(node_id)
+    ok = g.user["role"] != "viewer" and node["status"] in ("candidate", "approved")
+    return {"node": node, "relabel_ok": ok}
 
 
 def _version():
@@ -37,7 +43,7 @@ def next_node():
 def show(node_id: int):
     size = current_app.config["PAGE_SIZE"]
     page = wf.members(project(), node_id, 0, size)
-    return render("validate.html", node=node_info(node_id), page=page, size=size)
+    return render("validate.html", **_ctx(node_id), page=page, size=size)
 
 
 @bp.route("/<int:node_id>/members")
@@ -49,15 +55,19 @@ def members(node_id: int):
     shown_version = request.args.get("v", type=int)
     if shown_version is not None and shown_version != page.members_version:
         return render("_changed.html", url=url_for("validate.show", node_id=node_id), htmx=True)
-    return render("_members.html", node=node_info(node_id), page=page, size=size, htmx=True)
+    return render("_members.html", **_ctx(node_id), page=page, size=size, htmx=True)
 
 
 @bp.route("/<int:node_id>/approve", methods=["POST"])
 @role_required("annotator")
 def approve(node_id: int):
     seen = int_list("seen") or None
+    version = _version()
+    if moved := relabels():  # members given another label go there first
+        wf.remove(project(), g.user["id"], node_id, [], members_version=version, moved=moved)
+        version = None
     wf.approve(project(), g.user["id"], node_id, name=request.form.get("name") or None,
-               seen_pks=seen, members_version=_version())
+               seen_pks=seen, members_version=version)
     if request.form.get("then") == "grow":
         return redirect_to(url_for("grow.show", node_id=node_id))
     return redirect_to(url_for("validate.next"))
@@ -66,15 +76,19 @@ def approve(node_id: int):
 @bp.route("/<int:node_id>/remove", methods=["POST"])
 @role_required("annotator")
 def remove(node_id: int):
-    pks = int_list("pks")
+    pks, moved = int_list("pks"), relabels()
     if request.form.get("from_rank") not in (None, ""):
+        if moved:
+            return message("Remove selected first: it takes the labels typed; then remove from here on.",
+                           "error")
         n = wf.remove_from(project(), g.user["id"], node_id, int(request.form["from_rank"]),
                            members_version=_version())
-    elif pks:
-        n = wf.remove(project(), g.user["id"], node_id, pks, members_version=_version())
+    elif pks or moved:
+        n = wf.remove(project(), g.user["id"], node_id, pks, members_version=_version(), moved=moved)
     else:
         return message("Select objects first (click, shift-click for a range).", "error")
-    return _reshow(node_id, f"Removed {n} object{'s' if n != 1 else ''}.")
+    return _reshow(node_id, f"Removed {n} object{'s' if n != 1 else ''}" + (
+        f", {len(moved)} of them to the labels typed." if moved else "."))
 
 
 @bp.route("/<int:node_id>/dissolve", methods=["POST"])
@@ -104,5 +118,5 @@ def merge(node_id: int):
 def _reshow(node_id: int, message: str):
     size = current_app.config["PAGE_SIZE"]
     page = wf.members(project(), node_id, 0, size)
-    body = render("validate.html", node=node_info(node_id), page=page, size=size, htmx=True)
+    body = render("validate.html", **_ctx(node_id), page=page, size=size, htmx=True)
     return body + toast(message)

@@ -64,6 +64,41 @@ def label_for_name(s, name: str) -> tuple[dict, str]:
     return have, (ends[0] if ends else name)
 
 
+def targets_arg(moved) -> dict:
+    """Normalise a `moved` argument: object id -> node id (int) or label name (str)."""
+    return {int(k): (v if isinstance(v, str) else int(v)) for k, v in (moved or {}).items()}
+
+
+def resolve_targets(s, ch: Change, user_id, moved: dict) -> dict[int, int]:
+    """Turn the label names among `moved`'s targets (object -> node id or name) into node ids,
+    making the missing nodes through `ch` (so the decision's undo takes them away)."""
+    node_of = {}
+    for name in sorted({v for v in moved.values() if isinstance(v, str)}):
+        have, lab = label_for_name(s, name)
+        node_of[name] = label_node(s, ch, user_id, lab, have)
+    return {pk: node_of[v] if isinstance(v, str) else v for pk, v in moved.items()}
+
+
+def move_to_labels(s, ch: Change, user_id, moved: dict, away_from: int) -> dict[int, int]:
+    """Put objects straight into other labels' approved nodes as 'validated' (`moved`: object ->
+    node id or label name; new labels get nodes); return object -> node id. None of them may be
+    in an approved node already, nor go to `away_from`, the node they are rejected for."""
+    from ._core import check_claim, get_node
+
+    moved = resolve_targets(s, ch, user_id, moved)
+    if int(away_from) in moved.values():
+        raise WorkflowError("an object cannot be moved to the node it is rejected for")
+    cur = ch.current(list(moved))
+    taken = sorted(p for p, (nid, _) in cur.items() if ch.s.get(Node, nid).status == "approved")
+    if taken:
+        raise WorkflowError(f"objects {taken[:5]} already belong to an approved node; reload")
+    for target in sorted(set(moved.values())):
+        node = get_node(s, target, ("approved",))
+        check_claim(node, user_id)
+        ch.assign([p for p, t in moved.items() if t == target], node.id, "validated")
+    return moved
+
+
 def missing_labels(project, state) -> list[str]:
     """Return the labels of a model from another project that name no approved node here.
 

@@ -18,6 +18,7 @@ from ..features.matrix import load_matrix
 from ..store import Event, Membership, Meta, Node, Rejection
 from ._core import Change, Page, WorkflowError, check_claim, check_version, get_node, member_pks
 from ._stats import kmeans, member_features, node_stats
+from .adopt import move_to_labels, targets_arg
 
 _CACHE: dict = {}
 
@@ -186,9 +187,14 @@ def accept_until(project, user_id, node_id, first_wrong_rank: int, shown_pks=(),
     return len(good)
 
 
-def reject(project, user_id, node_id, object_pks) -> int:
-    """Say that objects do not belong to the node; they are never offered to it again."""
-    pks = sorted({int(p) for p in object_pks})
+def reject(project, user_id, node_id, object_pks, moved=None) -> int:
+    """Say that objects do not belong to the node; they are never offered to it again.
+
+    `moved` (object -> another approved node's id, or a label name; a new name makes a node):
+    rejected too, and each goes straight to that label as 'validated'. One event.
+    """
+    moved = targets_arg(moved)
+    pks = sorted({int(p) for p in object_pks} | set(moved))
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved", "candidate"))
         check_claim(node, user_id)
@@ -197,7 +203,8 @@ def reject(project, user_id, node_id, object_pks) -> int:
         if members:
             raise WorkflowError(f"objects {members[:5]} are members of node {node.id}; remove them")
         ch.reject(node.id, pks)
-        ch.finish("grow_reject", {"node": node.id, "n": len(pks)})
+        move_to_labels(s, ch, user_id, moved, node.id)
+        ch.finish("grow_reject", {"node": node.id, "n": len(pks), "moved": len(moved)})
     return len(pks)
 
 

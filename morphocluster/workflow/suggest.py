@@ -283,7 +283,7 @@ def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_versio
     node as 'validated'; a name that no node carries yet gets a new approved node.
     One event ('suggest_screen'), undone as one. With the `band` of a sample screen, the
     result is kept as that band's check."""
-    moved = {int(k): (v if isinstance(v, str) else int(v)) for k, v in (moved or {}).items()}
+    moved = targets_arg(moved)
     shown = sorted({int(p) for p in shown_pks})
     bad = sorted({int(p) for p in rejected_pks} | set(moved))
     if set(bad) - set(shown):
@@ -303,33 +303,15 @@ def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_versio
         check_claim(node, user_id)
         check_version(node, members_version)
         ch = Change(s, user_id)
-        moved = _targets(s, ch, user_id, moved)
-        if node.id in moved.values():
-            raise WorkflowError("an object cannot be moved to the node it is rejected for")
         ch.assign(_free(ch, good), node.id, "validated")
         ch.reject(node.id, bad)
-        for target in sorted(set(moved.values())):
-            other = get_node(s, target, ("approved",))
-            check_claim(other, user_id)
-            ch.assign(_free(ch, [p for p, t in moved.items() if t == target]), other.id, "validated")
+        move_to_labels(s, ch, user_id, moved, node.id)
         if ch.created:
             payload["new_nodes"] = list(ch.created)
         ch.finish("suggest_screen", payload)
     _mark_done(project, shown)
     return {"confirmed": len(good), "rejected": len(bad) - len(moved), "moved": len(moved),
             "new_nodes": len(ch.created)}
-
-
-def _targets(s, ch: Change, user_id, moved: dict) -> dict[int, int]:
-    """Turn the label names among `moved`'s targets into node ids, making missing nodes."""
-    names = {v for v in moved.values() if isinstance(v, str)}
-    if not names:
-        return moved
-    node_of = {}
-    for name in sorted(names):
-        have, lab = label_for_name(s, name)
-        node_of[name] = label_node(s, ch, user_id, lab, have)
-    return {pk: node_of[v] if isinstance(v, str) else v for pk, v in moved.items()}
 
 
 def band_confidences(state: State, node_id, lo: float, hi: float = 2.0) -> np.ndarray:
@@ -395,8 +377,8 @@ def _retarget(project, state: State) -> None:
     state.targeted = last
 
 
-from .adopt import (adopt_labels, adopt_missing, label_node, missing_labels,  # noqa: E402
-                    label_for_name)  # (they use this module)
+from .adopt import (adopt_labels, adopt_missing, missing_labels,  # noqa: E402
+                    move_to_labels, targets_arg)  # (they use this module)
 
 __all__ = ["Screen", "State", "refresh", "forget", "status", "overview", "screen", "decide",
            "accept_preview", "accept_above", "adopt_labels", "adopt_missing", "missing_labels",

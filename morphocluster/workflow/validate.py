@@ -8,6 +8,7 @@ from sqlalchemy import select
 from ..store import Node, utcnow
 from ._core import Change, Page, WorkflowError, check_claim, check_version, claim, get_node, member_pks
 from ._stats import kmeans, member_features, node_stats
+from .adopt import move_to_labels, targets_arg
 
 EDITABLE = ("candidate", "approved")
 
@@ -80,9 +81,15 @@ def approve(project, user_id, node_id, name: str | None = None, seen_pks=None,
         ch.finish("approve", {"node": node.id, "name": node.name, "n": len(pks)})
 
 
-def remove(project, user_id, node_id, object_pks, members_version: int | None = None) -> int:
-    """Put members back into the unlabelled pool and reject them for this node."""
-    pks = sorted({int(p) for p in object_pks})
+def remove(project, user_id, node_id, object_pks, members_version: int | None = None,
+           moved=None) -> int:
+    """Put members back into the unlabelled pool and reject them for this node.
+
+    `moved` (member -> another approved node's id, or a label name; a new name makes a node):
+    rejected here too, and each goes straight to that label as 'validated'. One event.
+    """
+    moved = targets_arg(moved)
+    pks = sorted({int(p) for p in object_pks} | set(moved))
     with project.transaction() as s:
         node = get_node(s, node_id, EDITABLE)
         check_claim(node, user_id)
@@ -92,9 +99,10 @@ def remove(project, user_id, node_id, object_pks, members_version: int | None = 
         strangers = [p for p in pks if cur.get(p, (None,))[0] != node.id]
         if strangers:
             raise WorkflowError(f"objects {strangers[:5]} are not members of node {node.id}")
-        ch.assign(pks, None)
+        ch.assign([p for p in pks if p not in moved], None)
         ch.reject(node.id, pks)
-        ch.finish("remove", {"node": node.id, "n": len(pks)})
+        move_to_labels(s, ch, user_id, moved, node.id)
+        ch.finish("remove", {"node": node.id, "n": len(pks), "moved": len(moved)})
     return len(pks)
 
 

@@ -1,0 +1,49 @@
+"""Headless Chromium: give a member of a cluster, and a grow candidate, its own label by name.
+
+Run alone with `pytest -m browser tests/test_browser_relabel.py`. Needs Debian's chromium.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from morphocluster.store import Membership, Node
+from test_browser import CHROMIUM, log_in, page, pytestmark, server, serving  # noqa: F401
+from test_web_fixtures import CLASSES, web_project, web_template  # noqa: F401
+
+
+def _type_label(pg, pk: int, label: str) -> None:
+    fig = pg.locator(f'#grid .obj[data-pk="{pk}"]')
+    fig.hover()
+    fig.locator("button.relabel").click()
+    box = fig.locator("input.relabel-input")
+    box.fill(label)
+    box.press("Enter")
+    assert fig.locator(".tag").inner_text() == f"→ {label}"
+
+
+def _members_of(p, name: str) -> set:
+    with p.session() as s:
+        return set(s.scalars(select(Membership.object_pk).join(Node, Node.id == Membership.node_id)
+                             .where(Node.name == name)))
+
+
+def test_type_labels_on_validate_and_grow(server, page):
+    base, p, info = server
+    pg = page
+    log_in(pg, base, "ann")
+    node_id = info["nodes"][CLASSES[1]]
+    pg.goto(f"{base}/validate/{node_id}")
+    pk = int(pg.locator('#grid .obj[data-rank="2"]').get_attribute("data-pk"))
+    _type_label(pg, pk, "ostracod")
+    assert pg.locator("#grid .obj.sel").count() == 0
+    pg.keyboard.press("r")  # no object selected, but a label typed: Remove selected takes it
+    pg.wait_for_selector("#toast:has-text('1 of them to the labels typed')")
+    assert _members_of(p, "ostracod") == {pk}
+    pg.keyboard.press("Shift+A")
+    pg.wait_for_url(f"{base}/grow/{node_id}")
+    cand = int(pg.locator('#grid .obj[data-rank="1"]').get_attribute("data-pk"))
+    _type_label(pg, cand, "ostracod")  # in "click first wrong" mode, ✎ does not click the object
+    pg.keyboard.press("a")
+    pg.wait_for_selector("#toast:has-text('1 to the labels typed')")
+    assert _members_of(p, "ostracod") == {pk, cand}
