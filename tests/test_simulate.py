@@ -53,16 +53,20 @@ def test_unshown_truth_changes_nothing(wf, grow):
     assert res2["labelled"] == res["labelled"]
 
 
-def test_clicks_match_the_actions_taken(wf):
+@pytest.mark.parametrize("relabel", [False, True])
+def test_clicks_match_the_actions_taken(wf, relabel):
     p = wf.project
-    sim, res, events = _run(p, imported_truth(p), grow="direct")
-    acts = Counter(a for a, _ in events)
+    sim, res, events = _run(p, imported_truth(p), grow="direct", relabel=relabel)
+    acts = Counter(a for a, pl in events if not pl.get("moved"))  # one click each
+    moved = sum(pl.get("moved", 0) for a, pl in events if a in ("remove", "grow_reject"))
     c = sim.clicks
     assert acts["approve"] == c["approve"] == c["name"]
     assert acts["dissolve"] == c["dissolve"]
     assert acts["remove"] == c["remove"] and acts["remove_from"] == c["remove_from"]
     assert acts["split"] == c["split"] and acts["grow_until"] == c["first_wrong"]
     assert acts["grow_reject"] == c["reject"] and acts["grow_accept"] == c["judge"]
+    assert moved == c["relabel"]  # one click per object given its class by name
+    assert not relabel or moved == 0  # (this small run removes none one by one: see below)
     assert res["clicks"] == sum(c.values()) and res["clicks_by_kind"] == dict(c)
     assert acts["approve"] > 0
     sim, res, events = _run(p, imported_truth(p), grow="pages")
@@ -70,6 +74,46 @@ def test_clicks_match_the_actions_taken(wf):
     assert acts["grow_accept"] == sim.clicks["save"]
     assert res["whole_set_objects_per_click"] == pytest.approx(
         res["objects"] / (res["clicks"] + res["objects"] - res["labelled"]))
+
+
+def test_relabel_gives_wrong_members_and_candidates_their_class(wf):
+    """Members removed one by one and grow candidates rejected one by one go to their class."""
+    from morphocluster.simulate.phases import grow_direct, validate_node
+    from morphocluster.workflow import grow
+
+    p = wf.project
+    truth = imported_truth(p)
+    a, b = (wf.by_class[c] for c in sorted(wf.by_class)[:2])
+    sim = Simulator(p, truth, preset("best", rounds=(12,), page_size=20, relabel=True, direct_min_gain=1.0))
+    nid = wf.make_node(a[:18] + b[:2])  # 90 % one class, seen whole: cleaned, not cut
+    validate_node(sim, nid, 0)
+    with p.session() as s:
+        names = dict(s.execute(select(Node.id, Node.name)).all())
+        events = [(e.action, e.payload) for e in s.scalars(select(Event).order_by(Event.id))]
+    assert sim.clicks["relabel"] == 2 and sim.clicks["remove"] == 0
+    assert [pl["moved"] for act, pl in events if act == "remove"] == [1, 1]
+    for pk in b[:2]:
+        assert names[_node_of(p, pk)] == truth[pk]
+    before = sim.clicks["relabel"]
+    grow_direct(sim, nid, names[nid])
+    with p.session() as s:
+        rej = [e.payload for e in s.scalars(select(Event).where(Event.action == "grow_reject"))]
+    moved = [pk for pl in rej for pk, *_ in pl["reverse"]["moves"]]
+    assert moved and sim.clicks["relabel"] - before == len(moved) == sum(pl["moved"] for pl in rej)
+    assert all(_name(p, _node_of(p, pk)) == truth[pk] != names[nid] for pk in moved)
+    assert not set(moved) & set(grow.candidates(p, nid, 0, 200).pks)
+
+
+def _node_of(p, pk):
+    from morphocluster.store import Membership
+
+    with p.session() as s:
+        return s.scalar(select(Membership.node_id).where(Membership.object_pk == pk))
+
+
+def _name(p, nid):
+    with p.session() as s:
+        return s.get(Node, nid).name
 
 
 def test_cli_simulates_on_a_copy_and_writes_results(wf, tmp_path):

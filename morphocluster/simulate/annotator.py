@@ -47,6 +47,8 @@ class Settings:
     direct_min_gain: float = 3.0       # stop direct growth when a click gains fewer objects
     regrow: bool = False               # grow nodes of earlier rounds again in later rounds
     max_direct_pages: int = 200        # safety bound on screens per node in direct growth
+    relabel: bool = False              # give a wrong member or grow candidate its class by name
+    #                                    (one click, as removing or rejecting it would be)
     extra_phases: tuple = ()           # "module:function" phases appended to every round
     final_phases: tuple = ()           # "module:function" phases run once after the last round
 

@@ -141,8 +141,12 @@ def _approve_and_clean(sim, nid, cls, seen, cut, remove_pks, first) -> None:
         validate.remove_from(p, u, nid, cut, members_version=first.members_version)
         sim.click("remove_from")
     for pk in remove_pks:
-        validate.remove(p, u, nid, [pk])
-        sim.click("remove")
+        if sim.settings.relabel and sim.seen.get(pk) is not None:
+            validate.remove(p, u, nid, [], moved={pk: str(sim.seen[pk])})
+            sim.click("relabel")
+        else:
+            validate.remove(p, u, nid, [pk])
+            sim.click("remove")
     validate.approve(p, u, nid, name=cls, seen_pks=list(sim.seen))
     sim.click("approve")
     sim.click("name")
@@ -181,7 +185,8 @@ def grow_pages(sim, nid: int, cls) -> int:
 def grow_direct(sim, nid: int, cls) -> int:
     """Screen by screen from the top of the ranking. A clean screen is accepted with one click;
     otherwise the annotator either clicks the first wrong object (accepting all above it) or
-    rejects the wrong ones and accepts the rest, whichever is worth more at `direct_min_gain`
+    rejects the wrong ones (with `relabel`: gives each its class by name) and accepts the rest,
+    whichever is worth more at `direct_min_gain`
     objects per click, and stops when neither is worth a click."""
     st, p, u = sim.settings, sim.project, sim.user_id
     theta = st.direct_min_gain
@@ -199,14 +204,19 @@ def grow_direct(sim, nid: int, cls) -> int:
             gained += len(good)
             continue
         first = wrong[0]
+        relabel = st.relabel and all(labels[i] is not None for i in wrong)
         value_first = first - theta
-        value_all = len(good) - theta * (len(wrong) + 1)
+        value_all = len(good) + (len(wrong) if relabel else 0) - theta * (len(wrong) + 1)
         if max(value_first, value_all) <= 0:
             break
         if value_all > value_first:
-            for i in wrong:
-                grow.reject(p, u, nid, [page.pks[i]])
-            sim.click("reject", len(wrong))
+            if relabel:  # each wrong one given its class by name, one click each
+                grow.reject(p, u, nid, [], moved={page.pks[i]: str(labels[i]) for i in wrong})
+                sim.click("relabel", len(wrong))
+            else:
+                for i in wrong:
+                    grow.reject(p, u, nid, [page.pks[i]])
+                sim.click("reject", len(wrong))
             grow.accept(p, u, nid, good, good)
             sim.click("judge")
             gained += len(good)

@@ -15,11 +15,12 @@ PRESETS = {
     # This tool's workflow, chosen with benchmarks/simulate_planktonset.py: smaller rounds; look
     # at the first screen, then the least typical one, cutting an impure tail by bisection;
     # clean instead of dissolving (a cluster seen whole from 60 % purity when that pays);
-    # split mixed clusters; grow by page search, then screen by screen with first-wrong clicks.
+    # split mixed clusters; grow by page search, then screen by screen with first-wrong clicks;
+    # a wrong object it would remove or reject one by one is given its class by name instead.
     "best": Settings(name="best", rounds=(64, 32, 16, 8), reduce="pca:64", method="leaf",
                      validate_pages=1, clean=True, validate_search=True, tail_purity=0.8,
                      approve_purity_seen=0.6, min_clean_gain=2.0, split_mixed=True,
-                     grow="pages+direct", n_prototypes=None, direct_min_gain=2.0),
+                     grow="pages+direct", n_prototypes=None, direct_min_gain=2.0, relabel=True),
 }
 
 
