@@ -77,6 +77,7 @@ def test_grow_reject_and_accept_take_the_labels_typed(client_as, web_project):
                   data={"pks": str(ranked[0]), "relabel": json.dumps({str(ranked[1]): "ostracod"})})
     assert "Rejected 2, 1 of them to the labels typed." in resp.get_data(as_text=True)
     assert members(p, _node(p, "ostracod").id) == {ranked[1]}
+    typed = ranked[1]
     html = resp.get_data(as_text=True)
     ranked = pks_in(html)
     shown = ",".join(map(str, ranked[:5]))
@@ -84,6 +85,10 @@ def test_grow_reject_and_accept_take_the_labels_typed(client_as, web_project):
                   data={"rank": "2", "wrong_pk": str(ranked[2]), "shown": shown,
                         "relabel": json.dumps({str(ranked[0]): "ostracod"})})
     assert "Labels were typed" in resp.get_data(as_text=True)
+    stale = c.post(f"/grow/{node_id}/accept", headers=hx(token),  # an old screen: nothing happens
+                   data={"shown": shown, "pks": shown, "members_version": str(int(_version(html)) - 1),
+                         "relabel": json.dumps({str(ranked[0]): "ostracod"})})
+    assert stale.status_code == 409 and members(p, _node(p, "ostracod").id) == {typed}
     resp = c.post(f"/grow/{node_id}/accept", headers=hx(token),
                   data={"shown": shown, "pks": shown, "members_version": _version(html),
                         "relabel": json.dumps({str(ranked[0]): "ostracod"})})

@@ -187,7 +187,7 @@ def accept_until(project, user_id, node_id, first_wrong_rank: int, shown_pks=(),
     return len(good)
 
 
-def reject(project, user_id, node_id, object_pks, moved=None) -> int:
+def reject(project, user_id, node_id, object_pks, moved=None, members_version=None) -> int:
     """Say that objects do not belong to the node; they are never offered to it again.
 
     `moved` (object -> another approved node's id, or a label name; a new name makes a node):
@@ -198,6 +198,7 @@ def reject(project, user_id, node_id, object_pks, moved=None) -> int:
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved", "candidate"))
         check_claim(node, user_id)
+        check_version(node, members_version)
         ch = Change(s, user_id)
         members = [p for p, (nid, _) in ch.current(pks).items() if nid == node.id]
         if members:
