@@ -34,6 +34,8 @@ from .workflow import WorkflowError
 from .workflow import suggest as wf
 
 BANDS = (0.99, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
+GAIN_WEIGHT = 0.05  # of the latest screen in `sim.other_gain`, a moving average that growing
+#                     compares its screens with
 
 
 @dataclass
@@ -98,6 +100,8 @@ def _look(sim, state, nid, scr, band=None, relabel=False):
     sim._assist_moved += len(moved)
     _click(sim, "confirm", 1, "judge")
     sim.snapshot()
+    gain = (len(scr.pks) - len(wrong)) / (len(wrong) + len(moved) + 1)
+    sim.other_gain += GAIN_WEIGHT * (gain - sim.other_gain)  # what these screens gain lately
     return len(scr.pks) - len(wrong) - len(moved), len(scr.pks), len(moved)
 
 

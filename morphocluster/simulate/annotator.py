@@ -154,6 +154,8 @@ class Simulator:
         self.final_phases = [resolve_phase(p) for p in (*st.final_phases, *final_phases)]
         self.curve: list[Snapshot] = []
         self.grown: set[int] = set()   # approved nodes already grown
+        self.other_gain = 0.0          # objects per click another screen (an extra phase's,
+        #                                such as sorting suggestions) gains on what is left
         self.log = log or (lambda msg: None)
         self.phase = "start"
 

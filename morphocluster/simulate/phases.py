@@ -186,10 +186,10 @@ def grow_direct(sim, nid: int, cls) -> int:
     """Screen by screen from the top of the ranking. A clean screen is accepted with one click;
     otherwise the annotator either clicks the first wrong object (accepting all above it) or
     rejects the wrong ones (with `relabel`: gives each its class by name) and accepts the rest,
-    whichever is worth more at `direct_min_gain`
-    objects per click, and stops when neither is worth a click."""
+    whichever is worth more at `direct_min_gain` objects per click (or what the screens of an
+    extra phase gain, `sim.other_gain`, if more), and stops when neither is worth a click."""
     st, p, u = sim.settings, sim.project, sim.user_id
-    theta = st.direct_min_gain
+    theta = max(st.direct_min_gain, sim.other_gain)  # below that, leave them to the other screen
     gained = 0
     for _ in range(st.max_direct_pages):
         page = grow.candidates(p, nid, 0, st.page_size)
