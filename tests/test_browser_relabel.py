@@ -12,11 +12,16 @@ from test_browser import CHROMIUM, log_in, page, pytestmark, server, serving  # 
 from test_web_fixtures import CLASSES, web_project, web_template  # noqa: F401
 
 
-def _type_label(pg, pk: int, label: str) -> None:
+def _type_label(pg, pk: int, label: str, key: bool = False) -> None:
+    """Click ✎ on the object (or, with `key`, press l over it), type the label, Enter."""
     fig = pg.locator(f'#grid .obj[data-pk="{pk}"]')
     fig.hover()
-    fig.locator("button.relabel").click()
+    if key:
+        pg.keyboard.press("l")
+    else:
+        fig.locator("button.relabel").click()
     box = fig.locator("input.relabel-input")
+    assert box.input_value() == ""
     box.fill(label)
     box.press("Enter")
     assert fig.locator(".tag").inner_text() == f"→ {label}"
@@ -43,7 +48,7 @@ def test_type_labels_on_validate_and_grow(server, page):
     pg.keyboard.press("Shift+A")
     pg.wait_for_url(f"{base}/grow/{node_id}")
     cand = int(pg.locator('#grid .obj[data-rank="1"]').get_attribute("data-pk"))
-    _type_label(pg, cand, "ostracod")  # in "click first wrong" mode, ✎ does not click the object
+    _type_label(pg, cand, "ostracod", key=True)  # in "click first wrong" mode this clicks nothing
     pg.keyboard.press("a")
     pg.wait_for_selector("#toast:has-text('1 to the labels typed')")
     assert _members_of(p, "ostracod") == {pk, cand}

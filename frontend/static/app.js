@@ -203,6 +203,11 @@
     const tag = (ev.target.tagName || "").toLowerCase();
     if (tag === "input" || tag === "textarea" || tag === "select" || ev.target.isContentEditable) return;
     if (ev.key === "+" || ev.key === "-") { zoom(ev.key === "+" ? 16 : -16); return; }
+    if (ev.key === "l") {
+      const fig = [...document.querySelectorAll(".grid .obj:hover")].find((f) => f.querySelector("button.relabel"));
+      if (fig) { ev.preventDefault(); startRelabel(fig); }
+      return;
+    }
     if (ev.key === "Escape") { document.querySelectorAll(".grid[data-select]").forEach(clearSelection); return; }
     const target = document.querySelector('[data-key="' + CSS.escape(ev.key) + '"]:not([disabled])');
     if (target) {
