@@ -51,6 +51,9 @@ def test_validate_remove_and_approve_take_the_labels_typed(client_as, web_projec
                         "relabel": json.dumps({str(e): "ostracod"})})
     assert resp.status_code == 204
     assert members(p, _node(p, "ostracod").id) == {b, e}
+    with p.session() as s:  # in the approve's one event
+        last = s.scalars(select(Event).order_by(Event.id.desc())).first()
+    assert last.action == "approve" and last.payload["moved"] == 1
     with p.session() as s:
         assert s.get(Node, node_id).status == "approved"
         assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == node_id))) == {a, b, d, e}

@@ -141,6 +141,19 @@ def test_remove_members_straight_to_their_labels(wf):
     with p.session() as s:
         assert s.scalars(select(Node).where(Node.name == "radiolaria", Node.status == "approved")).all() == []
     check_counts(p)
+    # approving takes them along in its one event; one undo puts all back
+    before = n_events(p)
+    validate.approve(p, wf.A, nid, name=CLASSES[1], moved={pks[0]: "radiolaria"})
+    assert n_events(p) == before + 1 and node_row(p, nid).status == "approved"
+    assert member_set(p, nid) == set(pks[1:]) and member_set(p, _named(p, "radiolaria")) == {pks[0]}
+    undo.undo_last(p, wf.A)
+    assert node_row(p, nid).status == "candidate" and member_set(p, nid) == set(pks)
+    check_counts(p)
+
+
+def _named(p, name):
+    with p.session() as s:
+        return s.scalars(select(Node.id).where(Node.name == name, Node.status == "approved")).one()
 
 
 def test_dissolve_and_undo(wf):

@@ -62,12 +62,8 @@ def members(node_id: int):
 @role_required("annotator")
 def approve(node_id: int):
     seen = int_list("seen") or None
-    version = _version()
-    if moved := relabels():  # members given another label go there first
-        wf.remove(project(), g.user["id"], node_id, [], members_version=version, moved=moved)
-        version = None
     wf.approve(project(), g.user["id"], node_id, name=request.form.get("name") or None,
-               seen_pks=seen, members_version=version)
+               seen_pks=seen, members_version=_version(), moved=relabels())
     if request.form.get("then") == "grow":
         return redirect_to(url_for("grow.show", node_id=node_id))
     return redirect_to(url_for("validate.next"))

@@ -58,17 +58,22 @@ def members(project, node_id, offset: int = 0, limit: int = 50) -> Page:
 
 
 def approve(project, user_id, node_id, name: str | None = None, seen_pks=None,
-            members_version: int | None = None) -> None:
+            members_version: int | None = None, moved=None) -> None:
     """Approve a candidate node (optionally naming it).
 
     Members in `seen_pks` become 'validated', the others 'predicted'; without `seen_pks` all are
-    'validated'.
+    'validated'. `moved` (member -> another label, as for `remove`) leave first. One event.
     """
+    moved = targets_arg(moved)
     with project.transaction() as s:
         node = get_node(s, node_id, ("candidate",))
         check_claim(node, user_id)
         check_version(node, members_version)
         ch = Change(s, user_id)
+        if moved:
+            _check_members(ch, node, list(moved))
+            ch.reject(node.id, list(moved))
+            move_to_labels(s, ch, user_id, moved, node.id)
         pks = member_pks(s, node.id)
         seen = set(pks) if seen_pks is None else {int(p) for p in seen_pks}
         ch.assign([p for p in pks if p in seen], node.id, "validated")
@@ -78,7 +83,7 @@ def approve(project, user_id, node_id, name: str | None = None, seen_pks=None,
             fields["name"] = name.strip() or None
         ch.set_node(node, **fields)
         node.claimed_by, node.claimed_until = None, None
-        ch.finish("approve", {"node": node.id, "name": node.name, "n": len(pks)})
+        ch.finish("approve", {"node": node.id, "name": node.name, "n": len(pks), "moved": len(moved)})
 
 
 def remove(project, user_id, node_id, object_pks, members_version: int | None = None,
@@ -95,15 +100,19 @@ def remove(project, user_id, node_id, object_pks, members_version: int | None = 
         check_claim(node, user_id)
         check_version(node, members_version)
         ch = Change(s, user_id)
-        cur = ch.current(pks)
-        strangers = [p for p in pks if cur.get(p, (None,))[0] != node.id]
-        if strangers:
-            raise WorkflowError(f"objects {strangers[:5]} are not members of node {node.id}")
+        _check_members(ch, node, pks)
         ch.assign([p for p in pks if p not in moved], None)
         ch.reject(node.id, pks)
         move_to_labels(s, ch, user_id, moved, node.id)
         ch.finish("remove", {"node": node.id, "n": len(pks), "moved": len(moved)})
     return len(pks)
+
+
+def _check_members(ch: Change, node: Node, pks) -> None:
+    cur = ch.current(pks)
+    strangers = [p for p in pks if cur.get(p, (None,))[0] != node.id]
+    if strangers:
+        raise WorkflowError(f"objects {strangers[:5]} are not members of node {node.id}")
 
 
 def remove_from(project, user_id, node_id, rank: int, members_version: int | None = None) -> int:
