@@ -1,6 +1,6 @@
 // What htmx cannot do alone: keyboard shortcuts, click and shift-click selection in thumbnail
-// grids, "click the first wrong object" in grow, "put it under its second guess" and "type its
-// label" in suggestions, and showing refused requests as a message.
+// grids, "click the first wrong object" in grow, "put it under its second guess" in suggestions,
+// "type its label" (✎ or l) on any grid, and showing refused requests as a message.
 (function () {
   "use strict";
   let last = null; // figure clicked last, anchor of shift-click ranges
@@ -36,7 +36,7 @@
     if (tag) { tag.hidden = true; tag.textContent = ""; }
   }
 
-  // suggestions: one input, moved into the object whose label is being typed
+  // one label field per page (_relabel.html), moved into the object whose label is being typed
   function startRelabel(fig) {
     const inp = document.getElementById("relabel-input");
     if (!inp) return;
