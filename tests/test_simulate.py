@@ -154,6 +154,9 @@ def test_cleaning_plan_picks_the_cheapest_removal():
     assert cleaning_plan([a] * 6 + [b, b, a, b, b], a, 50, 0.5)[1] is None
     # nothing wrong: nothing to do
     assert cleaning_plan([a] * 5, a, 5, 0.5) == (0.0, None, [])
+    # relabelling each wrong one labels it too: worth more than a cut that loses good ones
+    assert cleaning_plan([a] * 6 + [b, a, b], a, 9, 0.5) == (1.5, 6, [])
+    assert cleaning_plan([a] * 6 + [b, a, b], a, 9, 0.5, relabel=True) == (1.0, None, [6, 8])
 
 
 def test_rounds_schedule():

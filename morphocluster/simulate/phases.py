@@ -64,14 +64,18 @@ def look_at_members(sim, nid: int):
     return first, seen, sim.show(seen)
 
 
-def cleaning_plan(labels: list, cls, total: int, lost_cost: float):
-    """Cheapest way to take the wrong members out: (cost, cut rank or None, ranks to remove)."""
+def cleaning_plan(labels: list, cls, total: int, lost_cost: float, relabel: bool = False):
+    """Cheapest way to take the wrong members out: (cost, cut rank or None, ranks to remove).
+
+    With `relabel`, a wrong member taken out one by one is labelled by that click, which is
+    worth `lost_cost` (what an object sent back to the pool costs later)."""
     wrong = [i for i, lab in enumerate(labels) if lab != cls]
     unseen = total - len(labels)
-    best = (float(len(wrong)), None, wrong)
+    each = 1 - lost_cost if relabel else 1.0
+    best = (each * len(wrong), None, wrong)
     for j, r in enumerate(wrong):
         good_lost = sum(1 for lab in labels[r:] if lab == cls) + unseen
-        cost = 1 + j + lost_cost * good_lost
+        cost = 1 + each * j + lost_cost * good_lost
         if cost < best[0]:
             best = (cost, r, wrong[:j])
     return best
@@ -92,10 +96,11 @@ def validate_node(sim, nid: int, r: int, depth: int = 0) -> None:
     need = min(st.approve_purity, st.approve_purity_seen) if seen_all else st.approve_purity
     if purity >= need and cls is not None:
         cost, cut, ranks = (0.0, None, []) if not st.clean else cleaning_plan(
-            labels, cls, first.total, st.lost_object_cost)
+            labels, cls, first.total, st.lost_object_cost, st.relabel)
         worth = not st.clean or 2 + cost < 1 + st.lost_object_cost * est_good
         if purity < st.approve_purity:  # only when the cleaning pays for itself
-            worth = worth and k >= st.min_clean_gain * (2 + len(ranks) + (cut is not None))
+            done = k + (len(ranks) if st.relabel else 0)  # relabelled ones are labelled too
+            worth = worth and done >= st.min_clean_gain * (2 + len(ranks) + (cut is not None))
         if worth:
             _approve_and_clean(sim, nid, cls, seen, cut, [seen[i] for i in ranks], first)
             return
