@@ -202,6 +202,8 @@ def test_label_for_name_takes_paths_short_names_and_refuses_ambiguous_ones(wf):
         assert lab == "copepoda>egg" and have[lab] == egg1
         assert label_for_name(s, "calanoida")[1] == "copepoda>calanoida"
         assert label_for_name(s, "salpa")[1] == "salpa"  # not there yet: made when used
+        assert label_for_name(s, "Calanoida")[1] == "copepoda>calanoida"  # case aside
+        assert label_for_name(s, "COPEPODA>EGG")[1] == "copepoda>egg"
         with pytest.raises(WorkflowError, match="names several labels"):
             label_for_name(s, "egg")
 

@@ -47,8 +47,8 @@ def label_node(s, ch: Change, user_id, lab: str, have: dict) -> int:
 
 def label_for_name(s, name: str) -> tuple[dict, str]:
     """Return (label -> node id, the label that `name` means): a label path, or the short name
-    a node is shown by ('copepod', or 'copepod<calanoida' where names repeat), or else `name`
-    itself, a label still to be made (`label_node`)."""
+    a node is shown by ('copepod', or 'copepod<calanoida' where names repeat), the same ignoring
+    case, or else `name` itself, a label still to be made (`label_node`)."""
     _, have, display = label_targets(s)
     name = str(name).strip()
     if not name or name.startswith("#"):
@@ -58,10 +58,14 @@ def label_for_name(s, name: str) -> tuple[dict, str]:
     for lab, shown in display.items():
         if shown == name and lab in have:
             return have, lab
-    ends = sorted(lab for lab in have if lab.rsplit(">", 1)[-1] == name)
-    if len(ends) > 1:
-        raise WorkflowError(f"{name!r} names several labels ({', '.join(ends[:4])}): type the path")
-    return have, (ends[0] if ends else name)
+    for same in (str, str.casefold):  # exactly, else ignoring case ('Copepoda' is 'copepoda')
+        hits = sorted(lab for lab in have if same(lab) == same(name)
+                      or same(lab.rsplit(">", 1)[-1]) == same(name))
+        if len(hits) > 1:
+            raise WorkflowError(f"{name!r} names several labels ({', '.join(hits[:4])}): type the path")
+        if hits:
+            return have, hits[0]
+    return have, name
 
 
 def targets_arg(moved) -> dict:
