@@ -1,6 +1,6 @@
 """Nodes for labels given by name: the labels of a suggestion model from another project (a new
-instrument) that name no node here, so that their suggestions can be sorted, and a label typed
-for a wrongly suggested object."""
+instrument) that name no node here, so that their suggestions can be sorted, and the label an
+annotator types for a wrong object on any screen (`move_to_labels`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from ..store import Node, utcnow
 from ..suggest.data import label_targets
-from ._core import Change, WorkflowError
+from ._core import Change, WorkflowError, check_claim, get_node
 
 
 def adopt_labels(project, user_id, labels) -> dict:
@@ -26,9 +26,10 @@ def adopt_labels(project, user_id, labels) -> dict:
     return out
 
 
-def label_node(s, ch: Change, user_id, lab: str, have: dict) -> int:
+def label_node(s, ch: Change, user_id, lab: str, have: dict, origin: str = "suggest") -> int:
     """Return the id of the approved node that carries label `lab` (a path 'a>b'), creating
-    the missing nodes of its path through `ch`; `have` (label -> node id) is kept up to date."""
+    the missing nodes of its path through `ch` (params {"from": origin}); `have` (label -> node
+    id) is kept up to date."""
     if lab in have:
         return have[lab]
     parent = None
@@ -39,7 +40,7 @@ def label_node(s, ch: Change, user_id, lab: str, have: dict) -> int:
         node = s.scalars(q.order_by(Node.id)).first()
         if node is None:
             node = ch.create_node(name=part, parent_id=parent, status="approved",
-                                  approved_by=user_id, approved_at=utcnow(), params={"from": "suggest"})
+                                  approved_by=user_id, approved_at=utcnow(), params={"from": origin})
         parent = node.id
     have[lab] = parent
     return parent
@@ -79,7 +80,7 @@ def resolve_targets(s, ch: Change, user_id, moved: dict) -> dict[int, int]:
     node_of = {}
     for name in sorted({v for v in moved.values() if isinstance(v, str)}):
         have, lab = label_for_name(s, name)
-        node_of[name] = label_node(s, ch, user_id, lab, have)
+        node_of[name] = label_node(s, ch, user_id, lab, have, origin="typed")
     return {pk: node_of[v] if isinstance(v, str) else v for pk, v in moved.items()}
 
 
@@ -87,8 +88,6 @@ def move_to_labels(s, ch: Change, user_id, moved: dict, away_from: int) -> dict[
     """Put objects straight into other labels' approved nodes as 'validated' (`moved`: object ->
     node id or label name; new labels get nodes); return object -> node id. None of them may be
     in an approved node already, nor go to `away_from`, the node they are rejected for."""
-    from ._core import check_claim, get_node
-
     moved = resolve_targets(s, ch, user_id, moved)
     if int(away_from) in moved.values():
         raise WorkflowError("an object cannot be moved to the node it is rejected for")
