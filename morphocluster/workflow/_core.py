@@ -78,6 +78,15 @@ def claim(s, node: Node, user_id, minutes: float) -> bool:
     return res.rowcount == 1
 
 
+def free_of_approved(ch: Change, pks) -> list:
+    """Return `pks`; raise if any of them already belongs to an approved node."""
+    cur = ch.current(pks)
+    taken = sorted(p for p, (nid, _) in cur.items() if ch.s.get(Node, nid).status == "approved")
+    if taken:
+        raise WorkflowError(f"objects {taken[:5]} already belong to an approved node; reload")
+    return list(pks)
+
+
 def member_pks(s, node_id: int) -> list[int]:
     return list(s.scalars(select(Membership.object_pk).where(Membership.node_id == node_id)
                           .order_by(Membership.object_pk)))

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from ..store import Node, utcnow
 from ..suggest.data import label_targets
-from ._core import Change, WorkflowError, check_claim, get_node
+from ._core import Change, WorkflowError, check_claim, free_of_approved, get_node
 
 
 def adopt_labels(project, user_id, labels) -> dict:
@@ -91,10 +91,7 @@ def move_to_labels(s, ch: Change, user_id, moved: dict, away_from: int) -> dict[
     moved = resolve_targets(s, ch, user_id, moved)
     if int(away_from) in moved.values():
         raise WorkflowError("an object cannot be moved to the node it is rejected for")
-    cur = ch.current(list(moved))
-    taken = sorted(p for p, (nid, _) in cur.items() if ch.s.get(Node, nid).status == "approved")
-    if taken:
-        raise WorkflowError(f"objects {taken[:5]} already belong to an approved node; reload")
+    free_of_approved(ch, list(moved))
     for target in sorted(set(moved.values())):
         node = get_node(s, target, ("approved",))
         check_claim(node, user_id)

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from .. import suggest as sg
 from ..store import Membership, Node, Rejection
 from ..suggest.data import label_targets
-from ._core import Change, WorkflowError, check_claim, check_version, chunks, get_node
+from ._core import Change, WorkflowError, check_claim, check_version, chunks, free_of_approved, get_node
 from .outcomes import checked_precision, clear_cache, field_precision, history
 
 SCREEN = 50
@@ -266,15 +266,6 @@ def _mark_done(project, pks) -> None:
         st.done[np.isin(st.preds.pks, np.asarray(list(pks), np.int64))] = True
 
 
-def _free(ch: Change, pks) -> list:
-    """Raise if any object already belongs to an approved node."""
-    cur = ch.current(pks)
-    taken = [p for p, (nid, _) in cur.items() if ch.s.get(Node, nid).status == "approved"]
-    if taken:
-        raise WorkflowError(f"objects {sorted(taken)[:5]} already belong to an approved node; reload")
-    return list(pks)
-
-
 def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_version=None,
            band=None, moved=None) -> dict:
     """Confirm a screen: reject `rejected_pks` for the node, the other shown objects join it
@@ -303,7 +294,7 @@ def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_versio
         check_claim(node, user_id)
         check_version(node, members_version)
         ch = Change(s, user_id)
-        ch.assign(_free(ch, good), node.id, "validated")
+        ch.assign(free_of_approved(ch, good), node.id, "validated")
         ch.reject(node.id, bad)
         move_to_labels(s, ch, user_id, moved, node.id)
         if ch.created:
