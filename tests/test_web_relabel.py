@@ -99,8 +99,11 @@ def test_grow_reject_and_accept_take_the_labels_typed(client_as, web_project):
     assert set(ranked[1:5]) <= members(p, node_id) and ranked[0] not in members(p, node_id)
     assert ranked[0] in members(p, _node(p, "ostracod").id)
     with p.session() as s:
-        actions = [e.action for e in s.scalars(select(Event).order_by(Event.id))][-2:]
-    assert actions == ["grow_reject", "grow_accept"]
+        last = s.scalars(select(Event).order_by(Event.id.desc())).first()
+    assert (last.action, last.payload["n"], last.payload["moved"]) == ("grow_accept", 4, 1)
+    # one undo takes back the whole screen
+    assert c.post("/undo", headers=hx(token)).status_code in (200, 204)
+    assert not set(ranked[:5]) & members(p, node_id) and members(p, _node(p, "ostracod").id) == {typed}
 
 
 def test_viewers_get_no_label_field_and_names_fill_the_datalist_asked_for(client_as, web_project):

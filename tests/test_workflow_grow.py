@@ -123,6 +123,29 @@ def test_reject_candidates_straight_to_their_labels(wf):
     check_counts(p)
 
 
+def test_accept_a_screen_with_some_given_their_labels_is_one_event(wf):
+    p = wf.project
+    nid = _approved(wf)
+    other = _approved(wf, cls=1, n=5)
+    page = grow.candidates(p, nid, 0, 6)
+    pks, before = page.pks, n_events(p)
+    n = grow.accept(p, wf.A, nid, pks, pks, members_version=page.members_version,
+                    moved={pks[0]: CLASSES[1], pks[1]: "radiolaria"})
+    assert n == 4 and n_events(p) == before + 1
+    assert set(pks[2:]) <= member_set(p, nid) and not set(pks[:2]) & member_set(p, nid)
+    assert pks[0] in member_set(p, other)
+    assert not set(pks[:2]) & set(grow.candidates(p, nid, 0, 200).pks)  # rejected for the node
+    with pytest.raises(WorkflowError, match="are members of node"):
+        grow.accept(p, wf.A, nid, [], moved={pks[2]: "radiolaria"})
+    check_counts(p)
+    undo.undo_last(p, wf.A)
+    assert not set(pks) & member_set(p, nid) and member_set(p, other) == set(wf.by_class[CLASSES[1]][:5])
+    with p.session() as s:
+        assert s.scalars(select(Node).where(Node.name == "radiolaria")).first() is None
+    assert set(pks) <= set(grow.candidates(p, nid, 0, 200).pks)
+    check_counts(p)
+
+
 def _search(p, nid, judge, page_size=10):
     gs = grow.GrowSearch(p, nid, page_size=page_size)
     probes = []

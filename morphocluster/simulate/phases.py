@@ -215,14 +215,15 @@ def grow_direct(sim, nid: int, cls) -> int:
         if max(value_first, value_all) <= 0:
             break
         if value_all > value_first:
+            moved = None
             if relabel:  # each wrong one given its class by name, one click each
-                grow.reject(p, u, nid, [], moved={page.pks[i]: str(labels[i]) for i in wrong})
+                moved = {page.pks[i]: str(labels[i]) for i in wrong}
                 sim.click("relabel", len(wrong))
             else:
                 for i in wrong:
                     grow.reject(p, u, nid, [page.pks[i]])
                 sim.click("reject", len(wrong))
-            grow.accept(p, u, nid, good, good)
+            grow.accept(p, u, nid, good, good, moved=moved)
             sim.click("judge")
             gained += len(good)
         else:

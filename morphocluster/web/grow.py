@@ -60,10 +60,9 @@ def accept(node_id: int):
     """Accept the whole screen (or the given objects); objects given another label go there."""
     pks = int_list("pks") or int_list("shown")
     version = request.form.get("members_version", type=int)
-    if moved := relabels():
-        wf.reject(project(), g.user["id"], node_id, [], moved=moved, members_version=version)
-        pks = [p for p in pks if p not in moved]
-    n = wf.accept(project(), g.user["id"], node_id, pks, shown_pks=int_list("shown"), members_version=version)
+    moved = relabels()
+    n = wf.accept(project(), g.user["id"], node_id, pks, shown_pks=int_list("shown"),
+                  members_version=version, moved=moved)
     return _reshow(node_id, f"Accepted {n}" + (f", {len(moved)} to the labels typed." if moved else "."))
 
 

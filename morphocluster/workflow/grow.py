@@ -139,9 +139,22 @@ def _check_free(ch: Change, node: Node, pks) -> None:
         raise WorkflowError(f"objects {sorted(taken)[:5]} already belong to another approved node")
 
 
-def accept(project, user_id, node_id, object_pks, shown_pks=(), members_version=None) -> int:
-    """Add objects to an approved node: shown ones 'validated', the others 'predicted'."""
-    pks = sorted({int(p) for p in object_pks})
+def _check_not_members(ch: Change, node: Node, pks) -> None:
+    members = [p for p, (nid, _) in ch.current(pks).items() if nid == node.id]
+    if members:
+        raise WorkflowError(f"objects {members[:5]} are members of node {node.id}; remove them")
+
+
+def accept(project, user_id, node_id, object_pks, shown_pks=(), members_version=None,
+           moved=None) -> int:
+    """Add objects to an approved node: shown ones 'validated', the others 'predicted'.
+
+    `moved` (object -> another approved node's id, or a label name; a new name makes a node):
+    rejected for this node instead, and each goes straight to that label as 'validated'. One
+    event, so one undo takes back the whole screen.
+    """
+    moved = targets_arg(moved)
+    pks = sorted({int(p) for p in object_pks} - set(moved))
     shown = {int(p) for p in shown_pks}
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved",))
@@ -149,10 +162,14 @@ def accept(project, user_id, node_id, object_pks, shown_pks=(), members_version=
         check_version(node, members_version)
         ch = Change(s, user_id)
         _check_free(ch, node, pks)
+        if moved:
+            _check_not_members(ch, node, list(moved))
+            ch.reject(node.id, list(moved))
+            move_to_labels(s, ch, user_id, moved, node.id)
         ch.assign([p for p in pks if p in shown], node.id, "validated")
         ch.assign([p for p in pks if p not in shown], node.id, "predicted")
         ch.finish("grow_accept", {"node": node.id, "n": len(pks),
-                                  "n_shown": sum(p in shown for p in pks)})
+                                  "n_shown": sum(p in shown for p in pks), "moved": len(moved)})
     return len(pks)
 
 
@@ -200,9 +217,7 @@ def reject(project, user_id, node_id, object_pks, moved=None, members_version=No
         check_claim(node, user_id)
         check_version(node, members_version)
         ch = Change(s, user_id)
-        members = [p for p, (nid, _) in ch.current(pks).items() if nid == node.id]
-        if members:
-            raise WorkflowError(f"objects {members[:5]} are members of node {node.id}; remove them")
+        _check_not_members(ch, node, pks)
         ch.reject(node.id, pks)
         move_to_labels(s, ch, user_id, moved, node.id)
         ch.finish("grow_reject", {"node": node.id, "n": len(pks), "moved": len(moved)})
