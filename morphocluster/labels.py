@@ -184,5 +184,7 @@ def object_record(project, pk: int) -> dict | None:
                         .where(Membership.object_pk == obj.id)).first()
         return {"pk": obj.id, "object_id": obj.object_id, "width": obj.width,
                 "height": obj.height, "meta": obj.meta or {}, "imported_label": obj.imported_label,
+                "extra_images": [e for e in (obj.meta or {}).get("_extra_images") or ()
+                                 if isinstance(e, dict)],
                 "imported_status": obj.imported_status,
                 "node": dict(zip(("membership", "id", "name", "status"), row)) if row else None}

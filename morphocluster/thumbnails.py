@@ -20,13 +20,19 @@ class ThumbnailError(LookupError):
     """The object does not exist or its image cannot be read."""
 
 
-def source_path(project, pk: int) -> Path:
-    """Return the image file of object `pk` (inside the project)."""
+def source_path(project, pk: int, rank: int = 0) -> Path:
+    """Return the image file of object `pk` (inside the project); `rank` n > 0: its n-th further
+    image (EcoTaxa objects with several images)."""
     with project.session() as s:
         obj = s.get(Object, int(pk))
         if obj is None:
             raise ThumbnailError(f"no object with id {pk}")
         rel = obj.path
+        if rank:
+            extra = [e for e in (obj.meta or {}).get("_extra_images") or () if isinstance(e, dict)]
+            if not 0 < rank <= len(extra):
+                raise ThumbnailError(f"object {pk} has no image {rank} ({len(extra)} further images)")
+            rel = extra[rank - 1]["path"]
     path = project.image_path(rel)
     if not path.is_file():
         raise ThumbnailError(f"object {pk}: image file {rel} is missing")

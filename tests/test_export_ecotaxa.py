@@ -57,7 +57,10 @@ def test_round_trip_every_sample(sample, copy_shared, tmp_path):
     assert any(r.label is None for r in ours.values()) or len(ours) < 3
     out = tmp_path / "export.zip"
     rep = export(a, "ecotaxa", out, labels="all", with_images=True)
-    assert rep.n_objects == len(ours) and rep.n_images == len(ours) and rep.n_missing_images == 0
+    with a.session() as s:
+        n_extra = sum(len((m or {}).get("_extra_images", ())) for m in s.scalars(select(Object.meta)))
+    assert rep.n_objects == len(ours) and rep.n_missing_images == 0
+    assert rep.n_images == len(ours) + n_extra  # objects with several images keep them all
     b = Project.create(tmp_path / "b")
     back = import_sources(b, [out], progress=False)
     assert back.failed == 0, back.failed_messages
@@ -72,11 +75,34 @@ def test_round_trip_every_sample(sample, copy_shared, tmp_path):
         assert after[oid].imported_label == ours[oid].label  # same labels
         assert after[oid].imported_status == ours[oid].status  # same statuses
         assert after[oid].width == o.width and after[oid].height == o.height
+        extra_a, extra_b = ((x.meta or {}).get("_extra_images", []) for x in (o, after[oid]))
+        assert [a.image_path(e["path"]).read_bytes() for e in extra_a] == [
+            b.image_path(e["path"]).read_bytes() for e in extra_b]  # further images, in order
     for name, typ in cols_a:  # no column lost, numbers stay numbers
         assert name in cols_b, name
         assert (typ in ("f", "n")) == (cols_b[name] == "f"), name
     labels = {r.label for r in ours.values()} - {None}
     assert {"part<Annelida", "part<Cnidaria"} & labels
+    if sample == "import_test_plus":
+        assert n_extra == 1
+
+
+def test_an_object_with_several_images_gets_a_row_per_image(copy_shared, tmp_path):
+    src = copy_shared("ecotaxa-samples/ref_exports/doi")
+    p = Project.create(tmp_path / "p")
+    import_sources(p, [src], progress=False)
+    label_some(p)
+    rep = export(p, "ecotaxa", tmp_path / "out", labels="all", with_images=True)
+    header, types, rows = _read_tsv(tmp_path / "out" / "ecotaxa_export.tsv")
+    assert len(rows) == 12 and rep.n_objects == 11 and rep.n_images == 12
+    mine = [r for r in rows if r["object_id"] == "m106_mn01_n3_sml_1111"]
+    assert [r["img_rank"] for r in mine] == ["0", "1"]
+    assert [r["img_file_name"] for r in mine] == ["m106_mn01_n3_sml_1111.jpg", "m106_mn01_n3_sml_1111_1.jpg"]
+    assert mine[0]["object_annotation_category"] == mine[1]["object_annotation_category"]
+    assert {k: v for k, v in mine[0].items() if k not in ("img_rank", "img_file_name")} == {
+        k: v for k, v in mine[1].items() if k not in ("img_rank", "img_file_name")}
+    assert (tmp_path / "out" / mine[1]["img_file_name"]).read_bytes() == (
+        src / "images/egg_other/13_1.jpg").read_bytes()
 
 
 def test_columns_and_types_match_real_ecotaxa_export(copy_shared, tmp_path, shared_data):

@@ -127,13 +127,39 @@ def test_sparse_vpr_export(project, shared_data):
     assert o.meta["acq_instrument"] == "VPR"
 
 
-def test_multiple_images_keep_lowest_rank(project, shared_data):
-    r = _import(project, shared_data / E / "ref_exports" / "doi")
+def test_multiple_images_shown_by_lowest_rank_and_all_kept(project, shared_data):
+    src = shared_data / E / "ref_exports" / "doi"
+    r = _import(project, src)
     assert (r.added, r.failed) == (11, 0)  # 12 rows, one object with two images
     o = _objects(project)["m106_mn01_n3_sml_1111"]
     assert o.path.endswith("images/egg_other/13_0.jpg")
-    assert o.meta["_extra_images"] == ["images/egg_other/13_1.jpg"]
+    [extra] = o.meta["_extra_images"]
+    assert (extra["rank"], extra["file"]) == (1, "images/egg_other/13_1.jpg")
+    assert project.image_path(extra["path"]).read_bytes() == (src / "images/egg_other/13_1.jpg").read_bytes()
     assert any("several images" in n for n in r.notes)
+
+
+def test_a_missing_or_corrupt_further_image_is_reported_and_the_object_kept(project, copy_shared):
+    src = copy_shared(f"{E}/ref_exports/doi")
+    table = next(src.glob("*.tsv"))
+    (src / "images/egg_other/13_1.jpg").write_bytes(b"not a jpeg")
+    r = _import(project, src)
+    assert (r.added, r.failed) == (11, 0)
+    [warning] = [n for n in r.notes if "13_1.jpg" in n]
+    assert f"{table.name}:13" in warning and "left out" in warning
+    o = _objects(project)["m106_mn01_n3_sml_1111"]
+    assert o.path.endswith("13_0.jpg") and "_extra_images" not in o.meta
+
+
+def test_two_images_of_one_rank_are_refused(project, copy_shared):
+    src = copy_shared(f"{E}/ref_exports/doi")
+    table = next(src.glob("*.tsv"))
+    lines = table.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.append(lines[-1])  # the last row again: rank 1 of 1111 twice
+    table.write_text("".join(lines), encoding="utf-8")
+    r = _import(project, src)
+    assert r.added == 11 and r.failed == 1
+    assert f"{table.name}:{len(lines)}" in r.failed_messages[0] and "img_rank" in r.failed_messages[0]
 
 
 def test_tsv_by_taxon_with_bom_and_backup(project, shared_data):
@@ -162,7 +188,8 @@ def test_test_plus_tables_without_images(project, shared_data):
     assert (r.added, r.skipped, r.failed) == (3, 11, 0)
     r = _import(project, shared_data / E / "import_test_plus_more")
     assert (r.added, r.failed) == (1, 0)
-    assert _objects(project)["m106_mn01_n3_sml_1111"].meta["_extra_images"] == ["m106_mn01_n3_sml_1111_2.jpg"]
+    assert [e["file"] for e in _objects(project)["m106_mn01_n3_sml_1111"].meta["_extra_images"]] == [
+        "m106_mn01_n3_sml_1111_2.jpg"]
 
 
 def test_single_table_file_as_source(project, shared_data):

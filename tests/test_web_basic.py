@@ -149,3 +149,23 @@ def test_unknown_nodes_and_objects_are_404(client_as):
         assert c.get(url).status_code == 404, url
     resp = c.post("/validate/9999/dissolve", headers={"X-CSRFToken": token, "HX-Request": "true"})
     assert resp.status_code == 404 and "not found" in resp.get_data(as_text=True)
+
+
+def test_object_page_shows_every_image_of_an_object(client_as, web_project):
+    from morphocluster.store import Object
+
+    p, info = web_project
+    pk, other, bad = info["by_class"]["copepod_calanoid"][2:5]
+    with p.transaction() as s:  # what an EcoTaxa import of an object with two images stores
+        o, second = s.get(Object, pk), s.get(Object, other).path
+        o.meta = {**(o.meta or {}), "_extra_images": [{"rank": 1, "path": second, "file": "x_1.jpg"}]}
+        b = s.get(Object, bad)
+        b.meta = {"_extra_images": [{"rank": 1, "path": "../../../../etc/passwd", "file": "y"}]}
+    c, _ = client_as("vic")
+    html = c.get(f"/object/{pk}").get_data(as_text=True)
+    assert f'src="/image/{pk}"' in html and f'src="/image/{pk}/1"' in html and "x_1.jpg" in html
+    assert "_extra_images" not in html  # not shown as a metadata row
+    one = c.get(f"/image/{pk}/1")
+    assert one.status_code == 200 and one.get_data() == p.image_path(second).read_bytes()
+    assert c.get(f"/image/{pk}/2").status_code == 404
+    assert c.get(f"/image/{bad}/1").status_code == 404

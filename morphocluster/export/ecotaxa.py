@@ -73,15 +73,18 @@ def columns(project) -> list[tuple[str, str, str]]:
 
 
 def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = False) -> ExportReport:
-    """Write the EcoTaxa table (and images) to the folder or ZIP `out`."""
+    """Write the EcoTaxa table (and images) to the folder or ZIP `out`.
+
+    An object imported with several images gets one row per image, img_rank 0, 1, ... in the
+    order of the imported ranks (its other columns repeated), as EcoTaxa tables give them.
+    """
     report = ExportReport("ecotaxa", str(out))
     meta_cols = columns(project)
     header = OURS + [c for c, _, _ in meta_cols]
     types = ["[t]"] * len(OURS) + [t for _, _, t in meta_cols]
-    # img_rank: one image per object; imported annotation columns belonged to the annotation
-    # that ours replaces, so they are left empty
-    plan = [(key, "0" if col == "img_rank" else "" if col.startswith("object_annotation_") else None)
-            for col, key, _ in meta_cols]
+    # imported annotation columns belonged to the annotation that ours replaces: left empty
+    plan = [(key, "" if col.startswith("object_annotation_") else None) for col, key, _ in meta_cols]
+    rank_at = next((i for i, (col, _, _) in enumerate(meta_cols) if col == "img_rank"), None)
     taken: set[int] = set()
     with Sink(out) as sink, sink.open_text(TSV) as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
@@ -89,32 +92,43 @@ def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = 
         w.writerow(types)
         for r in object_labels(project, labels, with_meta=True):
             meta = r.meta or {}
-            ext = _suffix(r.path)
-            img = safe_name(r.object_id) + ext
-            if with_images:
-                n = 1
-                while hash(img.casefold()) in taken:  # case-insensitive file systems
-                    n += 1
-                    img = f"{safe_name(r.object_id)}~{n}{ext}"
-                taken.add(hash(img.casefold()))
-                src = project.image_path(r.path) if r.path else None
-                if src is not None and src.is_file():
-                    sink.add_file(src, img)
-                    report.n_images += 1
-                else:
-                    report.missing_image(r.object_id)
             date, time = ecotaxa_datetime(r.annotated_at)
             if r.label is not None:
-                ours = [r.object_id, img, r.label, r.status, r.annotator or "", date, time, r.label_path]
+                ours = [r.label, r.status, r.annotator or "", date, time, r.label_path]
             else:
-                ours = [r.object_id, img, "", "", "", "", "", ""]
+                ours = [""] * 6
             values = [fixed if fixed is not None else _text(meta.get(key, "")) for key, fixed in plan]
-            w.writerow(ours + values)
+            images = [r.path] + [e["path"] for e in meta.get("_extra_images") or () if isinstance(e, dict)]
+            for rank, path in enumerate(images):
+                img = _image_name(r.object_id, rank, path, taken if with_images else None)
+                if with_images:
+                    src = project.image_path(path) if path else None
+                    if src is not None and src.is_file():
+                        sink.add_file(src, img)
+                        report.n_images += 1
+                    else:
+                        report.missing_image(r.object_id)
+                if rank_at is not None:
+                    values[rank_at] = str(rank)
+                w.writerow([r.object_id, img, *ours] + values)
             report.count(r.label is not None)
     if with_images and report.n_missing_images:
-        report.warnings.append(f"{report.n_missing_images} objects have no image file; their rows "
-                               "name one that is not in the export")
+        report.warnings.append(f"{report.n_missing_images} images are missing; their rows name a "
+                               "file that is not in the export")
     return report
+
+
+def _image_name(object_id: str, rank: int, path: str | None, taken: set | None) -> str:
+    """File name of an object's image in the export, unique ignoring case when `taken` is given."""
+    stem = safe_name(object_id) + (f"_{rank}" if rank else "")
+    ext = _suffix(path)
+    img, n = stem + ext, 1
+    while taken is not None and hash(img.casefold()) in taken:  # case-insensitive file systems
+        n += 1
+        img = f"{stem}~{n}{ext}"
+    if taken is not None:
+        taken.add(hash(img.casefold()))
+    return img
 
 
 def _suffix(path: str | None) -> str:

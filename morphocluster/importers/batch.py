@@ -13,7 +13,7 @@ import os
 import secrets
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -28,6 +28,17 @@ ECOTAXA_META_KEY = "ecotaxa_columns"
 
 
 @dataclass
+class ExtraImage:
+    """A further image of one object (EcoTaxa img_rank above the lowest)."""
+
+    rank: int
+    src: Path
+    rel: str
+    where: str
+    image_name: str
+
+
+@dataclass
 class Candidate:
     """One object found in a source, not yet checked."""
 
@@ -39,6 +50,7 @@ class Candidate:
     status: str | None = None
     meta: dict | None = None
     image_name: str = ""  # the image as the source names it, for messages
+    extra: list[ExtraImage] = field(default_factory=list)
 
     def __post_init__(self):
         self.image_name = self.image_name or self.src.name
@@ -180,9 +192,11 @@ class Batch:
             from tqdm import tqdm
 
             # several objects may share one image file (EcoTaxa): stage each file once
-            first: dict[str, Candidate] = {}
+            first: dict[str, Candidate | ExtraImage] = {}
             for c in todo:
                 first.setdefault(c.rel, c)
+                for e in c.extra:
+                    first.setdefault(e.rel, e)
             unique = list(first.values())
             self._stage_str, self._made = str(self.stage), set()
             chunks = [unique[i:i + 64] for i in range(0, len(unique), 64)]
@@ -200,11 +214,25 @@ class Batch:
                     continue
                 rows.append({
                     "object_id": c.object_id, "path": f"{self.token}/{c.rel}",
-                    "width": res[0], "height": res[1], "meta": c.meta,
+                    "width": res[0], "height": res[1], "meta": self._with_extra(c, staged),
                     "imported_label": c.label, "imported_status": c.status,
                 })
         self._write(rows)
         return report
+
+    def _with_extra(self, c: Candidate, staged: dict) -> dict | None:
+        """Return the candidate's metadata with its further images that were staged."""
+        if not c.extra:
+            return c.meta
+        kept = []
+        for e in c.extra:
+            res = staged[e.rel]
+            if isinstance(res, str):
+                self.report.warn(e.where, f"{res}; this image of object {c.object_id!r} is left out "
+                                          "(the object is imported with its other images)")
+            else:
+                kept.append({"rank": e.rank, "path": f"{self.token}/{e.rel}", "file": e.image_name})
+        return {**(c.meta or {}), "_extra_images": kept} if kept else c.meta
 
     def _write(self, rows: list[dict]) -> None:
         report = self.report

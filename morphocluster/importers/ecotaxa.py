@@ -7,9 +7,11 @@ not empty is kept in `Object.meta` (as text, in column order); the column order 
 stored once per import (ImportRun.report and Meta "ecotaxa_columns") so an export can
 reproduce them. `object_annotation_category`/`_status` become `imported_label`/`_status`.
 
-An object with several images (rows sharing an object_id with different `img_rank`) gets
-its lowest-ranked image; the other file names are listed in `meta["_extra_images"]` and
-not copied.
+An object with several images (rows sharing an object_id with different `img_rank`) is shown
+by its lowest-ranked image; the others are copied too and listed, in rank order, in
+`meta["_extra_images"]` ({"rank", "path", "file"}), so that the EcoTaxa export writes them
+back. A missing or unreadable extra image is reported (file and row) and left out; the object
+is imported with its other images.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import posixpath
 import re
 from pathlib import Path
 
-from .batch import Batch, Candidate
+from .batch import Batch, Candidate, ExtraImage
 from .unpack import safe_member_name, unpack_zip
 
 META_PREFIXES = ("object_", "sample_", "acq_", "process_")
@@ -143,11 +145,13 @@ def _collect_table(table: Path, search_root: Path, display: str, batch: Batch, p
             report.fail(at, f"duplicate object id {oid!r} (first at line {prev['line']}); row skipped")
             continue
         if prev is not None:
-            if rank < prev["rank"]:
-                prev["extra"].append((prev["rank"], prev["img"]))
+            if any(rank == r for r, *_ in prev["extra"]):
+                report.fail(at, f"object {oid!r} has two images of img_rank {rank}; row skipped")
+            elif rank < prev["rank"]:
+                prev["extra"].append((prev["rank"], prev["img"], prev["rel"], prev["line"]))
                 prev.update(rank=rank, img=img, rel=rel, line=line)
             else:
-                prev["extra"].append((rank, img))
+                prev["extra"].append((rank, img, rel, line))
             continue
         objects[oid] = {"rank": rank, "line": line, "img": img, "rel": rel, "fields": fields, "extra": []}
 
@@ -172,13 +176,13 @@ def _collect_table(table: Path, search_root: Path, display: str, batch: Batch, p
             status = None
         meta = {h: fields[i] for i, h in keep if fields[i] != ""}
         meta["object_id"] = oid
-        if o["extra"]:
-            n_extra += 1
-            meta["_extra_images"] = [img for _, img in sorted(o["extra"])]
+        extra = [ExtraImage(rank, search_root / rel, f"{prefix}/{rel}", f"{where}:{line}", img)
+                 for rank, img, rel, line in sorted(o["extra"])]
+        n_extra += bool(extra)
         batch.add(Candidate(object_id=oid, src=search_root / o["rel"], rel=f"{prefix}/{o['rel']}",
                             where=at, label=label or None, status=status, meta=meta,
-                            image_name=o["img"]))
+                            image_name=o["img"], extra=extra))
     if n_extra:
-        report.note(f"{where}: {n_extra} objects have several images (img_rank); the lowest-ranked one "
-                    "is imported, the others are listed in meta['_extra_images'] and not copied")
+        report.note(f"{where}: {n_extra} objects have several images (img_rank); each is shown by its "
+                    "lowest-ranked one, the others are kept with it and exported with it")
     return len(objects)

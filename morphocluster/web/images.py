@@ -41,9 +41,10 @@ def thumb(pk: int):
 
 
 @bp.route("/image/<int:pk>")
-def image(pk: int):
+@bp.route("/image/<int:pk>/<int:rank>")
+def image(pk: int, rank: int = 0):
     try:
-        path = thumbnails.source_path(project(), pk)
+        path = thumbnails.source_path(project(), pk, rank)
     except (thumbnails.ThumbnailError, ProjectError) as exc:
         abort(404, description=str(exc))
     return _send(path)
