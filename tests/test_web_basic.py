@@ -165,6 +165,10 @@ def test_object_page_shows_every_image_of_an_object(client_as, web_project):
     html = c.get(f"/object/{pk}").get_data(as_text=True)
     assert f'src="/image/{pk}"' in html and f'src="/image/{pk}/1"' in html and "x_1.jpg" in html
     assert "_extra_images" not in html  # not shown as a metadata row
+    with p.session() as s:
+        w, h = s.get(Object, pk).width, s.get(Object, pk).height
+    z = min(6, max(1, int(400 / max(w, h))))  # small images enlarged by a whole factor
+    assert f'width="{w * z}"' in html and (z == 1 or f"shown {z}× enlarged" in html)
     one = c.get(f"/image/{pk}/1")
     assert one.status_code == 200 and one.get_data() == p.image_path(second).read_bytes()
     assert c.get(f"/image/{pk}/2").status_code == 404
