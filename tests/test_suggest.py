@@ -343,3 +343,20 @@ def test_resolve_label_by_path_or_unique_last_name():
         m.resolve_label("egg")
     with pytest.raises(ValueError, match="is not one of the model's labels"):
         m.resolve_label("salpa")
+
+
+def test_the_same_labels_stored_in_another_order_give_the_same_model(wf):
+    """Nodes made in another order (other ids, so the database may return members in another
+    order) give the same model: its cross-validation folds do not depend on storage order."""
+    from morphocluster.simulate.reset import reset_annotations
+
+    p = wf.project
+    _labelled(wf)
+    first = train(p)
+    reset_annotations(p)
+    for c in reversed(CLASSES):
+        wf.make_node(wf.by_class[c][:20], status="approved", name=c, member_status="validated")
+    again = train(p)
+    assert list(again.classes_) == list(first.classes_)
+    assert np.array_equal(again.oof_confidence_, first.oof_confidence_)
+    assert np.array_equal(again.coef_, first.coef_) and again.temperature_ == first.temperature_

@@ -50,11 +50,15 @@ def label_targets(session) -> tuple[dict, dict, dict]:
 
 
 def label_set(session) -> LabelSet:
-    """Read every member of an approved node with its label."""
+    """Read every member of an approved node with its label, in object order.
+
+    The order is fixed because the model's cross-validation folds are drawn over positions:
+    the same labels must give the same model, whatever order they were stored in."""
     label_of, best, display = label_targets(session)
     rows = session.execute(select(Membership.object_pk, Membership.node_id, Membership.status)
                            .join(Node, Node.id == Membership.node_id)
-                           .where(Node.status == "approved")).all()
+                           .where(Node.status == "approved")
+                           .order_by(Membership.object_pk)).all()
     pks = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     labels = np.array([label_of[r[1]] for r in rows], dtype=object)
     status = np.array([r[2] or "cluster" for r in rows], dtype=object)
