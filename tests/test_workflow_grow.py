@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from morphocluster.features.matrix import load_matrix
 from morphocluster.store import Membership, Node, Rejection
-from morphocluster.workflow import WorkflowError, grow, undo
+from morphocluster.workflow import WorkflowError, grow, grow_search, undo
 from test_web_fixtures import web_project, web_template  # noqa: F401
 from test_workflow_setup import CLASSES, check_counts, member_set, n_events, wf  # noqa: F401
 
@@ -147,7 +147,7 @@ def test_accept_a_screen_with_some_given_their_labels_is_one_event(wf):
 
 
 def _search(p, nid, judge, page_size=10):
-    gs = grow.GrowSearch(p, nid, page_size=page_size)
+    gs = grow_search.GrowSearch(p, nid, page_size=page_size)
     probes = []
     while (page := gs.next_page()) is not None:
         probes.append(page.offset // page_size)
@@ -177,7 +177,7 @@ def test_grow_search_exponential_then_bisection(wf):
 
 def test_grow_search_drops_a_verdict_on_another_page(wf):
     p = wf.project
-    gs = grow.GrowSearch(p, _approved(wf), page_size=10)
+    gs = grow_search.GrowSearch(p, _approved(wf), page_size=10)
     gs.next_page()
     assert gs.judge(True, probe=0) and gs.probe == 1
     page = gs.next_page()
@@ -213,16 +213,16 @@ def test_grow_search_saved_and_reloaded_gives_the_same_next_page(wf):
     p = wf.project
     nid = _approved(wf)
     judge = lambda page: page.offset < 50  # noqa: E731
-    gs = grow.load_search(p, wf.A, nid, page_size=10)
+    gs = grow_search.load_search(p, wf.A, nid, page_size=10)
     for _ in range(3):  # pages 0, 1, 3 judged OK; page 7 on screen
         gs.judge(judge(gs.next_page()))
     on_screen = gs.next_page()
-    grow.save_search(p, wf.A, gs)
-    again = grow.load_search(p, wf.A, nid, page_size=10)  # as a restarted server would
+    grow_search.save_search(p, wf.A, gs)
+    again = grow_search.load_search(p, wf.A, nid, page_size=10)  # as a restarted server would
     assert again is not gs and again.current.pks == on_screen.pks
     assert again.to_state() == gs.to_state()
-    assert grow.load_search(p, wf.B, nid, page_size=10).current is None  # per user
-    assert grow.load_search(p, wf.A, nid, page_size=20).current is None  # another page size
+    assert grow_search.load_search(p, wf.B, nid, page_size=10).current is None  # per user
+    assert grow_search.load_search(p, wf.A, nid, page_size=20).current is None  # another page size
     probes = []
     while (page := again.next_page()) is not None:
         probes.append(page.offset // 10)
@@ -232,33 +232,33 @@ def test_grow_search_saved_and_reloaded_gives_the_same_next_page(wf):
     _, uninterrupted = _search(p, nid, judge)
     assert uninterrupted == [0, 1, 3] + probes
     assert again.commit(wf.A) == 50
-    grow.drop_search(p, wf.A, nid)
-    assert grow.load_search(p, wf.A, nid, page_size=10).current is None
+    grow_search.drop_search(p, wf.A, nid)
+    assert grow_search.load_search(p, wf.A, nid, page_size=10).current is None
 
 
 def test_saved_grow_search_of_a_changed_node_starts_afresh(wf):
     p = wf.project
     nid = _approved(wf)
-    gs = grow.load_search(p, wf.A, nid, page_size=10)
+    gs = grow_search.load_search(p, wf.A, nid, page_size=10)
     gs.next_page()
     gs.judge(True)
     gs.next_page()
-    grow.save_search(p, wf.A, gs)
+    grow_search.save_search(p, wf.A, gs)
     state = gs.to_state()
-    assert grow.load_search(p, wf.A, nid, 10).shown.keys() == {0}
+    assert grow_search.load_search(p, wf.A, nid, 10).shown.keys() == {0}
     page = grow.candidates(p, nid, 0, 2)
     grow.accept(p, wf.A, nid, page.pks, members_version=page.members_version)  # direct mode
-    fresh = grow.load_search(p, wf.A, nid, page_size=10)
+    fresh = grow_search.load_search(p, wf.A, nid, page_size=10)
     assert fresh.current is None and fresh.shown == {} and fresh.lo == 0
     with pytest.raises(WorkflowError, match="changed since"):
-        grow.GrowSearch.from_state(p, nid, state)
+        grow_search.GrowSearch.from_state(p, nid, state)
     # a ranking built on other features is another search too
-    grow.save_search(p, wf.A, fresh)
+    grow_search.save_search(p, wf.A, fresh)
     fresh.next_page()
     state = fresh.to_state()
     p.config["grow"] = {"n_prototypes": 3}
     with pytest.raises(WorkflowError, match="changed since"):
-        grow.GrowSearch.from_state(p, nid, state)
+        grow_search.GrowSearch.from_state(p, nid, state)
 
 
 def test_saved_searches_of_dissolved_or_deleted_nodes_are_dropped(wf):
@@ -268,9 +268,9 @@ def test_saved_searches_of_dissolved_or_deleted_nodes_are_dropped(wf):
     p = wf.project
     a, b, c = _approved(wf, 0), _approved(wf, 1), _approved(wf, 2)
     for nid in (a, b, c):
-        gs = grow.load_search(p, wf.A, nid, page_size=10)
+        gs = grow_search.load_search(p, wf.A, nid, page_size=10)
         gs.next_page()
-        grow.save_search(p, wf.A, gs)
+        grow_search.save_search(p, wf.A, gs)
 
     def saved():
         with p.session() as s:
@@ -282,9 +282,9 @@ def test_saved_searches_of_dissolved_or_deleted_nodes_are_dropped(wf):
         s.execute(Membership.__table__.delete().where(Membership.node_id == c))
         s.execute(NodeCache.__table__.delete().where(NodeCache.node_id == c))
         s.delete(s.get(Node, c))
-    grow.save_search(p, wf.B, grow.load_search(p, wf.B, a, page_size=10))
+    grow_search.save_search(p, wf.B, grow_search.load_search(p, wf.B, a, page_size=10))
     assert saved() == {f"grow_search:{wf.A}:{a}", f"grow_search:{wf.B}:{a}"}
-    assert grow.load_search(p, wf.A, a, page_size=10).current is not None  # the live one stays
+    assert grow_search.load_search(p, wf.A, a, page_size=10).current is not None  # the live one stays
 
 
 def test_web_page_search_continues_after_a_restart(web_project, shared_data):

@@ -12,7 +12,7 @@ from collections import Counter
 from sqlalchemy import select
 
 from ..store import Node
-from ..workflow import WorkflowError, grow, validate
+from ..workflow import WorkflowError, grow, grow_search, validate
 from .clustering import run_cluster_round
 
 
@@ -176,7 +176,7 @@ def _share(labels, cls) -> float:
 
 def grow_pages(sim, nid: int, cls) -> int:
     """The original method: judge whole pages (exponential search, bisection), then save."""
-    gs = grow.GrowSearch(sim.project, nid, page_size=sim.settings.page_size)
+    gs = grow_search.GrowSearch(sim.project, nid, page_size=sim.settings.page_size)
     while (page := gs.next_page()) is not None:
         ok = _share(sim.show(page.pks), cls) >= sim.settings.grow_page_ok
         sim.click("judge")

@@ -7,6 +7,7 @@ import threading
 from flask import Blueprint, current_app, g, redirect, request, url_for
 
 from ..workflow import grow as wf
+from ..workflow import grow_search as gs
 from . import project
 from .common import int_list, message, node_info, relabels, render, role_required, toast
 
@@ -82,7 +83,7 @@ def _reshow(node_id: int, message: str):
 
 
 # --- page search: exponential search, then bisection ------------------------------------------
-# The search of each (user, node) lives in the project database (workflow.grow.save_search),
+# The search of each (user, node) lives in the project database (workflow.grow_search.save_search),
 # so a restart keeps the pages already judged; the lock keeps this process's requests in order.
 _LOCK = threading.Lock()
 
@@ -92,11 +93,11 @@ def search(node_id: int):
     p, uid = project(), g.user["id"]
     with _LOCK:
         if request.args.get("restart") == "1":
-            wf.drop_search(p, uid, node_id)
-        s = wf.load_search(p, uid, node_id, _size())
+            gs.drop_search(p, uid, node_id)
+        s = gs.load_search(p, uid, node_id, _size())
         page = s.next_page()
         if g.user["role"] != "viewer":
-            wf.save_search(p, uid, s)
+            gs.save_search(p, uid, s)
     return render("grow.html", node=node_info(node_id), page=page, mode="search", search=s)
 
 
@@ -105,13 +106,13 @@ def search(node_id: int):
 def judge(node_id: int):
     p, uid = project(), g.user["id"]
     with _LOCK:
-        s = wf.load_search(p, uid, node_id, _size())
+        s = gs.load_search(p, uid, node_id, _size())
         # no page on screen: the node changed since, so that verdict was on another page
         restarted = s.current is None and not s.done
         stale = s.current is not None and not s.judge(request.form.get("ok") == "1",
                                                       probe=request.form.get("probe", type=int))
         page = s.next_page()
-        wf.save_search(p, uid, s)
+        gs.save_search(p, uid, s)
     html = render("grow.html", node=node_info(node_id), page=page, mode="search", search=s, htmx=True)
     if restarted:
         html += toast("The node changed since that page was shown; the search starts again.")
@@ -125,7 +126,7 @@ def judge(node_id: int):
 def commit(node_id: int):
     p, uid = project(), g.user["id"]
     with _LOCK:
-        s = wf.load_search(p, uid, node_id, _size())
+        s = gs.load_search(p, uid, node_id, _size())
         n = s.commit(uid)
-        wf.drop_search(p, uid, node_id)
+        gs.drop_search(p, uid, node_id)
     return _reshow(node_id, f"Accepted {n} objects above the boundary.")

@@ -6,6 +6,6 @@ See docs/workflow.md.
 """
 
 from ._core import Page, WorkflowError
-from . import grow, organise, undo, validate
+from . import grow, grow_search, organise, undo, validate
 
-__all__ = ["Page", "WorkflowError", "grow", "organise", "undo", "validate"]
+__all__ = ["Page", "WorkflowError", "grow", "grow_search", "organise", "undo", "validate"]
