@@ -89,11 +89,11 @@ def test_grow_reject_and_accept_take_the_labels_typed(client_as, web_project):
                         "relabel": json.dumps({str(ranked[0]): "ostracod"})})
     assert "Labels were typed" in resp.get_data(as_text=True)
     stale = c.post(f"/grow/{node_id}/accept", headers=hx(token),  # an old screen: nothing happens
-                   data={"shown": shown, "pks": shown, "members_version": str(int(_version(html)) - 1),
+                   data={"shown": shown, "members_version": str(int(_version(html)) - 1),
                          "relabel": json.dumps({str(ranked[0]): "ostracod"})})
     assert stale.status_code == 409 and members(p, _node(p, "ostracod").id) == {typed}
     resp = c.post(f"/grow/{node_id}/accept", headers=hx(token),
-                  data={"shown": shown, "pks": shown, "members_version": _version(html),
+                  data={"shown": shown, "members_version": _version(html),
                         "relabel": json.dumps({str(ranked[0]): "ostracod"})})
     assert "Accepted 4, 1 to the labels typed." in resp.get_data(as_text=True)
     assert set(ranked[1:5]) <= members(p, node_id) and ranked[0] not in members(p, node_id)

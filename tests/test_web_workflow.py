@@ -189,10 +189,17 @@ def test_grow_accept_screen_and_reject_selected(client_as, web_project):
     resp = c.post(f"/grow/{node_id}/reject", headers=hx(token), data={"pks": f"{ranked[0]},{ranked[1]}"})
     assert "Rejected 2" in resp.get_data(as_text=True)
     ranked = pks_in(resp.get_data(as_text=True))
-    resp = c.post(f"/grow/{node_id}/accept", headers=hx(token), data={"shown": ",".join(map(str, ranked[:5])),
-                                                                      "pks": ",".join(map(str, ranked[:5]))})
+    resp = c.post(f"/grow/{node_id}/accept", headers=hx(token), data={"shown": ",".join(map(str, ranked[:5]))})
     assert "Accepted 5" in resp.get_data(as_text=True)
     assert set(ranked[:5]) <= members(p, node_id)
+    # objects selected (to reject) when the screen is accepted are rejected, not accepted
+    ranked = pks_in(resp.get_data(as_text=True))
+    resp = c.post(f"/grow/{node_id}/accept", headers=hx(token),
+                  data={"shown": ",".join(map(str, ranked[:5])), "pks": f"{ranked[1]},{ranked[3]}"})
+    assert "Accepted 3, rejected 2." in resp.get_data(as_text=True)
+    got = members(p, node_id)
+    assert {ranked[0], ranked[2], ranked[4]} <= got and not {ranked[1], ranked[3]} & got
+    assert not {ranked[1], ranked[3]} & set(pks_in(resp.get_data(as_text=True)))
 
 
 def test_grow_page_search(client_as, web_project, app):
@@ -297,7 +304,7 @@ def test_home_shows_progress_queue_and_map(client_as, web_project):
     assert re.search(r'id="n-grown">0<', html)
     ranked = pks_in(c.get(f"/grow/{info['nodes']['copepod_calanoid']}").get_data(as_text=True))
     c.post(f"/grow/{info['nodes']['copepod_calanoid']}/accept", headers=hx(token),
-           data={"pks": str(ranked[0]), "shown": str(ranked[0])})
+           data={"shown": str(ranked[0])})
     html = c.get("/").get_data(as_text=True)
     assert re.search(r'id="n-grown">1<', html) and re.search(r'id="n-labelled">17<', html)
     assert "copepod" in html and f"/validate/{info['nodes']['acantharia_protist']}" in html

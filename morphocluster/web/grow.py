@@ -58,13 +58,14 @@ def until(node_id: int):
 @bp.route("/<int:node_id>/accept", methods=["POST"])
 @role_required("annotator")
 def accept(node_id: int):
-    """Accept the whole screen (or the given objects); objects given another label go there."""
-    pks = int_list("pks") or int_list("shown")
+    """Accept the screen: selected objects are rejected, those given a label go there."""
+    shown, selected, moved = int_list("shown"), int_list("pks"), relabels()
     version = request.form.get("members_version", type=int)
-    moved = relabels()
-    n = wf.accept(project(), g.user["id"], node_id, pks, shown_pks=int_list("shown"),
-                  members_version=version, moved=moved)
-    return _reshow(node_id, f"Accepted {n}" + (f", {len(moved)} to the labels typed." if moved else "."))
+    n = wf.accept(project(), g.user["id"], node_id, shown, shown_pks=shown, members_version=version,
+                  moved=moved, rejected=selected)
+    done = [f"Accepted {n}"] + ([f"rejected {len(set(selected) - set(moved))}"] if selected else []) + (
+        [f"{len(moved)} to the labels typed"] if moved else [])
+    return _reshow(node_id, ", ".join(done) + ".")
 
 
 @bp.route("/<int:node_id>/reject", methods=["POST"])

@@ -145,15 +145,16 @@ def _check_not_members(ch: Change, node: Node, pks) -> None:
 
 
 def accept(project, user_id, node_id, object_pks, shown_pks=(), members_version=None,
-           moved=None) -> int:
+           moved=None, rejected=()) -> int:
     """Add objects to an approved node: shown ones 'validated', the others 'predicted'.
 
     `moved` (object -> another approved node's id, or a label name; a new name makes a node):
-    rejected for this node instead, and each goes straight to that label as 'validated'. One
-    event, so one undo takes back the whole screen.
+    rejected for this node instead, and each goes straight to that label as 'validated'.
+    `rejected`: never offered to the node again. One event, so one undo takes back the screen.
     """
     moved = targets_arg(moved)
-    pks = sorted({int(p) for p in object_pks} - set(moved))
+    rejected = sorted({int(p) for p in rejected} - set(moved))
+    pks = sorted({int(p) for p in object_pks} - set(moved) - set(rejected))
     shown = {int(p) for p in shown_pks}
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved",))
@@ -161,14 +162,14 @@ def accept(project, user_id, node_id, object_pks, shown_pks=(), members_version=
         check_version(node, members_version)
         ch = Change(s, user_id)
         _check_free(ch, node, pks)
-        if moved:
-            _check_not_members(ch, node, list(moved))
-            ch.reject(node.id, list(moved))
+        if moved or rejected:
+            _check_not_members(ch, node, list(moved) + rejected)
+            ch.reject(node.id, list(moved) + rejected)
             move_to_labels(s, ch, user_id, moved, node.id)
         ch.assign([p for p in pks if p in shown], node.id, "validated")
         ch.assign([p for p in pks if p not in shown], node.id, "predicted")
-        ch.finish("grow_accept", {"node": node.id, "n": len(pks),
-                                  "n_shown": sum(p in shown for p in pks), "moved": len(moved)})
+        ch.finish("grow_accept", {"node": node.id, "n": len(pks), "n_shown": sum(p in shown for p in pks),
+                                  "moved": len(moved), "rejected": len(rejected)})
     return len(pks)
 
 
