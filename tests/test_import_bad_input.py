@@ -143,6 +143,36 @@ def test_unreadable_encoding(project, copy_shared):
                                  "file skipped"]
 
 
+def test_stray_latin1_line_in_utf8_table_is_warned_and_the_rest_stays_utf8(project, copy_shared):
+    src, tsv = _ecotaxa_copy(copy_shared)
+    lines = tsv.read_text().splitlines()
+    cat = lines[0].split("\t").index("object_annotation_category")
+    rows = [line.split("\t") for line in lines]
+    rows[2][cat], rows[3][cat] = "\u00c9crevisse", "Crevette \u00e0 pattes"
+    data = "\n".join("\t".join(r) for r in rows).encode("utf-8") + b"\n"
+    data = data.replace(b"m106_mn01_n2_sml_1111\t", b"m106_mn01_n2_sml_1111\t\xb0", 1)  # line 5
+    tsv.write_bytes(data)
+    with pytest.raises(ImportFailed, match=r"ecotaxa_m106_mn01_n2_sml.tsv:5: line is not valid UTF-8"):
+        import_sources(project, [src], strict=True, progress=False)
+    r = import_sources(project, [src], progress=False)
+    assert (r.added, r.failed) == (3, 0)
+    assert r.notes == [f"{tsv}:5: line is not valid UTF-8 (unlike the rest of the file); read as latin-1"]
+    with project.session() as s:
+        labels = set(s.scalars(select(Object.imported_label)))
+    assert {"\u00c9crevisse", "Crevette \u00e0 pattes"} <= labels
+
+
+def test_wholly_latin1_table_is_read_with_one_note(project, copy_shared):
+    src, tsv = _ecotaxa_copy(copy_shared)
+    rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+    rows[2][rows[0].index("object_annotation_category")] = "\u00c9crevisse"
+    tsv.write_bytes("\n".join("\t".join(r) for r in rows).encode("latin-1") + b"\n")
+    r = import_sources(project, [src], strict=True, progress=False)
+    assert r.notes == [f"{tsv}: not UTF-8; read as latin-1"]
+    with project.session() as s:
+        assert "\u00c9crevisse" in set(s.scalars(select(Object.imported_label)))
+
+
 def test_zip_slip_entry_is_refused(project, shared_data, tmp_path):
     pngs = sorted((shared_data / IFCB).rglob("*.png"))[:2]
     z = tmp_path / "evil.zip"

@@ -1,9 +1,10 @@
 """Import EcoTaxa tables: ecotaxa*.tsv/.txt anywhere in a folder or ZIP (also ZIPs inside).
 
 Each table has a header row and optionally a second row of `[t]`/`[f]` type markers; it is
-tab-separated with optional quotes, UTF-8 (with or without BOM) or latin-1. `img_file_name`
-is relative to the table. Every `object_*`, `sample_*`, `acq_*` and `process_*` value that is
-not empty is kept in `Object.meta` (as text, in column order); the column order and types are
+tab-separated with optional quotes, UTF-8 (with or without BOM; a line that is not UTF-8 is
+read as latin-1 with a warning) or wholly latin-1. `img_file_name` is relative to the table.
+Every `object_*`, `sample_*`, `acq_*` and `process_*` value that is not empty is kept in
+`Object.meta` (as text, in column order); the column order and types are
 stored once per import (ImportRun.report and Meta "ecotaxa_columns") so an export can
 reproduce them. `object_annotation_category`/`_status` become `imported_label`/`_status`.
 
@@ -55,6 +56,36 @@ def find_tables(root: Path, batch: Batch, display: str, depth: int = 0):
             yield from find_tables(inner, batch, f"{display}/{rel}", depth + 1)
 
 
+def _decode(raw: bytes, where: str, report) -> str:
+    """Decode UTF-8 line by line; a line that is not UTF-8 is read as latin-1 (with a warning).
+
+    A file without any multi-byte UTF-8 character but with non-ASCII bytes is taken as wholly
+    latin-1 (one note), as older EcoTaxa and UVP exports are.
+    """
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    lines = raw.splitlines(keepends=True)
+    decoded, bad = [], []
+    any_utf8 = False
+    for n, line in enumerate(lines, 1):
+        try:
+            decoded.append(line.decode("utf-8"))
+            any_utf8 = any_utf8 or not line.isascii()
+        except UnicodeDecodeError:
+            decoded.append(line.decode("latin-1"))
+            bad.append(n)
+    if not any_utf8:
+        report.note(f"{where}: not UTF-8; read as latin-1")
+        return "".join(decoded)
+    for n in bad:
+        report.warn(f"{where}:{n}", "line is not valid UTF-8 (unlike the rest of the file); read as latin-1")
+    return "".join(decoded)
+
+
 def read_table(path: Path, where: str, report):
     """Return (header, types, rows as (line, fields)) or None if the file cannot be used."""
     raw = path.read_bytes()
@@ -62,10 +93,7 @@ def read_table(path: Path, where: str, report):
         report.fail(where, "unreadable encoding (UTF-16 or binary data); save the table as UTF-8; "
                            "file skipped")
         return None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+    text = _decode(raw, where, report)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quotechar='"')
     rows = []
     try:
