@@ -225,3 +225,28 @@ if __name__ == "__main__":
     import sys
 
     take_screenshots(sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]))
+
+
+def test_enter_in_the_merge_box_merges_and_messages_do_not_come_back(server, page):
+    """Enter in a toolbar field presses the button beside it, not the form's first (Approve)."""
+    from morphocluster.store import Node
+
+    base, p, info = server
+    pg = page
+    log_in(pg, base, "ann")
+    node_id, into = info["nodes"][CLASSES[1]], info["nodes"][CLASSES[2]]
+    pg.goto(f"{base}/validate/{node_id}")
+    pg.fill("input[name=into]", str(into))
+    pg.press("input[name=into]", "Enter")
+    pg.wait_for_selector(f"#toast:has-text('Node {node_id} merged into node {into}')")
+    with p.session() as s:
+        assert s.get(Node, node_id).status != "approved" and s.get(Node, node_id).n_members == 0
+    # a message fades and is gone: later requests do not bring it back
+    pg.goto(f"{base}/validate/{into}")
+    pg.click('#grid .obj[data-rank="0"]')
+    pg.keyboard.press("r")
+    pg.wait_for_selector("#toast:has-text('Removed 1 object')")
+    pg.wait_for_function("document.getElementById('toast').textContent.trim() === ''", timeout=8000)
+    pg.fill("input.name-input", "x")  # the names datalist asks the server (an htmx request)
+    pg.wait_for_timeout(700)
+    assert pg.inner_text("#toast").strip() == ""

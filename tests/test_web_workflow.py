@@ -227,6 +227,13 @@ def test_grow_page_search(client_as, web_project, app):
     resp = c.post(f"/grow/{node_id}/search/commit", headers=hx(token))
     assert "Accepted 4 objects" in resp.get_data(as_text=True)
     assert members(p, node_id) == before | set(first_page)
+    assert resp.headers["HX-Push-Url"] == f"/grow/{node_id}"  # the direct screen has its own address
+    # the first page already bad: nothing to accept whole, the direct screen is offered instead
+    html = c.get(f"/grow/{node_id}/search?restart=1").get_data(as_text=True)
+    html = c.post(f"/grow/{node_id}/search/judge", headers=hx(token), data={"ok": "0", "probe": "0"}
+                  ).get_data(as_text=True)
+    assert "Not even the first page was good enough" in html and "search/commit" not in html
+    assert "page search done" in html
 
 
 def test_names_tree_rename_move_umbrella(client_as, web_project):
@@ -274,11 +281,21 @@ def test_undo_through_the_ui(client_as, web_project):
     c, token = client_as("ann")
     node_id = info["nodes"]["copepod_calanoid"]
     approve(c, token, node_id, name="copepod")
-    resp = c.post("/undo", headers=hx(token))
-    assert resp.status_code == 200 and "Undone: approve" in resp.get_data(as_text=True)
-    assert resp.headers["HX-Refresh"] == "true"
+    resp = c.post("/undo", headers={**hx(token), "HX-Current-URL": f"http://x/validate/{node_id}"})
+    assert resp.status_code == 200 and resp.headers["HX-Refresh"] == "true"
+    assert "Undone: approve" in c.get(f"/validate/{node_id}").get_data(as_text=True)  # on the reloaded page
+    assert "Undone" not in c.get(f"/validate/{node_id}").get_data(as_text=True)  # once
     with p.session() as s:
         assert s.get(Node, node_id).status == "candidate" and s.get(Node, node_id).name is None
+    # a grow page of a node that is no longer approved gives way to its validate page
+    approve(c, token, node_id, name="copepod")
+    resp = c.post("/undo", headers={**hx(token), "HX-Current-URL": f"http://x/grow/{node_id}"})
+    assert resp.headers["HX-Redirect"] == f"/validate/{node_id}"
+    # a node that the undo removed: back to the home page, not a 404
+    pk = info["by_class"]["copepod_calanoid"][-5]
+    new = int(c.post(f"/tree/from-object/{pk}", headers=hx(token)).headers["HX-Redirect"].split("/")[2])
+    resp = c.post("/undo", headers={**hx(token), "HX-Current-URL": f"http://x/grow/{new}"})
+    assert resp.headers["HX-Redirect"] == "/" and "Undone" in c.get("/").get_data(as_text=True)
     assert "nothing to undo" in c.post("/undo", headers=hx(token)).get_data(as_text=True)
     # another user's decisions are not undone by ann
     bob, bob_token = client_as("bob")

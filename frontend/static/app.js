@@ -144,7 +144,9 @@
     const elt = ev.detail.elt;
     if (elt.hasAttribute && elt.hasAttribute("data-needs-selection") && !document.querySelector(".grid .obj.sel, .grid .obj[data-label]")) {
       ev.preventDefault();
-      showToast("Select objects first: click, shift-click for a range.", true);
+      const ctrl = document.querySelector('.grid[data-select="ctrl"]');
+      showToast(ctrl ? "Select objects first: Ctrl-click them (a plain click accepts up to there)."
+                     : "Select objects first: click, shift-click for a range.", true);
     }
   });
 
@@ -158,7 +160,11 @@
 
   function fadeLater(t) {
     clearTimeout(t._timer);
-    t._timer = setTimeout(() => { t.classList.add("fade"); }, 4000);
+    t._timer = setTimeout(() => {
+      t.classList.add("fade");
+      // empty it once faded, so that a later swap does not bring the old message back
+      t._timer = setTimeout(() => { t.textContent = ""; t.classList.remove("fade"); }, 700);
+    }, 4000);
   }
 
   document.addEventListener("htmx:responseError", function (ev) {
@@ -193,10 +199,19 @@
       finishRelabel(ev.target, ev.key === "Enter");
       return;
     }
-    // Enter in a name field presses its form's main button (approve, name)
-    if (ev.key === "Enter" && ev.target.matches && ev.target.matches("input.name-input")) {
-      const btn = ev.target.form && ev.target.form.querySelector("[data-enter]");
-      if (btn) { ev.preventDefault(); btn.click(); }
+    // Enter in a field of a toolbar form presses the button that goes with it: the form's main
+    // button for a name field (approve, name), else the first button after the field (merge,
+    // move under). The browser would otherwise press the form's FIRST button (approve).
+    if (ev.key === "Enter" && ev.target.matches && ev.target.matches("input") && ev.target.form &&
+        !ev.target.form.hasAttribute("action") && !ev.target.form.hasAttribute("hx-post")) {
+      ev.preventDefault();
+      const form = ev.target.form;
+      let btn = ev.target.matches(".name-input") ? form.querySelector("[data-enter]") : null;
+      if (!btn) {
+        btn = [...form.querySelectorAll("button")].find((b) =>
+          ev.target.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING);
+      }
+      if (btn && !btn.disabled) btn.click();
       return;
     }
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;

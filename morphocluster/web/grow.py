@@ -130,4 +130,6 @@ def commit(node_id: int):
         s = gs.load_search(p, uid, node_id, _size())
         n = s.commit(uid)
         gs.drop_search(p, uid, node_id)
-    return _reshow(node_id, f"Accepted {n} objects above the boundary.")
+    # the direct screen follows: its address too, so that a reload does not restart the search
+    return _reshow(node_id, f"Accepted {n} objects above the boundary."), 200, {
+        "HX-Push-Url": url_for("grow.show", node_id=node_id)}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request
+import re
+from urllib.parse import urlparse
+
+from flask import Blueprint, flash, g, request, url_for
 
 from .. import users
 from ..workflow import WorkflowError
 from ..workflow import undo as wf
 from . import project
-from .common import message, render, role_required, toast
+from .common import message, node_info, render, role_required, toast
 
 bp = Blueprint("history", __name__)
 
@@ -27,8 +30,30 @@ def undo():
     msg = f"Undone: {done['action'].replace('_', ' ')}"
     if done.get("skipped"):
         msg += f" ({done['skipped']} objects changed since were left as they are)"
-    # the screen showed the state before the undo: reload it
-    return toast(msg), 200, {"HX-Refresh": "true"} if request.headers.get("HX-Request") else {}
+    if not request.headers.get("HX-Request"):
+        return toast(msg), 200
+    # the screen showed the state before the undo: reload it (or leave a node the undo took
+    # away), and show the message on the page that loads
+    flash(msg)
+    there = _page_after_undo(request.headers.get("HX-Current-URL", ""))
+    return "", 200, {"HX-Redirect": there} if there else {"HX-Refresh": "true"}
+
+
+def _page_after_undo(current_url: str) -> str | None:
+    """Return where to go when the current page is about a node the undo removed or changed so
+    that the page no longer applies (None: reload the current page)."""
+    m = re.match(r"/(validate|grow|tree/node|suggest)/(\d+)", urlparse(current_url).path)
+    if not m:
+        return None
+    try:
+        node = node_info(int(m[2]))
+    except WorkflowError:
+        return url_for("home.index")
+    if node["status"] == "dissolved":
+        return url_for("home.index")
+    if m[1] == "grow" and node["status"] != "approved":
+        return url_for("validate.show", node_id=node["id"])
+    return None
 
 
 @bp.route("/events")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, redirect, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, request, url_for
 
 from ..workflow import validate as wf
 from . import project
@@ -62,8 +62,12 @@ def members(node_id: int):
 @role_required("annotator")
 def approve(node_id: int):
     seen = int_list("seen") or None
-    wf.approve(project(), g.user["id"], node_id, name=request.form.get("name") or None,
-               seen_pks=seen, members_version=_version(), moved=relabels())
+    name = (request.form.get("name") or "").strip() or None
+    moved = relabels()
+    wf.approve(project(), g.user["id"], node_id, name=name, seen_pks=seen, members_version=_version(),
+               moved=moved)
+    flash(f"Node {node_id} approved" + (f" as {name}" if name else " (no name yet)") + (
+        f"; {len(moved)} to the labels typed." if moved else "."))
     if request.form.get("then") == "grow":
         return redirect_to(url_for("grow.show", node_id=node_id))
     return redirect_to(url_for("validate.next"))
@@ -108,6 +112,7 @@ def merge(node_id: int):
     if into is None:
         return message("Give the id of the node to merge into.", "error")
     wf.merge(project(), g.user["id"], node_id, into)
+    flash(f"Node {node_id} merged into node {into}.")
     return redirect_to(url_for("validate.next"))
 
 
