@@ -325,6 +325,23 @@ def test_home_shows_progress_queue_and_map(client_as, web_project):
     html = c.get("/").get_data(as_text=True)
     assert re.search(r'id="n-grown">1<', html) and re.search(r'id="n-labelled">17<', html)
     assert "copepod" in html and f"/validate/{info['nodes']['acantharia_protist']}" in html
+    assert 'id="unnamed"' not in html
+    # an approved node without a name: counted, and pointed at, since exports leave it out
+    other = info["nodes"]["acantharia_protist"]
+    approve(c, token, other)
+    html = c.get("/").get_data(as_text=True)
+    assert re.search(r'id="unnamed"><b>16</b> of them lie in validated nodes without a name', html)
+    assert f'href="/tree/node/{other}"' in html
+    # "Grow next" moves on to a node not grown yet
+    assert c.get("/grow/").headers["Location"].endswith(f"/grow/{other}")
+    # a candidate emptied by removing every member is not waiting
+    before = int(re.search(r'id="n-candidates">(\d+)<', html)[1])
+    empty = info["nodes"]["hydromedusae_solmaris"]
+    c.post(f"/validate/{empty}/remove", headers=hx(token),
+           data={"pks": ",".join(map(str, members(p, empty)))})
+    assert not members(p, empty)
+    html = c.get("/").get_data(as_text=True)
+    assert re.search(rf'id="n-candidates">{before - 1}<', html)
     frag = c.get("/map", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "<svg" in frag or "No map yet" in frag
 

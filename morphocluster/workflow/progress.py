@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from ..labels import node_labels
 from ..store import Event, Node, Object
 
 GROW_ACTIONS = ("grow_accept", "grow_until")
@@ -14,11 +15,14 @@ def progress(p) -> dict:
     with p.session() as s:
         total = s.scalar(select(func.count()).select_from(Object))  # count(*): SQLite's fast path
         by_status = dict(s.execute(select(Node.status, func.count(Node.id))
+                                   .where((Node.status != "candidate") | (Node.n_members > 0))
                                    .group_by(Node.status)).all())
         labelled = s.scalar(select(func.coalesce(func.sum(Node.n_members), 0))
                             .where(Node.status == "approved")) or 0
-        grown = s.scalar(select(func.count(func.distinct(Event.payload["node"].as_integer())))
-                         .where(Event.action.in_(GROW_ACTIONS), Event.undone_by.is_(None)))
+        grown = len(_grown(s))
+        named = node_labels(s)
+        unnamed = s.execute(select(Node.id, Node.n_members).where(
+            Node.status == "approved", Node.n_members > 0, Node.id.not_in(list(named)))).all()
         labels = s.execute(
             select(Node.name, func.sum(Node.n_members), func.count(Node.id))
             .where(Node.status == "approved")
@@ -28,6 +32,8 @@ def progress(p) -> dict:
             "fraction": (labelled / total) if total else 0.0,
             "candidates": by_status.get("candidate", 0), "approved": by_status.get("approved", 0),
             "grown": grown or 0,
+            # approved but labelled by no name (none on the node or above it): not exported
+            "unnamed": sum(n for _, n in unnamed), "unnamed_nodes": sorted(i for i, _ in unnamed)[:8],
             "labels": [{"name": n or "(unnamed)", "objects": int(c or 0), "nodes": k}
                        for n, c, k in labels]}
 
@@ -38,7 +44,17 @@ def queue(p, limit: int = 15) -> dict:
         cand = s.execute(select(Node.id, Node.name, Node.n_members, Node.claimed_by)
                          .where(Node.status == "candidate", Node.n_members > 0)
                          .order_by(Node.n_members.desc(), Node.id).limit(limit)).all()
+        grown = _grown(s)
+        # nodes not grown yet first, largest first: "Grow next" moves on to a new node
         appr = s.execute(select(Node.id, Node.name, Node.n_members, Node.claimed_by)
                          .where(Node.status == "approved")
-                         .order_by(Node.n_members.desc(), Node.id).limit(limit)).all()
-    return {"validate": [r._asdict() for r in cand], "grow": [r._asdict() for r in appr]}
+                         .order_by(Node.id.in_(grown) if grown else Node.id.is_(None),
+                                   Node.n_members.desc(), Node.id).limit(limit)).all()
+    return {"validate": [r._asdict() for r in cand],
+            "grow": [{**r._asdict(), "grown": r.id in grown} for r in appr]}
+
+
+def _grown(s) -> set[int]:
+    """Ids of the nodes that have been grown (a grow decision not undone)."""
+    return set(s.scalars(select(Event.payload["node"].as_integer()).distinct()
+                         .where(Event.action.in_(GROW_ACTIONS), Event.undone_by.is_(None))))
