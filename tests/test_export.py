@@ -166,3 +166,15 @@ def test_missing_image_is_reported_not_fatal(labelled, tmp_path):
     rep = export(labelled, "imagefolder", tmp_path / "c")
     assert rep.n_missing_images == 1 and rep.missing_images == [first.object_id]
     assert rep.n_images == 20 and "1 images missing" in rep.summary()
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs /sys, a folder no one can write to")
+@pytest.mark.parametrize("fmt", ["csv", "ecotaxa", "imagefolder", "hdf5", "morphocluster-tree"])
+def test_unwritable_out_is_a_clean_error(labelled, fmt):
+    with labelled.session() as s:
+        ids = s.scalars(select(Object.object_id)).all()
+    write_features(feature_path(labelled, "test"), ids, np.zeros((len(ids), 4), np.float32), {})
+    set_active(labelled, "test")
+    res = CliRunner().invoke(main, ["export", str(labelled.root), "--format", fmt, "--out", "/sys/x.zip"])
+    assert (res.exit_code, type(res.exception)) == (1, SystemExit)  # not an uncaught OSError
+    assert res.output.startswith("Error: /sys/x.zip: cannot write the export (")

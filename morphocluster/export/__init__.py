@@ -7,6 +7,8 @@ the objects in chunks (see `labels.object_labels`) and writes `out` atomically.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .common import ExportError, ExportReport  # noqa: F401  (re-exported)
 
 FORMATS = ("ecotaxa", "csv", "imagefolder", "hdf5", "morphocluster-tree")
@@ -36,4 +38,17 @@ def export(project, format: str, out, labels: str = "validated", with_images: bo
         from .hdf5 import export_hdf5 as fn
     else:
         from .tree import export_tree as fn
-    return fn(project, out, labels=labels, with_images=with_images, **options)
+    out = Path(out)
+    try:
+        report = fn(project, out, labels=labels, with_images=with_images, **options)
+    except OSError as exc:
+        raise ExportError(_os_message(out, exc)) from exc
+    return report
+
+
+def _os_message(out: Path, exc: OSError) -> str:
+    detail = exc.strerror or str(exc)
+    # name the file only when it is not the output or its temporary copy beside it
+    if exc.filename and Path(exc.filename).parent != out.parent:
+        detail += f": {exc.filename}"
+    return f"{out}: cannot write the export ({detail})"
