@@ -178,3 +178,23 @@ def test_unwritable_out_is_a_clean_error(labelled, fmt):
     res = CliRunner().invoke(main, ["export", str(labelled.root), "--format", fmt, "--out", "/sys/x.zip"])
     assert (res.exit_code, type(res.exception)) == (1, SystemExit)  # not an uncaught OSError
     assert res.output.startswith("Error: /sys/x.zip: cannot write the export (")
+
+
+@pytest.mark.parametrize("fmt,name", [("csv", "x.csv"), ("ecotaxa", "x.zip"), ("morphocluster-tree", "t.zip")])
+def test_existing_file_is_replaced_only_with_overwrite(labelled, tmp_path, fmt, name):
+    out = tmp_path / name
+    out.write_bytes(b"precious")
+    args = ["export", str(labelled.root), "--format", fmt, "--out", str(out)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and f"{out}: file exists" in res.output and "--overwrite" in res.output
+    assert out.read_bytes() == b"precious"
+    res = CliRunner().invoke(main, args + ["--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert "Exported 21 objects" in res.output and out.read_bytes() != b"precious"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_export_of_no_objects_warns(project, tmp_path):
+    rep = export(project, "csv", tmp_path / "e.csv")
+    assert rep.n_objects == 0 and (tmp_path / "e.csv").read_text().startswith("object_id,label")
+    assert "warning: no objects were exported; only labelled objects are, unless --labels all" in rep.summary()

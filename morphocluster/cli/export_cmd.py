@@ -21,13 +21,21 @@ FORMATS = ("ecotaxa", "csv", "imagefolder", "hdf5", "morphocluster-tree")
               show_default=True, help="validated: only labelled objects; all: unlabelled ones too, "
                                       "with an empty label.")
 @click.option("--with-images", is_flag=True, help="Copy the images beside the EcoTaxa TSV.")
-def export(project, fmt, out, labels, with_images):
-    """Export the labels of PROJECT."""
+@click.option("--overwrite", is_flag=True,
+              help="Replace OUT if it is an existing file (a folder is never replaced; it must be "
+                   "empty or new).")
+def export(project, fmt, out, labels, with_images, overwrite):
+    """Export the labels of PROJECT.
+
+    OUT appears only once it is complete. An existing file is not replaced unless --overwrite
+    is given; an existing non-empty folder is never written into.
+    """
     from ..export import ExportError, export as run_export
 
     p = open_project(project)
     try:
-        report = run_export(p, fmt, out, labels=labels, with_images=with_images)
+        report = run_export(p, fmt, out, labels=labels, with_images=with_images,
+                            overwrite=overwrite)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

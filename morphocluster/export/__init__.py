@@ -18,11 +18,12 @@ SUFFIX = {"ecotaxa": ".zip", "csv": ".csv", "imagefolder": ".zip", "hdf5": ".h5"
 
 
 def export(project, format: str, out, labels: str = "validated", with_images: bool = False,
-           **options) -> ExportReport:
+           overwrite: bool = False, **options) -> ExportReport:
     """Export the project's labels in `format` to `out` and return what was written.
 
     labels='validated': only labelled objects (members of approved nodes); 'all' adds the
     unlabelled ones with an empty label. with_images copies images (ecotaxa; imagefolder always).
+    An existing file `out` is replaced only with `overwrite` (an existing folder must be empty).
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -39,10 +40,15 @@ def export(project, format: str, out, labels: str = "validated", with_images: bo
     else:
         from .tree import export_tree as fn
     out = Path(out)
+    if out.exists() and not out.is_dir() and not overwrite:
+        raise ExportError(f"{out}: file exists; choose another name, or replace it with --overwrite")
     try:
         report = fn(project, out, labels=labels, with_images=with_images, **options)
     except OSError as exc:
         raise ExportError(_os_message(out, exc)) from exc
+    if report.n_objects == 0:
+        report.warnings.append("no objects were exported" + (
+            "; only labelled objects are, unless --labels all" if labels == "validated" else ""))
     return report
 
 
