@@ -76,3 +76,27 @@ def test_postgres_failed_commit_leaves_nothing(pg_project, shared_data):
         assert s.scalar(select(func.count()).select_from(Object)) == 0
         assert s.scalar(select(func.count()).select_from(ImportRun)) == 0
     assert not [f for f in p.images_dir.rglob("*") if f.is_file()]
+
+
+def test_postgres_node_ids_are_not_reused_but_a_reset_starts_again(pg_project):
+    from morphocluster.simulate.reset import reset_annotations
+    from morphocluster.store import Node
+
+    p = pg_project
+    with p.transaction() as s:
+        a = Node(status="candidate")
+        s.add(a)
+        s.flush()
+        first = a.id
+        s.delete(a)
+    with p.transaction() as s:
+        b = Node(status="candidate")
+        s.add(b)
+        s.flush()
+        assert b.id > first  # a sequence never gives an id twice
+    reset_annotations(p)
+    with p.transaction() as s:
+        c = Node(status="candidate")
+        s.add(c)
+        s.flush()
+        assert c.id == 1

@@ -101,3 +101,12 @@ def test_undo_is_per_user_and_logged(wf):
     with p.session() as s:
         assert s.scalars(select(Event.user_id).where(Event.action == "undo")).all() == [wf.A, wf.B]
         assert s.scalar(select(Object.id).limit(1)) is not None
+
+
+def test_the_id_of_a_node_removed_by_undo_is_not_given_again(wf):
+    p = wf.project
+    first = organise.new_node_from_object(p, wf.A, wf.by_class[CLASSES[0]][-1])
+    undo.undo_last(p, wf.A)
+    assert node_row(p, first) is None
+    second = organise.new_node_from_object(p, wf.A, wf.by_class[CLASSES[0]][-1])
+    assert second > first

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, text, update
 
 from ..store import Event, Membership, Node, NodeCache, Rejection
 
@@ -15,6 +15,13 @@ def reset_annotations(project) -> None:
             s.execute(delete(table))
         s.execute(update(Node).values(parent_id=None))
         s.execute(delete(Node))
+        # nothing names the old nodes any more: number them from 1 again, so runs compare
+        dialect = s.get_bind().dialect.name
+        if dialect == "sqlite" and s.execute(text(
+                "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
+            s.execute(text("DELETE FROM sqlite_sequence WHERE name = 'nodes'"))
+        elif dialect == "postgresql":
+            s.execute(text("SELECT setval(pg_get_serial_sequence('nodes', 'id'), 1, false)"))
     from ..workflow import grow, outcomes
 
     grow.clear_cache()

@@ -70,6 +70,9 @@ class Node(Base):
     """A node of the cluster tree: a seed cluster, a grown class or an umbrella."""
 
     __tablename__ = "nodes"
+    # an undo deletes the nodes it created; their ids must not come back, because events,
+    # links and other people's screens still name them (SQLite would reuse the highest id)
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"), nullable=True, index=True)
     name: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
