@@ -218,3 +218,25 @@ def test_missing_source_and_unknown_content(project, tmp_path):
     with pytest.raises(ImportFailed, match="found no images"):
         import_sources(project, [tmp_path / "empty"], progress=False)
     assert _state(project) == ([], 0, [])
+
+
+def test_corrupt_nested_zip_is_a_failure_and_the_table_beside_it_is_imported(project, copy_shared):
+    src, tsv = _ecotaxa_copy(copy_shared)
+    (src / "more.zip").write_bytes(b"PK\x03\x04 this is not really a ZIP")
+    r = import_sources(project, [src], progress=False)
+    assert (r.added, r.failed) == (3, 1)
+    assert r.failed_messages == [f"{src}/more.zip: not a readable ZIP file (File is not a zip file); ZIP skipped"]
+    with pytest.raises(ImportFailed, match="more.zip: not a readable ZIP file"):
+        import_sources(project, [src], strict=True, progress=False)
+
+
+def test_one_bad_source_among_several_is_skipped(project, copy_shared, tmp_path):
+    src, _ = _ecotaxa_copy(copy_shared)
+    bad = tmp_path / "garbage.zip"
+    bad.write_bytes(b"not a zip at all")
+    r = import_sources(project, [bad, src], progress=False)
+    assert (r.added, r.failed) == (3, 1)
+    assert r.failed_messages == [f"{bad}: not a readable ZIP file (File is not a zip file); source skipped"]
+    assert r.formats == {str(src): "ecotaxa"}
+    with pytest.raises(ImportFailed, match="garbage.zip: not a readable ZIP file"):
+        import_sources(project, [bad], progress=False)  # alone, it is the whole import: an error

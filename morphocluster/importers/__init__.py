@@ -135,23 +135,20 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
         batch = Batch(project, report, Path(work), update=update)
         for src in sources:
             src = Path(src)
-            fmt = detect(src, labels_from_folders) if format == "auto" else format
-            if not src.exists():
-                raise ImportFailed(f"{src}: no such file or folder")
-            report.sources.append(str(src))
-            report.formats[str(src)] = fmt
+            try:
+                fmt = _collect_source(src, format, batch, used, labels_from_folders)
+            except ImportFailed as exc:
+                if strict or len(sources) == 1:
+                    raise
+                # one bad source among several: report it and import the others
+                report.formats.pop(str(src), None)
+                if str(src) in report.sources:
+                    report.sources.remove(str(src))
+                text = str(exc).removeprefix(f"{src}: ")
+                report.fail(str(src), f"{text}; source skipped")
+                continue
             if fmt == "morphocluster-tree":
                 trees.append(src)
-                continue
-            root = src
-            if src.is_file() and src.suffix.lower() == ".zip":
-                from .unpack import unpack_zip
-
-                root = unpack_zip(src, batch.scratch("unpacked"), report)
-            prefix = _prefix(src, used)
-            found = _collect(fmt, root, batch, prefix, str(src), labels_from_folders)
-            if found == 0 and report.failed == 0:
-                raise ImportFailed(f"{src}: found no objects to import as {fmt}")
         if batch.candidates or report.failed or not trees:
             batch.commit(progress=progress)
     for src in trees:
@@ -161,6 +158,28 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
             raise ImportFailed(f"{src}: the morphocluster-tree format is not available in this build") from exc
         import_tree(project, src, report)
     return report
+
+
+def _collect_source(src: Path, format, batch, used, labels_from_folders) -> str:
+    """Detect the format of `src` and add its objects to the batch; return the format."""
+    report = batch.report
+    fmt = detect(src, labels_from_folders) if format == "auto" else format
+    if not src.exists():
+        raise ImportFailed(f"{src}: no such file or folder")
+    report.sources.append(str(src))
+    report.formats[str(src)] = fmt
+    if fmt == "morphocluster-tree":
+        return fmt
+    root = src
+    if src.is_file() and src.suffix.lower() == ".zip":
+        from .unpack import unpack_zip
+
+        root = unpack_zip(src, batch.scratch("unpacked"), report)
+    failed_before = report.failed
+    found = _collect(fmt, root, batch, _prefix(src, used), str(src), labels_from_folders)
+    if found == 0 and report.failed == failed_before:
+        raise ImportFailed(f"{src}: found no objects to import as {fmt}")
+    return fmt
 
 
 def _collect(fmt, root, batch, prefix, where_root, labels_from_folders) -> int:

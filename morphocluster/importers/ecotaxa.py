@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 from .batch import Batch, Candidate, ExtraImage
+from .report import ImportFailed
 from .unpack import safe_member_name, unpack_zip
 
 META_PREFIXES = ("object_", "sample_", "acq_", "process_")
@@ -52,7 +53,12 @@ def find_tables(root: Path, batch: Batch, display: str, depth: int = 0):
     for p in paths:
         if p.suffix.lower() == ".zip" and depth < MAX_ZIP_DEPTH:
             rel = p.relative_to(root).as_posix()
-            inner = unpack_zip(p, batch.scratch("nested"), batch.report)
+            try:
+                inner = unpack_zip(p, batch.scratch("nested"), batch.report)
+            except ImportFailed as exc:
+                batch.report.fail(f"{display}/{rel}", f"not a readable ZIP file ({exc.__cause__}); "
+                                                     "ZIP skipped")
+                continue
             yield from find_tables(inner, batch, f"{display}/{rel}", depth + 1)
 
 
