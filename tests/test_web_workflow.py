@@ -246,6 +246,11 @@ def test_names_tree_rename_move_umbrella(client_as, web_project):
     assert '<option value="copepod">' in frag and "acantharia" not in frag
     resp = c.post(f"/tree/node/{b}/name", headers=hx(token), data={"name": "Acantharia"})
     assert "now called" in resp.get_data(as_text=True)
+    assert '<span id="node-name" hx-swap-oob="true">Acantharia</span>' in resp.get_data(as_text=True)
+    third = info["nodes"]["hydromedusae_solmaris"]
+    approve(c, token, third)
+    resp = c.post(f"/tree/node/{third}/name", headers=hx(token), data={"name": "COPEPOD"})
+    assert "now called &#39;copepod&#39; (the spelling in use)" in resp.get_data(as_text=True)
     resp = c.post("/tree/umbrella", headers=hx(token), data={"nodes": [str(a), str(b)], "name": "plankton"})
     assert resp.status_code == 204
     tree = c.get("/tree/").get_data(as_text=True)

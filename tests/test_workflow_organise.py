@@ -110,3 +110,20 @@ def test_the_id_of_a_node_removed_by_undo_is_not_given_again(wf):
     assert node_row(p, first) is None
     second = organise.new_node_from_object(p, wf.A, wf.by_class[CLASSES[0]][-1])
     assert second > first
+
+
+def test_a_name_differing_only_in_case_takes_the_spelling_in_use(wf):
+    from morphocluster.workflow import validate
+
+    p = wf.project
+    a = _approved(wf, 0, slice(0, 5), "Acantharia")
+    b = _approved(wf, 1, slice(0, 5), None)
+    organise.name(p, wf.A, b, "acantharia")
+    assert node_row(p, b).name == "Acantharia"
+    c = wf.make_node(wf.by_class[CLASSES[2]][:5])
+    validate.approve(p, wf.A, c, name=" ACANTHARIA ")
+    assert node_row(p, c).name == "Acantharia"
+    organise.name(p, wf.A, a, "acantharia")
+    assert node_row(p, a).name == "Acantharia"  # b and c spell it so
+    organise.name(p, wf.A, b, "Acantharia sp.")  # another name is kept as typed
+    assert node_row(p, b).name == "Acantharia sp."

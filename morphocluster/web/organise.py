@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, abort, g, request, url_for
+from markupsafe import escape
 
 from ..workflow import WorkflowError
 from ..workflow import organise as wf
@@ -66,10 +67,15 @@ def preview(node_id: int):
 @bp.route("/node/<int:node_id>/name", methods=["POST"])
 @role_required("annotator")
 def rename(node_id: int):
-    new = request.form.get("name", "")
-    wf.name(project(), g.user["id"], node_id, new)
-    return message(f"Node {node_id} is now called {new.strip()!r}." if new.strip()
-                   else f"Node {node_id} has no name now.")
+    typed = request.form.get("name", "").strip()
+    new = wf.name(project(), g.user["id"], node_id, typed)
+    text = f"Node {node_id} has no name now."
+    if new:
+        text = f"Node {node_id} is now called {new!r}" + (
+            " (the spelling in use)." if new != typed else ".")
+    body, status, headers = message(text)
+    heading = escape(new or f"Node {node_id}")  # the page's heading follows
+    return body + f'<span id="node-name" hx-swap-oob="true">{heading}</span>', status, headers
 
 
 @bp.route("/node/<int:node_id>/move", methods=["POST"])

@@ -87,6 +87,21 @@ def free_of_approved(ch: Change, pks) -> list:
     return list(pks)
 
 
+def name_in_use(s, name: str | None, node_id: int | None = None) -> str | None:
+    """Return `name` stripped, or the spelling another live node already gives it when the two
+    differ only in case ('Acantharia' where 'acantharia' exists), so one class stays one label."""
+    name = (name or "").strip() or None
+    if name is None:
+        return None
+    rows = s.execute(select(Node.name, func.count()).where(
+        func.lower(Node.name) == name.lower(), Node.status.in_(("candidate", "approved")),
+        Node.id != (node_id if node_id is not None else -1)).group_by(Node.name)).all()
+    spellings = {n: c for n, c in rows if n and n.casefold() == name.casefold()}
+    if not spellings or name in spellings:
+        return name
+    return max(sorted(spellings), key=spellings.get)
+
+
 def member_pks(s, node_id: int) -> list[int]:
     return list(s.scalars(select(Membership.object_pk).where(Membership.node_id == node_id)
                           .order_by(Membership.object_pk)))

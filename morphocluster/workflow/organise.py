@@ -7,22 +7,24 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from ..store import Membership, Node, Object, utcnow
-from ._core import Change, WorkflowError, check_claim, get_node
+from ._core import Change, WorkflowError, check_claim, get_node, name_in_use
 from .validate import merge  # noqa: F401  (re-exported: merging is organising too)
 
 LIVE = ("candidate", "approved")
 
 
-def name(project, user_id, node_id, name: str | None) -> None:
-    """Name (or rename, or with None/"" unname) a node."""
-    new = (name or "").strip() or None
+def name(project, user_id, node_id, name: str | None) -> str | None:
+    """Name (or rename, or with None/"" unname) a node; return the name it got. A name that
+    another node spells with other capitals takes that spelling."""
     with project.transaction() as s:
         node = get_node(s, node_id, LIVE)
         check_claim(node, user_id)
+        new = name_in_use(s, name, node.id)
         prev = node.name
         ch = Change(s, user_id)
         ch.set_node(node, name=new)
         ch.finish("name", {"node": node.id, "name": new, "previous": prev}, bump=False)
+    return new
 
 
 def _display_names(s) -> dict[int, str]:

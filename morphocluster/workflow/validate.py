@@ -6,7 +6,8 @@ import numpy as np
 from sqlalchemy import select
 
 from ..store import Node, utcnow
-from ._core import Change, Page, WorkflowError, check_claim, check_version, claim, get_node, member_pks
+from ._core import (Change, Page, WorkflowError, check_claim, check_version, claim, get_node, member_pks,
+                    name_in_use)
 from ._stats import kmeans, member_features, node_stats
 from .adopt import move_to_labels, targets_arg
 
@@ -80,7 +81,7 @@ def approve(project, user_id, node_id, name: str | None = None, seen_pks=None,
         ch.assign([p for p in pks if p not in seen], node.id, "predicted")
         fields = {"status": "approved", "approved_by": user_id, "approved_at": utcnow()}
         if name is not None:
-            fields["name"] = name.strip() or None
+            fields["name"] = name_in_use(s, name, node.id)
         ch.set_node(node, **fields)
         node.claimed_by, node.claimed_until = None, None
         ch.finish("approve", {"node": node.id, "name": node.name, "n": len(pks), "moved": len(moved)})
