@@ -90,3 +90,21 @@ def test_cli_import_and_info(tmp_path, shared_data):
     assert "Strombidium-like" in res.output
     help_ = runner.invoke(main, ["import", "--help"]).output
     assert "--strict" in help_ and "one transaction" in help_
+
+
+@pytest.mark.parametrize("sep,hint", [(";", "';'"), ("\t", "tabs")])
+def test_cli_exit_1_when_every_row_failed_and_delimiter_hint(tmp_path, shared_data, sep, hint):
+    runner = CliRunner()
+    proj = tmp_path / "p"
+    assert runner.invoke(main, ["init", str(proj)]).exit_code == 0
+    src = tmp_path / "idx"
+    _index_source(shared_data, src)
+    index = src / "index.csv"
+    index.write_text(index.read_text().replace(",", sep))
+    res = runner.invoke(main, ["import", str(proj), str(src), "-q"])
+    assert res.exit_code == 1  # not 3: nothing was imported
+    found = sep.join(["object_id", "path", "note"])
+    assert (f"{index}:1: header must name object_id and path, found {found!r}; "
+            f"the columns seem separated by {hint}, but index.csv needs commas; file skipped") in res.output
+    assert "Error: nothing was imported" in res.output
+    assert "3 some rows failed" in runner.invoke(main, ["import", "--help"]).output

@@ -46,7 +46,7 @@ def import_(project, sources, fmt, labels_from_folders, strict, update, quiet):
 
     \b
     Exit status: 0 all imported, 3 some rows failed (the rest was imported),
-    1 nothing was imported (fatal error).
+    1 nothing was imported (fatal error, or every row failed).
     """
     from ..importers import ImportFailed, import_sources
 
@@ -59,5 +59,8 @@ def import_(project, sources, fmt, labels_from_folders, strict, update, quiet):
     finally:
         p.close()
     click.echo(report.summary())
+    if report.failed and report.nothing_imported:
+        click.echo("Error: nothing was imported; see the problems above", err=True)
+        sys.exit(1)
     if report.failed:
         sys.exit(3)

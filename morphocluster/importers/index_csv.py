@@ -39,7 +39,10 @@ def collect(root: Path, batch: Batch, prefix: str, where_root: str) -> int:
         return 0
     header = [h.strip() for h in rows[0][1]]
     if "object_id" not in header or "path" not in header:
-        report.fail(f"{where}:1", f"header must name object_id and path, found {','.join(header)!r}; "
+        found = ",".join(header)
+        hint = next((f"; the columns seem separated by {name}, but index.csv needs commas"
+                     for sep, name in ((";", "';'"), ("\t", "tabs")) if sep in found), "")
+        report.fail(f"{where}:1", f"header must name object_id and path, found {found!r}{hint}; "
                                   "file skipped")
         return 0
     i_id, i_path = header.index("object_id"), header.index("path")

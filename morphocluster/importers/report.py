@@ -51,6 +51,11 @@ class ImportReport:
     def ok(self) -> bool:
         return self.failed == 0
 
+    @property
+    def nothing_imported(self) -> bool:
+        """True when no object was added, updated or found already there, and no tree was read."""
+        return not (self.added or self.updated or self.skipped or self.extra.get("trees"))
+
     def to_dict(self, max_messages: int = 1000) -> dict:
         return {
             "sources": self.sources,
