@@ -179,3 +179,22 @@ def test_check_a_sample_then_accept(labelled):
     assert f"{len(shown) - 1} of {len(shown)} right" in body
     prev = c.get(f"/suggest/{nid}/preview?threshold=0.0").get_data(as_text=True)
     assert "checked on a random sample" in prev
+
+
+def test_the_overview_reloads_itself_once_the_model_it_waits_for_is_trained(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    for cls in CLASSES[:2]:
+        approve(c, token, info["nodes"][cls], name=cls)
+    ws.forget(p)
+    try:
+        html = c.get("/suggest/").get_data(as_text=True)  # starts training in the background
+        assert 'hx-get="/suggest/status?then=reload"' in html
+        ws.refresh(p, wait=True)
+        resp = c.get("/suggest/status?then=reload", headers={"HX-Request": "true"})
+        assert resp.headers.get("HX-Refresh") == "true"
+        # a screen's own status poll does not reload the screen
+        resp = c.get("/suggest/status", headers={"HX-Request": "true"})
+        assert "HX-Refresh" not in resp.headers and "trained on" in resp.get_data(as_text=True)
+    finally:
+        ws.forget(p)

@@ -46,7 +46,11 @@ def adopt():
 def model_status():
     """The model's state as a fragment (polled while it trains)."""
     state = wf.refresh(project())
-    return render("suggest_status.html", status=wf.status(project()), state=state, htmx=True)
+    status = wf.status(project())
+    if request.args.get("then") == "reload" and status["ready"] and not status["training"]:
+        # polled while it trained: the page's label table is stale now, so load it again
+        return "", 200, {"HX-Refresh": "true"}
+    return render("suggest_status.html", status=status, state=state, htmx=True)
 
 
 @bp.route("/retrain", methods=["POST"])
