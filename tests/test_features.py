@@ -193,14 +193,19 @@ def test_partial_of_another_extractor_is_restarted(small):
     assert load_features(small, "x")[1].shape == (18, 26)
 
 
-def test_unreadable_image_names_the_object(small):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_unreadable_image_names_the_object(small, workers):
     from morphocluster.features.extract import project_objects
 
     ids, paths = project_objects(small)
     with open(paths[3], "wb") as f:
         f.write(b"not an image")
     with pytest.raises(FeatureError, match=ids[3]):
-        extract_features(small, "pixels", num_workers=0, progress=False)
+        extract_features(small, "pixels", num_workers=int(workers), progress=False)
+    res = CliRunner().invoke(main, ["features", str(small.root), "--extractor", "pixels", "--workers", workers])
+    assert res.exit_code == 1
+    assert f"Error: object {ids[3]!r} ({paths[3]}): " in res.output
+    assert "Traceback" not in res.output and "worker" not in res.output
 
 
 def test_torchscript_extractor(small, tmp_path):

@@ -19,8 +19,16 @@ from .h5 import FORMAT_VERSION, FeatureError, feature_path, set_active, write_fe
 from .registry import DEFAULT, default_name, get_extractor
 
 
+class _LoadError:
+    """A failure to read one image, returned as data: an exception raised in a DataLoader
+    worker reaches the main process wrapped in torch's traceback text."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 class _Images:
-    """Dataset of (row, loaded image) for DataLoader workers."""
+    """Dataset of (row, loaded image or _LoadError) for DataLoader workers."""
 
     def __init__(self, extractor, paths, ids, start):
         self.extractor, self.paths, self.ids, self.start = extractor, paths, ids, start
@@ -33,10 +41,13 @@ class _Images:
         try:
             return i, self.extractor.load(self.paths[i])
         except Exception as exc:
-            raise FeatureError(f"object {self.ids[i]!r} ({self.paths[i]}): {exc}") from exc
+            return i, _LoadError(f"object {self.ids[i]!r} ({self.paths[i]}): {exc}")
 
 
 def _collate(items):
+    for _, x in items:
+        if isinstance(x, _LoadError):
+            return None, x
     return np.array([i for i, _ in items]), np.stack([x for _, x in items])
 
 
@@ -205,6 +216,8 @@ def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit
         stop = n if limit is None else min(n, done + limit)
         with torch.inference_mode():
             for rows, batch in loader:
+                if isinstance(batch, _LoadError):
+                    raise FeatureError(batch.message)
                 F = ex.transform(batch)
                 if "features" not in h:
                     h.create_dataset("features", shape=(n, F.shape[1]), dtype="f4",
