@@ -104,6 +104,8 @@ def run_job(project, job_id: int) -> None:
 def _summary(result) -> str | None:
     if result is None:
         return None
+    if callable(getattr(result, "summary", None)):
+        return result.summary()[:500]
     if dataclasses.is_dataclass(result):
         result = dataclasses.asdict(result)
     if isinstance(result, dict):

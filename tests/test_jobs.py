@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -97,8 +98,13 @@ def test_cluster_job_writes_a_round(web_project):
     assert job["state"] == "done", job["error"]
     assert job["progress"] == 1.0 and "round" in job["message"]
     with p.session() as s:
-        assert s.scalar(select(func.count(Node.id)).where(Node.round == 2)) > 0
+        n = s.scalar(select(func.count(Node.id)).where(Node.round == 2))
         assert s.scalar(select(func.count(Node.id))) > before
+    assert n > 0 and re.match(rf"round 2: {n} new clusters holding [\d,]+ of [\d,]+ objects", job["message"])
+    # a round that finds nothing says what to try
+    job = wait(p, jobs.start_job(p, "cluster", {"min_cluster_size": 100000, "map2d": False, "user_id": 1}))
+    assert job["state"] == "done" and "no cluster among" in job["message"]
+    assert "try a minimum cluster size below 100000" in job["message"]
 
 
 def test_features_job_reports_progress(web_project):

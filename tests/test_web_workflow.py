@@ -315,6 +315,14 @@ def test_event_log_for_admin(client_as, web_project):
     admin, _ = client_as("ada")
     html = admin.get("/events").get_data(as_text=True)
     assert "approve" in html and "ann" in html and "name=copepod" in html
+    from morphocluster.store import log_event
+
+    p, _ = web_project
+    with p.transaction() as s:  # what `morphocluster cluster` writes: no user, nested parameters
+        log_event(s, None, "cluster_round", {"round": 2, "params": {"min_cluster_size": 16, "sample": None}})
+    html = admin.get("/events").get_data(as_text=True)
+    assert "(command line)" in html and "cluster round" in html
+    assert "params: (min_cluster_size=16)" in html and "{" not in html.split("cluster round", 1)[1][:200]
 
 
 def test_home_shows_progress_queue_and_map(client_as, web_project):

@@ -22,7 +22,7 @@ def test_next_node_largest_first_and_claims_are_exclusive(wf):
     assert validate.next_node(p, wf.A) == big  # own claim comes back
     assert validate.next_node(p, wf.B) == small
     assert validate.next_node(p, wf.B) == small  # still hers
-    with pytest.raises(WorkflowError, match="claimed by user"):
+    with pytest.raises(WorkflowError, match="claimed by ann until"):  # the name, not the id
         validate.approve(p, wf.B, big)
     # an expired claim is free again
     with p.transaction() as s:

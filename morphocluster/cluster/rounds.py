@@ -38,6 +38,16 @@ class RoundResult:
     params: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
+    def summary(self) -> str:
+        """Say what the round did, in words for the jobs page."""
+        old = f"; {self.n_dissolved} waiting candidates given back first" if self.n_dissolved else ""
+        if not self.node_ids:
+            size = self.params.get("min_cluster_size")
+            return (f"round {self.round}: no cluster among {self.n_pool:,} objects{old}"
+                    + (f"; try a minimum cluster size below {size}" if size else ""))
+        return (f"round {self.round}: {len(self.node_ids)} new clusters holding {self.n_clustered:,} "
+                f"of {self.n_pool:,} objects{old}")
+
 
 def last_params(session) -> dict | None:
     """Return the parameters (and number) of the most recent round, or None before the first.

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import object_session
 
-from ..store import Membership, Node, Rejection, log_event, utcnow
+from ..store import Membership, Node, Rejection, User, log_event, utcnow
 
 CHUNK = 900  # stay below SQLite's bound-parameter limit
 NODE_FIELDS = ("name", "status", "parent_id", "approved_by", "approved_at", "round")
@@ -45,6 +46,8 @@ def get_node(s, node_id: int, statuses=None) -> Node:
     if node is None:
         raise WorkflowError(f"node {node_id} not found")
     if statuses is not None and node.status not in statuses:
+        if node.status == "dissolved":
+            raise WorkflowError(f"node {node_id} was dissolved: its objects went back to the pool")
         raise WorkflowError(f"node {node_id} is {node.status}, expected {' or '.join(statuses)}")
     return node
 
@@ -53,7 +56,9 @@ def check_claim(node: Node, user_id) -> None:
     """Raise WorkflowError if another user holds an unexpired claim on the node."""
     if (node.claimed_by is not None and node.claimed_by != user_id
             and node.claimed_until is not None and node.claimed_until > utcnow()):
-        raise WorkflowError(f"node {node.id} is claimed by user {node.claimed_by} "
+        s = object_session(node)
+        who = s.get(User, node.claimed_by) if s is not None else None
+        raise WorkflowError(f"node {node.id} is claimed by {who.username if who else node.claimed_by} "
                             f"until {node.claimed_until:%H:%M:%S} UTC")
 
 
