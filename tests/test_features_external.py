@@ -122,3 +122,31 @@ def test_cli_reports_external_error(project, tmp_path):
     src = _write_csv(tmp_path / "x.csv", ["id", "f"], [["a", 1]])
     res = CliRunner().invoke(main, ["features", str(project.root), "--extractor", f"external:{src}"])
     assert res.exit_code == 1 and "have no features: 'b'" in res.output
+
+
+@pytest.mark.parametrize("data, message", [
+    ("id,f1\na,1\nb\u00f6,2\n".encode("latin-1"), r"bad.csv, line 3: not UTF-8 text \(byte 0xf6\)"),
+    ("id,f1\na,1\nb,2\n".encode("utf-16"), r"bad.csv: UTF-16 or binary data"),
+    (b"object_id\na\nb\n", r"bad.csv: no feature columns; the header has only the id column 'object_id'"),
+    (b"object_id,id,f1\na,1,2\nb,2,3\n", r"bad.csv: several id columns \('object_id', 'id'\)"),
+    (b"id;f1\na;1\nb;2\n", r"bad.csv: no id column .* separated by ';'"),
+])
+def test_csv_encoding_and_columns_errors_leave_nothing(project, tmp_path, data, message):
+    add_objects(project, ["a", "b"])
+    src = tmp_path / "bad.csv"
+    src.write_bytes(data)
+    res = CliRunner().invoke(main, ["features", str(project.root), "--extractor", f"external:{src}"])
+    assert res.exit_code == 1 and res.output.startswith("Error: ")
+    with pytest.raises(FeatureError, match=message):
+        extract_features(project, f"external:{src}", progress=False)
+    assert list(project.features_dir.iterdir()) == []  # no feature set, no stray .tmp
+
+
+def test_failed_write_leaves_no_tmp(tmp_path):
+    from morphocluster.features.h5 import write_features
+
+    with pytest.raises(FeatureError, match="0 features per object"):
+        write_features(tmp_path / "f.h5", ["a"], np.zeros((1, 0), np.float32))
+    with pytest.raises(TypeError):  # an attribute h5py cannot store, after the datasets were written
+        write_features(tmp_path / "f.h5", ["a"], np.zeros((1, 2), np.float32), {"x": object()})
+    assert list(tmp_path.iterdir()) == []

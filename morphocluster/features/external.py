@@ -40,35 +40,63 @@ def read_h5(path: Path) -> tuple[list[str], np.ndarray]:
     return ids, X
 
 
+def _utf8_lines(path: Path, f):
+    """Yield the lines of the binary file `f` as text; a line that is not UTF-8 is an error."""
+    for n, raw in enumerate(f, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise FeatureError(f"{path}, line {n}: not UTF-8 text (byte {raw[exc.start]:#04x}); "
+                               "save the file as UTF-8") from None
+
+
 def read_table(path: Path) -> tuple[list[str], np.ndarray]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with open(path, "rb") as f:
         sample = f.read(65536)
+        if sample.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in sample:
+            raise FeatureError(f"{path}: UTF-16 or binary data, not a text table; save it as UTF-8")
         f.seek(0)
-        delim = "\t" if path.suffix.lower() in (".tsv", ".tab") or sample.count("\t") > sample.count(",") else ","
-        rows = csv.reader(f, delimiter=delim)
-        header = next(rows, None)
-        if not header:
-            raise FeatureError(f"{path}: empty file")
-        lower = [h.strip().lower() for h in header]
-        id_col = next((lower.index(c) for c in ID_COLUMNS if c in lower), None)
-        if id_col is None:
-            raise FeatureError(f"{path}: no id column (one of {', '.join(ID_COLUMNS)}) in the header")
-        d = len(header) - 1
-        ids, vals = [], []
-        for lineno, row in enumerate(rows, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise FeatureError(f"{path}, line {lineno}: dimension mismatch: {len(row) - 1} values, "
-                                   f"the header has {d}")
-            ids.append(row[id_col].strip())
-            try:
-                vals.append([float(c) for i, c in enumerate(row) if i != id_col])
-            except ValueError:
-                bad = next(header[i] for i, c in enumerate(row) if i != id_col and not _is_float(c))
-                raise FeatureError(f"{path}, line {lineno}, column {bad!r}: not a number") from None
-    X = np.asarray(vals, dtype=np.float32).reshape(len(ids), d)
+        text = sample.decode("utf-8", errors="replace")
+        delim = "\t" if path.suffix.lower() in (".tsv", ".tab") or text.count("\t") > text.count(",") else ","
+        rows = csv.reader(_utf8_lines(path, f), delimiter=delim)
+        try:
+            ids, X = _read_rows(path, rows)
+        except csv.Error as exc:
+            raise FeatureError(f"{path}, line {rows.line_num}: malformed table ({exc})") from None
     return ids, X
+
+
+def _read_rows(path: Path, rows) -> tuple[list[str], np.ndarray]:
+    header = next(rows, None)
+    if not header:
+        raise FeatureError(f"{path}: empty file")
+    lower = [h.strip().lower() for h in header]
+    id_cols = [i for i, h in enumerate(lower) if h in ID_COLUMNS]
+    if not id_cols:
+        hint = "; the columns seem separated by ';', use commas or tabs" if ";" in header[0] else ""
+        raise FeatureError(f"{path}: no id column (one of {', '.join(ID_COLUMNS)}) in the header{hint}")
+    if len(id_cols) > 1:
+        raise FeatureError(f"{path}: several id columns ({', '.join(repr(header[i]) for i in id_cols)}); "
+                           "keep only one, so that no id is taken for a feature")
+    id_col = id_cols[0]
+    d = len(header) - 1
+    if d == 0:
+        raise FeatureError(f"{path}: no feature columns; the header has only the id column {header[id_col]!r}")
+    ids, vals = [], []
+    for row in rows:
+        lineno = rows.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise FeatureError(f"{path}, line {lineno}: dimension mismatch: {len(row) - 1} values, "
+                               f"the header has {d}")
+        ids.append(row[id_col].strip())
+        try:
+            vals.append([float(c) for i, c in enumerate(row) if i != id_col])
+        except ValueError:
+            bad = next(header[i] for i, c in enumerate(row) if i != id_col and not _is_float(c))
+            raise FeatureError(f"{path}, line {lineno}, column {bad!r}: not a number") from None
+    return ids, np.asarray(vals, dtype=np.float32).reshape(len(ids), d)
 
 
 def _is_float(s: str) -> bool:

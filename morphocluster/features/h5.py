@@ -29,15 +29,21 @@ def write_features(path: Path, object_ids, features: np.ndarray, attrs: dict | N
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or len(object_ids) != features.shape[0]:
         raise FeatureError(f"{path}: {len(object_ids)} ids for features of shape {features.shape}")
+    if features.shape[1] == 0:
+        raise FeatureError(f"{path}: no feature columns (0 features per object)")
     tmp = path.with_suffix(".h5.tmp")
-    with h5py.File(tmp, "w") as h:
-        h.create_dataset("features", data=features, chunks=(min(4096, max(1, len(features))), features.shape[1]))
-        h.create_dataset("object_id", data=np.asarray(object_ids, dtype=object), dtype=h5py.string_dtype())
-        for k, v in (attrs or {}).items():
-            h.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
-        h.attrs["format_version"] = FORMAT_VERSION
-        h.attrs["complete"] = True
-    tmp.replace(path)
+    try:
+        with h5py.File(tmp, "w") as h:
+            h.create_dataset("features", data=features,
+                             chunks=(min(4096, max(1, len(features))), features.shape[1]))
+            h.create_dataset("object_id", data=np.asarray(object_ids, dtype=object), dtype=h5py.string_dtype())
+            for k, v in (attrs or {}).items():
+                h.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+            h.attrs["format_version"] = FORMAT_VERSION
+            h.attrs["complete"] = True
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
