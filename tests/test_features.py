@@ -230,6 +230,27 @@ def test_bad_model_files_are_clear_errors(small, tmp_path):
         extract_features(small, "resnet", num_workers=0, progress=False)
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"root:x:0:0:root:/root:/bin/bash\n", "not a PyTorch state dict"),  # text, like /etc/passwd
+    ("list", "not a PyTorch state dict (it holds a list)"),
+    ("wrong", "not an EfficientNet-Lite0 state dict (size mismatch for _conv_stem.weight"),
+])
+def test_bad_state_dict_is_a_clean_error(small, tmp_path, content, message):
+    import torch
+
+    path = tmp_path / "w.pt"
+    if content == "list":
+        torch.save([1, 2], path)
+    elif content == "wrong":
+        torch.save({"_conv_stem.weight": torch.zeros(3, 3)}, path)
+    else:
+        path.write_bytes(content)
+    res = CliRunner().invoke(main, ["features", str(small.root), "--extractor", f"state-dict:{path}",
+                                    "--workers", "0"])
+    assert (res.exit_code, type(res.exception)) == (1, SystemExit)
+    assert f"Error: {path}: {message}" in res.output
+
+
 def test_cli_features_list_activate_and_index(small):
     r = CliRunner()
     root = str(small.root)

