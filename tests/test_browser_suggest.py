@@ -98,7 +98,8 @@ def test_reject_two_confirm_rest_then_accept_above(server, page):
     t = next(t for t in THRESHOLDS if any(c >= t for c in scr.confidence))  # strictest that takes some
     expected = {pk for pk, c in zip(scr.pks, scr.confidence) if c >= t}
     pg.select_option("select[name=threshold]", str(t))
-    pg.wait_for_selector(f"#accept-preview:has-text('{len(expected)} suggestions ≥ {t}')")
+    n = len(expected)
+    pg.wait_for_selector(f"#accept-preview:has-text('{n:,} suggestion{'' if n == 1 else 's'} ≥ {t}')")
     before = statuses(p, other, None)
     pg.click("button:has-text('Accept as predicted')")
     pg.wait_for_selector(f"text=Accepted {len(expected)} suggestions with confidence ≥ {t} (predicted).")

@@ -127,3 +127,11 @@ def test_a_name_differing_only_in_case_takes_the_spelling_in_use(wf):
     assert node_row(p, a).name == "Acantharia"  # b and c spell it so
     organise.name(p, wf.A, b, "Acantharia sp.")  # another name is kept as typed
     assert node_row(p, b).name == "Acantharia sp."
+
+
+def test_a_name_with_the_path_separator_is_refused(wf):
+    p = wf.project
+    nid = _approved(wf, 0, slice(0, 5), "sagitta")
+    with pytest.raises(WorkflowError, match="cannot contain '>'"):
+        organise.name(p, wf.A, nid, "Chaetognatha>Sagitta")
+    assert node_row(p, nid).name == "sagitta"

@@ -26,6 +26,13 @@ def init_app(app):
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _error)
     app.register_error_handler(WorkflowError, _workflow_error)
+    app.add_template_filter(count, "count")
+
+
+def count(n, word: str, plural: str | None = None) -> str:
+    """'1 object', '2,300 objects' (template filter: `{{ n|count('object') }}`)."""
+    n = int(n or 0)
+    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
 
 
 def _error(exc: HTTPException):

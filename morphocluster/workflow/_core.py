@@ -98,6 +98,9 @@ def name_in_use(s, name: str | None, node_id: int | None = None) -> str | None:
     name = (name or "").strip() or None
     if name is None:
         return None
+    if ">" in name:
+        raise WorkflowError(f"{name!r}: a name cannot contain '>', which separates the levels of a "
+                            "label path; put the node under its parent node instead")
     rows = s.execute(select(Node.name, func.count()).where(
         func.lower(Node.name) == name.lower(), Node.status.in_(("candidate", "approved")),
         Node.id != (node_id if node_id is not None else -1)).group_by(Node.name)).all()
