@@ -187,6 +187,31 @@ def test_resume_continues_and_never_marks_partial_complete(small):
     assert not np.allclose(first, X[:8])  # the raw rows were standardised once, at the end
 
 
+def test_a_run_stopped_before_an_import_keeps_its_rows_and_appends_the_new_objects(small, shared_data,
+                                                                                   tmp_path):
+    import shutil
+
+    from morphocluster.importers import import_sources
+
+    ref = extract_features(small, "pixels", name="ref", num_workers=0, progress=False, activate=False)
+    extract_features(small, "pixels", name="x", batch_size=4, num_workers=0, progress=False, limit=8)
+    partial = feature_path(small, "x").with_name("x.h5.partial")
+    with h5py.File(partial, "r+") as h:  # mark a row already done: it must survive, not be recomputed
+        h["features"][0] = 7.0
+    src = tmp_path / "more" / "chaetognath_sagitta"
+    src.mkdir(parents=True)
+    for f in sorted((shared_data / "planktonset-dev" / "chaetognath_sagitta").glob("*.jpg"))[:2]:
+        shutil.copy2(f, src / f.name)
+    import_sources(small, [src.parent], labels_from_folders=True, progress=False)
+    extract_features(small, "pixels", name="x", batch_size=4, num_workers=0, progress=False)
+    ids, X = load_features(small, "x")
+    ids_ref, X_ref = load_features(small, ref)
+    assert len(ids) == 20 and list(ids[:18]) == list(ids_ref)
+    assert (X[0] == 7.0).all()  # the row done before the stop was kept
+    np.testing.assert_allclose(X[1:18], X_ref[1:], atol=1e-6)
+    assert not partial.exists()
+
+
 def test_partial_of_another_extractor_is_restarted(small):
     extract_features(small, "pixels", name="x", batch_size=4, num_workers=0, progress=False, limit=4)
     extract_features(small, "morphometric", name="x", batch_size=4, num_workers=0, progress=False)

@@ -93,6 +93,14 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
         ex = get_extractor(extractor, size=size, invert=invert, rotations=rotations)
         final = feature_path(project, name)
         prev = _existing(final, ex)
+        started = _partial_ids(final, ex) if prev is None else None
+        if started and len(started) < len(ids) and ids[:len(started)] == started:
+            # objects were imported while the run was stopped: finish it for the objects it
+            # started with (keeping the rows done), then append the others as usual
+            if not _run(ex, final, started, paths[:len(started)], batch_size, device, num_workers,
+                        progress, limit):
+                return name
+            prev = _existing(final, ex)
         if prev is None:
             if not _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit):
                 return name
@@ -114,6 +122,20 @@ def _header(ex) -> dict:
     return {"extractor": ex.spec, "extractor_params": json.dumps(ex.params(), sort_keys=True),
             "preprocessing": json.dumps(ex.preprocess.attrs() if ex.preprocess else {}, sort_keys=True),
             "format_version": FORMAT_VERSION}
+
+
+def _partial_ids(final, ex) -> list[str] | None:
+    """Return the object ids of an unfinished run of `ex` into `final`, or None if there is none."""
+    path = final.with_name(final.name + ".partial")
+    if not path.exists():
+        return None
+    try:
+        with h5py.File(path, "r") as h:
+            if all(h.attrs.get(k) == v for k, v in _header(ex).items()) and not h.attrs["complete"]:
+                return list(h["object_id"].asstr()[:])
+    except (OSError, KeyError):
+        pass
+    return None
 
 
 def _open_partial(path, ex, ids) -> tuple[h5py.File, int]:
