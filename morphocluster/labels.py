@@ -105,6 +105,15 @@ def user_names(session) -> dict[int, str]:
     return dict(session.execute(select(User.id, User.username)).all())
 
 
+def unnamed_approved(session) -> tuple[int, list[int]]:
+    """Return (objects, node ids) of approved nodes that no name labels, on them or above them:
+    those objects count as sorted but export without a label."""
+    named = node_labels(session)
+    rows = session.execute(select(Node.id, Node.n_members).where(
+        Node.status == "approved", Node.n_members > 0, Node.id.not_in(list(named)))).all()
+    return sum(n for _, n in rows), sorted(i for i, _ in rows)
+
+
 def object_labels(project, which: str = "validated", with_meta: bool = False,
                   chunk: int = CHUNK) -> Iterator[LabelRow]:
     """Stream one LabelRow per object, ordered by Object.id.

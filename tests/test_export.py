@@ -198,3 +198,20 @@ def test_export_of_no_objects_warns(project, tmp_path):
     rep = export(project, "csv", tmp_path / "e.csv")
     assert rep.n_objects == 0 and (tmp_path / "e.csv").read_text().startswith("object_id,label")
     assert "warning: no objects were exported; only labelled objects are, unless --labels all" in rep.summary()
+
+
+def test_objects_of_validated_nodes_without_any_name_are_pointed_out(labelled, tmp_path):
+    pks = sorted(r.pk for r in object_labels(labelled, "all") if r.label is None)[:3]
+    with labelled.transaction() as s:
+        s.add(Node(id=200, status="approved", n_members=3))  # validated, never named
+        s.flush()
+        for pk in pks:
+            s.add(Membership(object_pk=pk, node_id=200, status="validated"))
+    rep = export(labelled, "csv", tmp_path / "e.csv")
+    assert rep.n_labelled == 21
+    assert any("3 objects lie in validated nodes that have no name (200)" in w and "not at all" in w
+               for w in rep.warnings)
+    with labelled.transaction() as s:
+        s.get(Node, 200).parent_id = 100  # under a named node: its name labels them
+    rep = export(labelled, "csv", tmp_path / "f.csv")
+    assert rep.n_labelled == 24 and not any("no name" in w for w in rep.warnings)

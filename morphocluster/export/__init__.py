@@ -49,6 +49,16 @@ def export(project, format: str, out, labels: str = "validated", with_images: bo
     if report.n_objects == 0:
         report.warnings.append("no objects were exported" + (
             "; only labelled objects are, unless --labels all" if labels == "validated" else ""))
+    from ..labels import unnamed_approved
+
+    with project.session() as s:
+        n, nodes = unnamed_approved(s)
+    if n:
+        report.warnings.append(
+            f"{n:,} objects lie in validated nodes that have no name ({', '.join(map(str, nodes[:8]))}"
+            f"{', ...' if len(nodes) > 8 else ''}) and were exported without a label"
+            f"{'' if labels == 'all' else ' (that is, not at all: only labelled objects are)'}; "
+            "name those nodes or put them under a named node")
     return report
 
 

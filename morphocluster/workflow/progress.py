@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from ..labels import node_labels
+from ..labels import unnamed_approved
 from ..store import Event, Node, Object
 
 GROW_ACTIONS = ("grow_accept", "grow_until")
@@ -20,9 +20,7 @@ def progress(p) -> dict:
         labelled = s.scalar(select(func.coalesce(func.sum(Node.n_members), 0))
                             .where(Node.status == "approved")) or 0
         grown = len(_grown(s))
-        named = node_labels(s)
-        unnamed = s.execute(select(Node.id, Node.n_members).where(
-            Node.status == "approved", Node.n_members > 0, Node.id.not_in(list(named)))).all()
+        n_unnamed, unnamed = unnamed_approved(s)
         labels = s.execute(
             select(Node.name, func.sum(Node.n_members), func.count(Node.id))
             .where(Node.status == "approved")
@@ -33,7 +31,7 @@ def progress(p) -> dict:
             "candidates": by_status.get("candidate", 0), "approved": by_status.get("approved", 0),
             "grown": grown or 0,
             # approved but labelled by no name (none on the node or above it): not exported
-            "unnamed": sum(n for _, n in unnamed), "unnamed_nodes": sorted(i for i, _ in unnamed)[:8],
+            "unnamed": n_unnamed, "unnamed_nodes": unnamed[:8],
             "labels": [{"name": n or "(unnamed)", "objects": int(c or 0), "nodes": k}
                        for n, c, k in labels]}
 
