@@ -57,7 +57,7 @@ def build_index(project, pca: int | None = None, kind: str = "auto", nlist: int 
             "fingerprint": _fingerprint(fm)}
     if pca:
         if not 0 < pca < d:
-            raise ValueError(f"--pca {pca}: must be between 1 and the feature dimension {d - 1}")
+            raise ValueError(f"--pca {pca}: must be below the feature dimension {d} (1 to {d - 1})")
         mat = faiss.PCAMatrix(d, int(pca))
         sample = X if n <= 100_000 else X[np.random.default_rng(0).choice(n, 100_000, replace=False)]
         mat.train(sample)
