@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from morphocluster.importers import ImportFailed, import_sources
-from morphocluster.store import ImportRun, Object
+from morphocluster.store import ImportRun, Meta, Object
 
 IFCB = "ifcb-sample/training_data"
 E = "ecotaxa-samples"
@@ -240,3 +240,21 @@ def test_one_bad_source_among_several_is_skipped(project, copy_shared, tmp_path)
     assert r.formats == {str(src): "ecotaxa"}
     with pytest.raises(ImportFailed, match="garbage.zip: not a readable ZIP file"):
         import_sources(project, [bad], progress=False)  # alone, it is the whole import: an error
+
+
+def test_malformed_type_row_is_still_a_type_row_and_odd_markers_are_reported(project, copy_shared):
+    src, tsv = _ecotaxa_copy(copy_shared)
+    lines = tsv.read_text().splitlines()
+    types = lines[1].split("\t")  # object_id, object_lat, object_lon, object_date, object_time
+    types[1], types[2], types[3] = "[f", "f", "[x]"
+    tsv.write_text("\n".join([lines[0], "\t".join(types)] + lines[2:]) + "\n")
+    r = import_sources(project, [src], progress=False)
+    assert (r.added, r.failed) == (3, 0)  # not "img_rank '[t]' is not a number" on every row
+    assert r.notes == [f"{tsv}:2: column 'object_lat': type marker '[f' is not [t] or [f]; read as [f]",
+                       f"{tsv}:2: column 'object_lon': type marker 'f' is not [t] or [f]; read as [f]",
+                       f"{tsv}:2: column 'object_date': type marker '[x]' is not [t] or [f]; column left untyped"]
+    with project.session() as s:
+        cols = dict(s.get(Meta, "ecotaxa_columns").value)
+    assert (cols["object_id"], cols["object_lat"], cols["object_lon"], cols["object_date"]) == ("t", "f", "f", "")
+    with pytest.raises(ImportFailed, match="type marker '\\[f' is not"):
+        import_sources(project, [src], strict=True, progress=False)

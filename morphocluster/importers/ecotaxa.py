@@ -1,12 +1,14 @@
 """Import EcoTaxa tables: ecotaxa*.tsv/.txt anywhere in a folder or ZIP (also ZIPs inside).
 
-Each table has a header row and optionally a second row of `[t]`/`[f]` type markers; it is
-tab-separated with optional quotes, UTF-8 (with or without BOM; a line that is not UTF-8 is
-read as latin-1 with a warning) or wholly latin-1. `img_file_name` is relative to the table.
-Every `object_*`, `sample_*`, `acq_*` and `process_*` value that is not empty is kept in
-`Object.meta` (as text, in column order); the column order and types are
-stored once per import (ImportRun.report and Meta "ecotaxa_columns") so an export can
-reproduce them. `object_annotation_category`/`_status` become `imported_label`/`_status`.
+Each table has a header row and optionally a second row of `[t]`/`[f]` (or `[n]`) type
+markers (a row where most fields look like markers; typos such as `[f` or `t` and other
+markers are reported with their column); it is tab-separated with optional quotes, UTF-8
+(with or without BOM; a line that is not UTF-8 is read as latin-1 with a warning) or wholly
+latin-1. `img_file_name` is relative to the table. Every `object_*`, `sample_*`, `acq_*` and
+`process_*` value that is not empty is kept in `Object.meta` (as text, in column order); the
+column order and types are stored once per import (ImportRun.report and Meta
+"ecotaxa_columns") so an export can reproduce them. `object_annotation_category`/`_status`
+become `imported_label`/`_status`.
 
 An object with several images (rows sharing an object_id with different `img_rank`) is shown
 by its lowest-ranked image; the others are copied too and listed, in rank order, in
@@ -30,7 +32,8 @@ from .unpack import safe_member_name, unpack_zip
 META_PREFIXES = ("object_", "sample_", "acq_", "process_")
 STATUSES = {"predicted": "predicted", "dubious": "dubious", "validated": "validated",
             "p": "predicted", "d": "dubious", "v": "validated"}
-TYPE_RE = re.compile(r"^\[[a-z]\]$")
+TYPES = ("t", "f", "n")  # text, number; [n] (number) is found in older tables
+TYPE_RE = re.compile(r"^\[?([a-z])\]?$", re.IGNORECASE)  # [t], [f]; also typos like [f or t
 MAX_ZIP_DEPTH = 3
 
 
@@ -115,15 +118,36 @@ def read_table(path: Path, where: str, report):
     header = [h.strip().lower() for h in rows[0][1]]
     types = [""] * len(header)
     body = rows[1:]
-    if body and all(TYPE_RE.match(x.strip()) for x in body[0][1] if x.strip()):
-        types = [x.strip()[1:-1] for x in body[0][1]][:len(header)]
-        types += [""] * (len(header) - len(types))
+    if body and _is_type_row(body[0][1]):
+        types = _read_types(header, body[0], where, report)
         body = body[1:]
     for col in ("object_id", "img_file_name"):
         if col not in header:
             report.fail(where, f"no {col} column in the header; file skipped")
             return None
     return header, types, body
+
+
+def _is_type_row(fields) -> bool:
+    """True if most non-empty fields look like `[t]`/`[f]` markers (typos such as `[f` too)."""
+    filled = [x.strip() for x in fields if x.strip()]
+    return bool(filled) and sum(bool(TYPE_RE.match(x)) for x in filled) * 2 > len(filled)
+
+
+def _read_types(header, type_row, where, report) -> list[str]:
+    """Return the type letter of each column; report markers other than [t], [f] and [n]."""
+    line, fields = type_row
+    types = []
+    for name, x in zip(header, fields + [""] * (len(header) - len(fields))):
+        x = x.strip()
+        m = TYPE_RE.match(x)
+        letter = m.group(1).lower() if m else ""
+        letter = letter if letter in TYPES else ""
+        if x and x.lower() not in ("[t]", "[f]", "[n]"):
+            report.warn(f"{where}:{line}", f"column {name!r}: type marker {x!r} is not [t] or [f]; "
+                        + (f"read as [{letter}]" if letter else "column left untyped"))
+        types.append(letter)
+    return types
 
 
 def collect(root: Path, batch: Batch, prefix: str, where_root: str) -> int:
