@@ -274,6 +274,15 @@ def test_bad_state_dict_is_a_clean_error(small, tmp_path, content, message):
                                     "--workers", "0"])
     assert (res.exit_code, type(res.exception)) == (1, SystemExit)
     assert f"Error: {path}: {message}" in res.output
+    assert not list(small.features_dir.glob("state-dict*"))  # no empty partial file left
+
+
+def test_bad_torchscript_leaves_no_partial_file(small, tmp_path):
+    bad = tmp_path / "junk.pt"
+    bad.write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.pt: not a TorchScript model"):
+        extract_features(small, f"torchscript:{bad}", num_workers=0, progress=False)
+    assert not list(small.features_dir.glob("torchscript*"))
 
 
 def test_cli_features_list_activate_and_index(small):

@@ -225,10 +225,10 @@ def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit
 
     name = final.stem
     partial = final.with_name(final.name + ".partial")
+    ex.setup(device)  # first: a model that cannot be loaded leaves no empty partial file
     h, done = _open_partial(partial, ex, ids)
     n = len(ids)
     try:
-        ex.setup(device)
         workers = default_workers() if num_workers is None else num_workers
         loader = DataLoader(_Images(ex, paths, ids, done), batch_size=batch_size, num_workers=workers,
                             collate_fn=_collate, persistent_workers=False,
