@@ -191,7 +191,7 @@ def test_zip_slip_entry_is_refused(project, shared_data, tmp_path):
 def test_strict_stops_at_missing_image_and_writes_nothing(project, copy_shared):
     src = copy_shared(f"{E}/import_update")
     with pytest.raises(ImportFailed, match=r"ecotaxa_m106_mn01_n2_sml.tsv:3: image file m106_mn01_n2_sml_1333.jpg "
-                                           r"not found; row skipped \(--strict"):
+                                           r"not found \(--strict: nothing was imported\)"):
         import_sources(project, [src], strict=True, progress=False)
     assert _state(project) == ([], 0, [])
 

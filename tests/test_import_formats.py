@@ -85,6 +85,7 @@ def test_cli_import_and_info(tmp_path, shared_data):
     res = runner.invoke(main, ["import", str(proj), str(shared_data / "ecotaxa-samples" / "import_update"),
                                "--strict"])
     assert res.exit_code == 1 and "--strict: nothing was imported" in res.output
+    assert "row skipped" not in res.output  # nothing is skipped: the whole import stops
     res = runner.invoke(main, ["info", str(proj)])
     assert res.exit_code == 0 and "Objects: 43" in res.output
     assert "Strombidium-like" in res.output

@@ -33,6 +33,7 @@ class ImportReport:
         """Record one bad row; in strict mode stop the whole import."""
         text = f"{where}: {message}"
         if self.strict:
+            text = text.removesuffix("; row skipped")  # nothing is skipped: everything stops
             raise ImportFailed(f"{text} (--strict: nothing was imported)")
         self.failed += 1
         self.failed_messages.append(text)
