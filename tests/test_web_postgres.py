@@ -93,7 +93,8 @@ def test_web_on_postgres(pg_web_project):
     home = c.get("/").get_data(as_text=True)
     assert re.search(r'id="n-labelled">11<', home) and re.search(r'id="n-grown">1<', home)
     assert "sagitta" in home
-    assert "Undone: grow until" in c.post("/undo", headers=h).get_data(as_text=True)
+    assert c.post("/undo", headers=h).headers["HX-Refresh"] == "true"
+    assert "Undone: grow until" in c.get("/").get_data(as_text=True)  # shown on the reloaded page
     assert re.search(r'id="n-labelled">9<', c.get("/").get_data(as_text=True))
     admin = app.test_client()
     _login(admin, "ada")
