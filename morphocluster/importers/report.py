@@ -77,7 +77,7 @@ class ImportReport:
         lines = [f"Imported from {fmts}{run}" if fmts else "Imported nothing",
                  f"  added {self.added}, " + (f"updated {self.updated}, " if self.updated else "")
                  + f"skipped {self.skipped} (already in the project), failed {self.failed}"]
-        for title, msgs in (("Problems (rows skipped)", self.failed_messages), ("Notes", self.notes)):
+        for title, msgs in (("Problems (skipped)", self.failed_messages), ("Notes", self.notes)):
             if msgs:
                 lines.append(f"{title}:")
                 lines += [f"  {m}" for m in msgs[:max_messages]]
