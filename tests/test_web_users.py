@@ -38,7 +38,9 @@ def test_admin_lists_adds_changes_role_and_resets(client_as, app, web_project):
     # typed password: not shown back
     resp = c.post("/users/add", data={"username": "tia", "role": "viewer", "password": "typed-pw",
                                       "csrf_token": token})
-    assert resp.status_code == 200 and "Added viewer tia" in resp.get_data(as_text=True)
+    assert resp.status_code == 303 and resp.headers["Location"] == "/users/"  # a reload posts nothing again
+    resp = c.get("/users/")
+    assert "Added viewer tia" in resp.get_data(as_text=True)
     assert 'class="password"' not in resp.get_data(as_text=True)
     assert authenticate(p, "tia", "typed-pw")["role"] == "viewer"
 
@@ -55,7 +57,8 @@ def test_admin_lists_adds_changes_role_and_resets(client_as, app, web_project):
     resp = c.post("/users/add", data={"username": "zed", "password": "short", "csrf_token": token})
     assert resp.status_code == 400 and "at least 6 characters" in resp.get_data(as_text=True)
 
-    resp = c.post("/users/role", data={"username": "bob", "role": "viewer", "csrf_token": token})
+    resp = c.post("/users/role", data={"username": "bob", "role": "viewer", "csrf_token": token},
+                  follow_redirects=True)
     assert resp.status_code == 200 and "bob is now viewer" in resp.get_data(as_text=True)
     assert {u["username"]: u["role"] for u in list_users(p)}["bob"] == "viewer"
     resp = c.post("/users/role", data={"username": "nobody", "role": "viewer", "csrf_token": token})
@@ -98,7 +101,7 @@ def test_users_forms_need_the_csrf_token(client_as, web_project):
     assert "nox" not in roles and roles["ann"] == "annotator"
     # htmx sends the token as a header
     resp = c.post("/users/role", data={"username": "ann", "role": "viewer"}, headers={"X-CSRFToken": token})
-    assert resp.status_code == 200
+    assert resp.status_code == 303
 
 
 def test_last_admin_cannot_be_demoted(client_as, web_project):
@@ -113,9 +116,9 @@ def test_last_admin_cannot_be_demoted(client_as, web_project):
         set_role(p, "ada", "viewer")
     # with a second admin, the first may step down; then the page is closed to her
     assert c.post("/users/role", data={"username": "ann", "role": "admin",
-                                       "csrf_token": token}).status_code == 200
-    assert c.post("/users/role", data={"username": "ada", "role": "viewer",
-                                       "csrf_token": token}).status_code == 200
+                                       "csrf_token": token}).status_code == 303
+    resp = c.post("/users/role", data={"username": "ada", "role": "viewer", "csrf_token": token})
+    assert resp.status_code == 303 and resp.headers["Location"] == "/"  # not a page closed to her
     assert c.get("/users/").status_code == 403
     with pytest.raises(UserError, match="last admin"):
         set_role(p, "ann", "annotator")
@@ -132,7 +135,8 @@ def test_disabled_user_is_locked_out_and_keeps_their_history(client_as, app, web
     c, token = client_as("ada")
     with p.session() as s:
         events_before = s.scalar(select(func.count(Event.id)))
-    resp = c.post("/users/role", data={"username": "bob", "role": "disabled", "csrf_token": token})
+    resp = c.post("/users/role", data={"username": "bob", "role": "disabled", "csrf_token": token},
+                  follow_redirects=True)
     assert resp.status_code == 200 and "bob is now disabled" in resp.get_data(as_text=True)
     assert authenticate(p, "bob", PASSWORD) is None
     assert _try_login(app.test_client(), "bob", PASSWORD, "10.0.1.1").status_code == 401
@@ -149,7 +153,7 @@ def test_disabled_user_is_locked_out_and_keeps_their_history(client_as, app, web
     assert 'value="disabled"' not in c.get("/users/").get_data(as_text=True).split("Add a user")[1]
     # enabled again, bob logs in as before
     assert c.post("/users/role", data={"username": "bob", "role": "annotator",
-                                       "csrf_token": token}).status_code == 200
+                                       "csrf_token": token}).status_code == 303
     assert _try_login(app.test_client(), "bob", PASSWORD, "10.0.1.2").status_code == 302
     # the last admin cannot lock themselves out either
     resp = c.post("/users/role", data={"username": "ada", "role": "disabled", "csrf_token": token})

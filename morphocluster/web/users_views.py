@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request
+from flask import Blueprint, flash, g, redirect, request, url_for
 
 from .. import users
 from . import project
@@ -39,8 +39,10 @@ def add():
         users.add_user(project(), name, password, role)
     except users.UserError as exc:
         return _page(error=str(exc))
-    shown = None if typed else {"username": name, "password": password}
-    return _page(notice=f"Added {role} {name}.", password=shown)
+    if typed:  # nothing to show once: back to the list (a reload does not post again)
+        flash(f"Added {role} {name}.")
+        return redirect(url_for("users_views.index"), 303)
+    return _page(notice=f"Added {role} {name}.", password={"username": name, "password": password})
 
 
 @bp.route("/role", methods=["POST"])
@@ -51,9 +53,9 @@ def role():
         users.set_role(project(), name, new)
     except users.UserError as exc:
         return _page(error=str(exc))
-    you = " (you: the admin pages are closed to you from now on)" if (
-        name == g.user["username"] and new != "admin") else ""
-    return _page(notice=f"{name} is now {new}{you}.")
+    you = name == g.user["username"] and new != "admin"
+    flash(f"{name} is now {new}" + (" (you: the admin pages are closed to you from now on)." if you else "."))
+    return redirect(url_for("home.index" if you else "users_views.index"), 303)
 
 
 @bp.route("/password", methods=["POST"])
