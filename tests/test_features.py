@@ -337,3 +337,26 @@ def test_combined_statistics_in_chunks_equal_the_whole_matrix():
     np.testing.assert_allclose(whole["standardise_sd"], X[:, -26:].std(0), rtol=1e-4)
     out, attrs = ex.finalize(X)
     np.testing.assert_allclose(out[:, :-26], X[:, :-26])  # the CNN block is left as it is
+
+
+def test_a_failed_append_keeps_the_feature_set_and_leaves_no_temporary_file(small, shared_data, tmp_path):
+    import shutil
+
+    from morphocluster.importers import import_sources
+
+    extract_features(small, "pixels", name="x", num_workers=0, progress=False)
+    path = feature_path(small, "x")
+    with h5py.File(path, "r+") as h:  # a set whose width no longer matches what the extractor gives
+        F = h["features"][:]
+        del h["features"]
+        h["features"] = np.hstack([F, np.zeros((len(F), 1), np.float32)])
+    before = path.read_bytes()
+    src = tmp_path / "more" / "chaetognath_sagitta"
+    src.mkdir(parents=True)
+    for f in sorted((shared_data / "planktonset-dev" / "chaetognath_sagitta").glob("*.jpg"))[:2]:
+        shutil.copy2(f, src / f.name)
+    import_sources(small, [src.parent], labels_from_folders=True, progress=False)
+    with pytest.raises(FeatureError, match="dimensions, but"):
+        extract_features(small, "pixels", name="x", num_workers=0, progress=False)
+    assert path.read_bytes() == before
+    assert not list(small.features_dir.glob("*.tmp"))

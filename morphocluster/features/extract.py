@@ -187,6 +187,15 @@ def _append(final, add, ex, prev) -> None:
     over it, copied in chunks), then drop them."""
     old_ids, attrs = prev
     tmp = final.with_suffix(".h5.tmp")
+    try:
+        _write_appended(final, add, ex, old_ids, attrs, tmp)
+        tmp.replace(final)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failure leaves the complete file as it was, and no debris
+    add.unlink()
+
+
+def _write_appended(final, add, ex, old_ids, attrs, tmp) -> None:
     with h5py.File(add, "r") as a, h5py.File(final, "r") as old, h5py.File(tmp, "w") as out:
         new_ids = list(a["object_id"].asstr()[:])
         Y = ex.refinalize(a["features"][:], {k: _attr(v) for k, v in attrs.items()})
@@ -204,8 +213,6 @@ def _append(final, add, ex, prev) -> None:
         for k, v in attrs.items():
             out.attrs[k] = v
         out.attrs["created"] = time.time()
-    tmp.replace(final)
-    add.unlink()
 
 
 def _attr(v):
