@@ -43,12 +43,12 @@ def test_type_labels_on_validate_and_grow(server, page):
     _type_label(pg, pk, "ostracod")
     assert pg.locator("#grid .obj.sel").count() == 0
     pg.keyboard.press("r")  # no object selected, but a label typed: Remove selected takes it
-    pg.wait_for_selector("#toast:has-text('1 of them to the labels typed')")
+    pg.wait_for_selector("#toast:has-text('Gave 1 object the label typed')")
     assert _members_of(p, "ostracod") == {pk}
     pg.keyboard.press("Shift+A")
     pg.wait_for_url(f"{base}/grow/{node_id}")
     cand = int(pg.locator('#grid .obj[data-rank="1"]').get_attribute("data-pk"))
     _type_label(pg, cand, "ostracod", key=True)  # in "click first wrong" mode this clicks nothing
     pg.keyboard.press("a")
-    pg.wait_for_selector("#toast:has-text('1 to the labels typed')")
+    pg.wait_for_selector("#toast:has-text('gave 1 object the label typed')")
     assert _members_of(p, "ostracod") == {pk, cand}

@@ -100,6 +100,11 @@ def test_reject_two_confirm_rest_then_accept_above(server, page):
     pg.select_option("select[name=threshold]", str(t))
     n = len(expected)
     pg.wait_for_selector(f"#accept-preview:has-text('{n:,} suggestion{'' if n == 1 else 's'} ≥ {t}')")
+    pg.click("button:has-text('Check a sample')")  # a sample screen of that band, at its own address
+    pg.wait_for_url(re.compile(rf"/suggest/{other}\?check={t}$"))
+    pg.wait_for_selector("#grid .obj")
+    pg.select_option("select[name=threshold]", str(t))
+    pg.wait_for_selector(f"#accept-preview:has-text('{n:,} suggestion{'' if n == 1 else 's'} ≥ {t}')")
     before = statuses(p, other, None)
     pg.click("button:has-text('Accept as predicted')")
     pg.wait_for_selector(f"text=Accepted {len(expected)} suggestions with confidence ≥ {t} (predicted).")

@@ -39,7 +39,7 @@ def test_validate_remove_and_approve_take_the_labels_typed(client_as, web_projec
                   data={"members_version": _version(html), "pks": str(d),
                         "relabel": json.dumps({str(a): CLASSES[0], str(b): "ostracod"})})
     body = resp.get_data(as_text=True)
-    assert resp.status_code == 200 and "Removed 3 objects, 2 of them to the labels typed." in body
+    assert resp.status_code == 200 and "Removed 1 object, gave 2 objects the label typed." in body
     assert members(p, named) == before_named | {a}
     assert members(p, _node(p, "ostracod").id) == {b}
     assert not {a, b, d} & members(p, node_id)
@@ -78,7 +78,7 @@ def test_grow_reject_and_accept_take_the_labels_typed(client_as, web_project):
     ranked = pks_in(html)
     resp = c.post(f"/grow/{node_id}/reject", headers=hx(token),
                   data={"pks": str(ranked[0]), "relabel": json.dumps({str(ranked[1]): "ostracod"})})
-    assert "Rejected 2, 1 of them to the labels typed." in resp.get_data(as_text=True)
+    assert "Rejected 1, gave 1 object the label typed." in resp.get_data(as_text=True)
     assert members(p, _node(p, "ostracod").id) == {ranked[1]}
     typed = ranked[1]
     html = resp.get_data(as_text=True)
@@ -95,7 +95,7 @@ def test_grow_reject_and_accept_take_the_labels_typed(client_as, web_project):
     resp = c.post(f"/grow/{node_id}/accept", headers=hx(token),
                   data={"shown": shown, "members_version": _version(html),
                         "relabel": json.dumps({str(ranked[0]): "ostracod"})})
-    assert "Accepted 4, 1 to the labels typed." in resp.get_data(as_text=True)
+    assert "Accepted 4, gave 1 object the label typed." in resp.get_data(as_text=True)
     assert set(ranked[1:5]) <= members(p, node_id) and ranked[0] not in members(p, node_id)
     assert ranked[0] in members(p, _node(p, "ostracod").id)
     with p.session() as s:

@@ -90,6 +90,28 @@ def test_remove_outliers_then_approve_with_name(client_as, web_project):
         node = s.get(Node, node_id)
         assert (node.status, node.name, node.n_members) == ("approved", "chaetognath", IN_NODE)
         assert set(s.scalars(select(Membership.status).where(Membership.node_id == node_id))) == {"validated"}
+    assert f"Node {node_id} approved as chaetognath." in c.get(f"/grow/{node_id}").get_data(as_text=True)
+
+
+def test_approve_with_objects_selected_removes_them_and_an_emptied_node_moves_on(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    node_id = info["nodes"]["copepod_calanoid"]
+    html = c.get(f"/validate/{node_id}").get_data(as_text=True)
+    shown = pks_in(html)
+    resp = c.post(f"/validate/{node_id}/approve", headers=hx(token),
+                  data={"seen": ",".join(map(str, shown)), "pks": f"{shown[1]},{shown[2]}", "name": "copepod"})
+    assert resp.status_code == 204
+    assert members(p, node_id) == set(shown) - {shown[1], shown[2]}
+    assert "approved as copepod; 2 selected removed." in c.get("/").get_data(as_text=True)
+    # removing every member of a candidate: the screen moves on, and an empty node cannot be approved
+    other = info["nodes"]["acantharia_protist"]
+    everyone = ",".join(map(str, members(p, other)))
+    resp = c.post(f"/validate/{other}/remove", headers=hx(token), data={"pks": everyone})
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"] == "/validate/"
+    assert f"Node {other} is empty now" in c.get("/").get_data(as_text=True)
+    resp = c.post(f"/validate/{other}/approve", headers=hx(token), data={"name": "Empty"})
+    assert resp.status_code == 409 and "no members left" in resp.get_data(as_text=True)
 
 
 def test_remove_from_here_on(client_as, web_project):
@@ -177,7 +199,16 @@ def test_grow_click_first_wrong(client_as, web_project):
         assert set(st.values()) == {"validated"}  # a human saw them
         assert s.scalar(select(Rejection.object_pk).where(Rejection.node_id == node_id)) == ranked[3]
     # the rejected object is not offered again
-    assert ranked[3] not in pks_in(c.get(f"/grow/{node_id}").get_data(as_text=True))
+    html = c.get(f"/grow/{node_id}").get_data(as_text=True)
+    assert ranked[3] not in pks_in(html)
+    # an object Ctrl-selected as wrong above the one clicked is rejected, not accepted
+    ranked, before = pks_in(html), members(p, node_id)
+    resp = c.post(f"/grow/{node_id}/until", headers=hx(token),
+                  data={"rank": "4", "wrong_pk": str(ranked[4]), "pks": str(ranked[1]),
+                        "shown": ",".join(map(str, ranked))})
+    assert "Accepted 3, rejected 2." in resp.get_data(as_text=True)
+    assert members(p, node_id) == before | {ranked[0], ranked[2], ranked[3]}
+    assert not {ranked[1], ranked[4]} & set(pks_in(resp.get_data(as_text=True)))
 
 
 def test_grow_accept_screen_and_reject_selected(client_as, web_project):
@@ -253,11 +284,16 @@ def test_names_tree_rename_move_umbrella(client_as, web_project):
     assert "now called &#39;copepod&#39; (the spelling in use)" in resp.get_data(as_text=True)
     resp = c.post("/tree/umbrella", headers=hx(token), data={"nodes": [str(a), str(b)], "name": "plankton"})
     assert resp.status_code == 204
-    tree = c.get("/tree/").get_data(as_text=True)
-    assert "plankton" in tree and "Acantharia" in tree and f"{2 * IN_NODE}" in tree
     with p.session() as s:
         top = s.scalar(select(Node.id).where(Node.name == "plankton"))
         assert s.get(Node, a).parent_id == top
+    # a new address (not only a new #fragment), so that the browser loads the tree again
+    assert resp.headers["HX-Redirect"] == f"/tree/?new={top}#n{top}"
+    tree = c.get("/tree/").get_data(as_text=True)
+    assert "plankton" in tree and "Acantharia" in tree and f"{2 * IN_NODE}" in tree
+    assert f"2 nodes grouped under the new node {top}." in tree
+    # an umbrella holds no objects itself: nothing to grow
+    assert f'href="/grow/{top}"' not in c.get("/").get_data(as_text=True)
     assert c.post(f"/tree/node/{a}/move", headers=hx(token), data={"parent": ""}).status_code == 204
     resp = c.post(f"/tree/node/{b}/merge", headers=hx(token), data={"into": str(a)})
     assert resp.status_code == 204 and resp.headers["HX-Redirect"] == f"/tree/node/{a}"

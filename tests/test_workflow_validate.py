@@ -132,7 +132,7 @@ def test_remove_members_straight_to_their_labels(wf):
                             .where(Membership.object_pk.in_(pks[1:4]))).all())
     assert set(st.values()) == {"validated"}
     check_counts(p)
-    with pytest.raises(WorkflowError, match="rejected for"):
+    with pytest.raises(WorkflowError, match="given this node.s own label"):
         validate.remove(p, wf.A, nid, [], moved={pks[5]: nid})
     with pytest.raises(WorkflowError, match="not members"):
         validate.remove(p, wf.A, nid, [], moved={wf.by_class[CLASSES[2]][0]: "radiolaria"})
@@ -216,3 +216,17 @@ def test_each_decision_is_one_event_and_errors_write_nothing(wf):
     with p.session() as s:
         ev = s.scalars(select(Event).order_by(Event.id.desc())).first()
     assert n_events(p) == before + 1 and ev.action == "dissolve" and ev.user_id == wf.A
+
+
+def test_a_typed_label_takes_the_spelling_of_a_named_candidate(wf):
+    p = wf.project
+    named = wf.make_node(wf.by_class[CLASSES[2]][:5])
+    with p.transaction() as s:
+        s.get(Node, named).name = "Oithona"  # named, not approved yet
+    nid = wf.make_node(wf.by_class[CLASSES[0]][:5] + wf.by_class[CLASSES[2]][5:6])
+    odd = wf.by_class[CLASSES[2]][5]
+    validate.remove(p, wf.A, nid, [], moved={odd: "oithona"})
+    with p.session() as s:
+        made = s.scalars(select(Node).join(Membership, Membership.node_id == Node.id)
+                         .where(Membership.object_pk == odd)).one()
+        assert (made.name, made.status) == ("Oithona", "approved")  # one class, one spelling

@@ -129,7 +129,7 @@
     const form = elt.closest("form");
     if (!form) return;
     const seen = form.querySelector("input[data-seen]");
-    if (seen) {
+    if (seen && ev.detail.verb !== "get") {  // decisions only: a GET's parameters go in the address
       const grid = document.querySelector(seen.dataset.seen);
       if (grid) ev.detail.parameters[seen.name] = [...grid.querySelectorAll(".obj")].map((f) => f.dataset.pk).join(",");
     }

@@ -40,11 +40,13 @@ class RoundResult:
 
     def summary(self) -> str:
         """Say what the round did, in words for the jobs page."""
-        old = f"; {self.n_dissolved} waiting candidates given back first" if self.n_dissolved else ""
+        n = self.n_dissolved
+        old = f"; {n} waiting candidate{'s' if n != 1 else ''} given back first" if n else ""
         if not self.node_ids:
             size = self.params.get("min_cluster_size")
-            return (f"round {self.round}: no cluster among {self.n_pool:,} objects{old}"
-                    + (f"; try a minimum cluster size below {size}" if size else ""))
+            hint = (f"; try a minimum cluster size below {size}" if size and size > 2 else
+                    "; what is left may be too scattered to cluster: sort it with suggestions")
+            return f"round {self.round}: no cluster among {self.n_pool:,} objects{old}{hint}"
         return (f"round {self.round}: {len(self.node_ids)} new clusters holding {self.n_clustered:,} "
                 f"of {self.n_pool:,} objects{old}")
 

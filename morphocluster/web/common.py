@@ -97,3 +97,9 @@ def node_info(node_id: int) -> dict:
         return {"id": n.id, "name": n.name, "status": n.status, "n_members": n.n_members,
                 "members_version": n.members_version, "parent_id": n.parent_id,
                 "claimed_by_other": s.get(User, n.claimed_by).username if other else None}
+
+
+def count(n, word: str, plural: str | None = None) -> str:
+    """'1 object', '2,300 objects' (also the template filter `{{ n|count('object') }}`)."""
+    n = int(n or 0)
+    return f"{n:,} {word if n == 1 else (plural or word + 's')}"

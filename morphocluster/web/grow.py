@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, redirect, request, url_for
 from ..workflow import grow as wf
 from ..workflow import grow_search as gs
 from . import project
-from .common import int_list, message, node_info, relabels, render, role_required, toast
+from .common import count, int_list, message, node_info, relabels, render, role_required, toast
 
 bp = Blueprint("grow", __name__, url_prefix="/grow")
 
@@ -48,11 +48,11 @@ def until(node_id: int):
     if relabels():
         return message("Labels were typed on this screen: Reject selected or Accept whole screen "
                        "takes them; then click the first wrong object.", "error")
-    shown = int_list("shown")
-    n = wf.accept_until(project(), g.user["id"], node_id, rank, shown_pks=shown,
-                        wrong_pk=request.form.get("wrong_pk", type=int),
-                        members_version=request.form.get("members_version", type=int))
-    return _reshow(node_id, f"Accepted {n}, rejected 1.")
+    shown, marked = int_list("shown"), int_list("pks")
+    wrong_pk = request.form.get("wrong_pk", type=int)
+    n = wf.accept_until(project(), g.user["id"], node_id, rank, shown_pks=shown, wrong_pk=wrong_pk,
+                        members_version=request.form.get("members_version", type=int), rejected=marked)
+    return _reshow(node_id, f"Accepted {n}, rejected {len(set(marked) | {wrong_pk} - {None})}.")
 
 
 @bp.route("/<int:node_id>/accept", methods=["POST"])
@@ -64,7 +64,7 @@ def accept(node_id: int):
     n = wf.accept(project(), g.user["id"], node_id, shown, shown_pks=shown, members_version=version,
                   moved=moved, rejected=selected)
     done = [f"Accepted {n}"] + ([f"rejected {len(set(selected) - set(moved))}"] if selected else []) + (
-        [f"{len(moved)} to the labels typed"] if moved else [])
+        [f"gave {count(len(moved), 'object')} the label typed"] if moved else [])
     return _reshow(node_id, ", ".join(done) + ".")
 
 
@@ -75,7 +75,9 @@ def reject(node_id: int):
     if not pks and not moved:
         return message("Select objects to reject first (Ctrl-click).", "error")
     n = wf.reject(project(), g.user["id"], node_id, pks, moved=moved)
-    return _reshow(node_id, f"Rejected {n}" + (f", {len(moved)} of them to the labels typed." if moved else "."))
+    parts = ([f"Rejected {n - len(moved)}"] if n > len(moved) else []) + (
+        [f"gave {count(len(moved), 'object')} the label typed"] if moved else [])
+    return _reshow(node_id, ", ".join(parts).capitalize() + ".")
 
 
 def _reshow(node_id: int, message: str):

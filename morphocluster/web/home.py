@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from ..store import Event, Node
 from ..workflow.progress import progress, queue
 from . import project
-from .common import message, render
+from .common import count, message, render
 
 bp = Blueprint("home", __name__)
 _MAP_CACHE: dict = {}
@@ -28,11 +28,6 @@ def init_app(app):
     app.register_error_handler(WorkflowError, _workflow_error)
     app.add_template_filter(count, "count")
 
-
-def count(n, word: str, plural: str | None = None) -> str:
-    """'1 object', '2,300 objects' (template filter: `{{ n|count('object') }}`)."""
-    n = int(n or 0)
-    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
 
 
 def _error(exc: HTTPException):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, g, request, url_for
+from flask import Blueprint, abort, flash, g, request, url_for
 from markupsafe import escape
 
 from ..workflow import WorkflowError
 from ..workflow import organise as wf
 from ..workflow import validate as wf_validate
 from . import project
-from .common import int_list, message, node_info, redirect_to, render, role_required
+from .common import count, int_list, message, node_info, redirect_to, render, role_required
 
 bp = Blueprint("organise", __name__, url_prefix="/tree")
 
@@ -83,6 +83,7 @@ def rename(node_id: int):
 def move(node_id: int):
     parent = request.form.get("parent", "").strip()
     wf.move(project(), g.user["id"], node_id, int(parent) if parent else None)
+    flash(f"Node {node_id} is now under node {parent}." if parent else f"Node {node_id} is now at the top.")
     return redirect_to(url_for("organise.tree"))
 
 
@@ -93,14 +94,18 @@ def merge(node_id: int):
     if into is None:
         raise WorkflowError("give the id of the node to merge into")
     wf.merge(project(), g.user["id"], node_id, into)
+    flash(f"Node {node_id} merged into node {into}.")
     return redirect_to(url_for("organise.node", node_id=into))
 
 
 @bp.route("/umbrella", methods=["POST"])
 @role_required("annotator")
 def umbrella():
-    new_id = wf.umbrella(project(), g.user["id"], int_list("nodes"), request.form.get("name", ""))
-    return redirect_to(url_for("organise.tree") + f"#n{new_id}")
+    nodes = int_list("nodes")
+    new_id = wf.umbrella(project(), g.user["id"], nodes, request.form.get("name", ""))
+    flash(f"{count(len(nodes), 'node')} grouped under the new node {new_id}.")
+    # a new query, not only a new #fragment: the browser must load the page again
+    return redirect_to(url_for("organise.tree", new=new_id) + f"#n{new_id}")
 
 
 @bp.route("/from-object/<int:pk>", methods=["POST"])
@@ -108,4 +113,5 @@ def umbrella():
 def from_object(pk: int):
     """"More like this": start a new node from one object and grow it."""
     new_id = wf.new_node_from_object(project(), g.user["id"], pk, request.form.get("name") or None)
+    flash(f"New node {new_id} holds this object: grow it with the objects like it.")
     return redirect_to(url_for("grow.show", node_id=new_id))

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, flash, g, redirect, request, url_for
 
 from ..workflow import validate as wf
 from . import project
-from .common import int_list, message, node_info, redirect_to, relabels, render, role_required, toast
+from .common import count, int_list, message, node_info, redirect_to, relabels, render, role_required, toast
 
 bp = Blueprint("validate", __name__, url_prefix="/validate")
 
@@ -62,12 +62,13 @@ def members(node_id: int):
 @role_required("annotator")
 def approve(node_id: int):
     seen = int_list("seen") or None
-    name = (request.form.get("name") or "").strip() or None
-    moved = relabels()
-    wf.approve(project(), g.user["id"], node_id, name=name, seen_pks=seen, members_version=_version(),
-               moved=moved)
-    flash(f"Node {node_id} approved" + (f" as {name}" if name else " (no name yet)") + (
-        f"; {len(moved)} to the labels typed." if moved else "."))
+    moved, marked = relabels(), int_list("pks")
+    name = wf.approve(project(), g.user["id"], node_id, name=request.form.get("name") or None,
+                      seen_pks=seen, members_version=_version(), moved=moved, removed=marked)
+    removed = len(set(marked) - set(moved))
+    flash(f"Node {node_id} approved" + (f" as {name}" if name else " (no name yet)")
+          + (f"; {removed} selected removed" if removed else "")
+          + (f"; gave {count(len(moved), 'object')} the label typed" if moved else "") + ".")
     if request.form.get("then") == "grow":
         return redirect_to(url_for("grow.show", node_id=node_id))
     return redirect_to(url_for("validate.next"))
@@ -87,14 +88,24 @@ def remove(node_id: int):
         n = wf.remove(project(), g.user["id"], node_id, pks, members_version=_version(), moved=moved)
     else:
         return message("Select objects first (click, shift-click for a range).", "error")
-    return _reshow(node_id, f"Removed {n} object{'s' if n != 1 else ''}" + (
-        f", {len(moved)} of them to the labels typed." if moved else "."))
+    text = _removed(n - len(moved), len(moved))
+    if node_info(node_id)["n_members"] == 0:  # nothing left to validate here: on to the next
+        flash(f"Node {node_id} is empty now: {text}")
+        return redirect_to(url_for("validate.next"))
+    return _reshow(node_id, text)
+
+
+def _removed(n: int, n_typed: int) -> str:
+    parts = ([f"removed {count(n, 'object')}"] if n or not n_typed else []) + (
+        [f"gave {count(n_typed, 'object')} the label typed"] if n_typed else [])
+    return ", ".join(parts).capitalize() + "."
 
 
 @bp.route("/<int:node_id>/dissolve", methods=["POST"])
 @role_required("annotator")
 def dissolve(node_id: int):
     wf.dissolve(project(), g.user["id"], node_id)
+    flash(f"Node {node_id} dissolved: its objects are back in the pool.")
     return redirect_to(url_for("validate.next"))
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from ..store import Node, utcnow
 from ..suggest.data import label_targets
-from ._core import Change, WorkflowError, check_claim, free_of_approved, get_node
+from ._core import Change, WorkflowError, check_claim, free_of_approved, get_node, name_in_use
 
 
 def adopt_labels(project, user_id, labels) -> dict:
@@ -38,7 +38,8 @@ def label_node(s, ch: Change, user_id, lab: str, have: dict, origin: str = "sugg
         under = Node.parent_id.is_(None) if parent is None else Node.parent_id == parent
         q = select(Node).where(Node.name == part, Node.status == "approved", under)
         node = s.scalars(q.order_by(Node.id)).first()
-        if node is None:
+        if node is None:  # spelled as a candidate node may already spell it ('Oithona')
+            part = name_in_use(s, part)
             node = ch.create_node(name=part, parent_id=parent, status="approved",
                                   approved_by=user_id, approved_at=utcnow(), params={"from": origin})
         parent = node.id
@@ -89,8 +90,10 @@ def move_to_labels(s, ch: Change, user_id, moved: dict, away_from: int) -> dict[
     node id or label name; new labels get nodes); return object -> node id. None of them may be
     in an approved node already, nor go to `away_from`, the node they are rejected for."""
     moved = resolve_targets(s, ch, user_id, moved)
-    if int(away_from) in moved.values():
-        raise WorkflowError("an object cannot be moved to the node it is rejected for")
+    own = sorted(p for p, t in moved.items() if t == int(away_from))
+    if own:
+        raise WorkflowError(f"object {own[0]} was given this node's own label: to keep it here, leave "
+                            "it unmarked (✎ and an empty label clear what was typed)")
     free_of_approved(ch, list(moved))
     for target in sorted(set(moved.values())):
         node = get_node(s, target, ("approved",))

@@ -174,10 +174,11 @@ def accept(project, user_id, node_id, object_pks, shown_pks=(), members_version=
 
 
 def accept_until(project, user_id, node_id, first_wrong_rank: int, shown_pks=(), wrong_pk=None,
-                 members_version=None) -> int:
+                 members_version=None, rejected=()) -> int:
     """Accept every candidate ranked above the first wrong one and reject that one.
 
     `first_wrong_rank` at or past the end of the ranking accepts everything and rejects nothing.
+    `rejected` (objects marked wrong on the screen) are rejected too, wherever they rank.
     """
     rank = int(first_wrong_rank)
     if rank < 0:
@@ -188,7 +189,9 @@ def accept_until(project, user_id, node_id, first_wrong_rank: int, shown_pks=(),
     if wrong_pk is not None and (len(page.pks) <= rank or page.pks[rank] != int(wrong_pk)):
         raise WorkflowError(f"the ranking of node {node_id} changed; object {wrong_pk} is no "
                             f"longer at rank {rank}; reload the candidates")
-    good, wrong = page.pks[:rank], page.pks[rank:rank + 1]
+    marked = {int(p) for p in rejected}
+    good = [p for p in page.pks[:rank] if p not in marked]
+    wrong = sorted(set(page.pks[rank:rank + 1]) | marked)
     shown = {int(p) for p in shown_pks}
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved",))
@@ -198,9 +201,11 @@ def accept_until(project, user_id, node_id, first_wrong_rank: int, shown_pks=(),
         _check_free(ch, node, good)
         ch.assign([p for p in good if p in shown], node.id, "validated")
         ch.assign([p for p in good if p not in shown], node.id, "predicted")
+        _check_not_members(ch, node, wrong)
         ch.reject(node.id, wrong)
         ch.finish("grow_until", {"node": node.id, "rank": rank, "n": len(good),
-                                 "wrong": wrong[0] if wrong else None})
+                                 "wrong": page.pks[rank] if len(page.pks) > rank else None,
+                                 "rejected": len(wrong)})
     return len(good)
 
 

@@ -45,7 +45,7 @@ def queue(p, limit: int = 15) -> dict:
         grown = _grown(s)
         # nodes not grown yet first, largest first: "Grow next" moves on to a new node
         appr = s.execute(select(Node.id, Node.name, Node.n_members, Node.claimed_by)
-                         .where(Node.status == "approved")
+                         .where(Node.status == "approved", Node.n_members > 0)
                          .order_by(Node.id.in_(grown) if grown else Node.id.is_(None),
                                    Node.n_members.desc(), Node.id).limit(limit)).all()
     return {"validate": [r._asdict() for r in cand],

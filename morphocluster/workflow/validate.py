@@ -59,23 +59,28 @@ def members(project, node_id, offset: int = 0, limit: int = 50) -> Page:
 
 
 def approve(project, user_id, node_id, name: str | None = None, seen_pks=None,
-            members_version: int | None = None, moved=None) -> None:
-    """Approve a candidate node (optionally naming it).
+            members_version: int | None = None, moved=None, removed=()) -> str | None:
+    """Approve a candidate node (optionally naming it); return its name.
 
     Members in `seen_pks` become 'validated', the others 'predicted'; without `seen_pks` all are
-    'validated'. `moved` (member -> another label, as for `remove`) leave first. One event.
+    'validated'. `moved` (member -> another label, as for `remove`) and `removed` (members marked
+    wrong: back to the pool, never offered to it again) leave first. One event.
     """
     moved = targets_arg(moved)
+    removed = sorted({int(p) for p in removed} - set(moved))
     with project.transaction() as s:
         node = get_node(s, node_id, ("candidate",))
         check_claim(node, user_id)
         check_version(node, members_version)
         ch = Change(s, user_id)
-        if moved:
-            _check_members(ch, node, list(moved))
-            ch.reject(node.id, list(moved))
+        if moved or removed:
+            _check_members(ch, node, list(moved) + removed)
+            ch.reject(node.id, list(moved) + removed)
+            ch.assign(removed, None)
             move_to_labels(s, ch, user_id, moved, node.id)
         pks = member_pks(s, node.id)
+        if not pks:
+            raise WorkflowError(f"node {node.id} has no members left: there is nothing to approve")
         seen = set(pks) if seen_pks is None else {int(p) for p in seen_pks}
         ch.assign([p for p in pks if p in seen], node.id, "validated")
         ch.assign([p for p in pks if p not in seen], node.id, "predicted")
@@ -84,7 +89,9 @@ def approve(project, user_id, node_id, name: str | None = None, seen_pks=None,
             fields["name"] = name_in_use(s, name, node.id)
         ch.set_node(node, **fields)
         node.claimed_by, node.claimed_until = None, None
-        ch.finish("approve", {"node": node.id, "name": node.name, "n": len(pks), "moved": len(moved)})
+        ch.finish("approve", {"node": node.id, "name": node.name, "n": len(pks), "moved": len(moved),
+                              "removed": len(removed)})
+        return node.name
 
 
 def remove(project, user_id, node_id, object_pks, members_version: int | None = None,
