@@ -42,6 +42,11 @@ def test_validate_next_claims_and_shows_members_most_typical_first(client_as, we
     # the two outliers are among the least typical
     assert set(info["outliers"]) & set(shown[-6:])
     assert "Approve" in html and "<kbd>a</kbd>" in html
+    # the queue says whose a claimed node is
+    assert re.search(rf'/validate/{node_id}">Node {node_id}</a> <span class="muted">[^<]* · yours<',
+                     c.get("/").get_data(as_text=True))
+    bob, _ = client_as("bob")
+    assert "· claimed by ann<" in bob.get("/").get_data(as_text=True)
 
 
 def test_member_pages_load_as_fragments(client_as, web_project, app):

@@ -217,7 +217,7 @@
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const tag = (ev.target.tagName || "").toLowerCase();
     if (tag === "input" || tag === "textarea" || tag === "select" || ev.target.isContentEditable) return;
-    if (ev.key === "+" || ev.key === "-") { zoom(ev.key === "+" ? 16 : -16); return; }
+    if (ev.key === "+" || ev.key === "=" || ev.key === "-") { zoom(ev.key === "-" ? -16 : 16); return; }
     if (ev.key === "l") {
       const fig = [...document.querySelectorAll(".grid .obj:hover")].find((f) => f.querySelector("button.relabel"));
       if (fig) { ev.preventDefault(); startRelabel(fig); }

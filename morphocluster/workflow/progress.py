@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from ..labels import unnamed_approved
-from ..store import Event, Node, Object
+from ..store import Event, Node, Object, User, utcnow
 
 GROW_ACTIONS = ("grow_accept", "grow_until")
 
@@ -39,12 +39,16 @@ def progress(p) -> dict:
 def queue(p, limit: int = 15) -> dict:
     """Return the candidate nodes waiting for validation and the approved nodes to grow."""
     with p.session() as s:
-        cand = s.execute(select(Node.id, Node.name, Node.n_members, Node.claimed_by)
+        # who is working on a node: an unexpired claim only
+        claimer = case((Node.claimed_until > utcnow(), User.username), else_=None).label("claimed_by")
+        cand = s.execute(select(Node.id, Node.name, Node.n_members, claimer)
+                         .outerjoin(User, User.id == Node.claimed_by)
                          .where(Node.status == "candidate", Node.n_members > 0)
                          .order_by(Node.n_members.desc(), Node.id).limit(limit)).all()
         grown = _grown(s)
         # nodes not grown yet first, largest first: "Grow next" moves on to a new node
-        appr = s.execute(select(Node.id, Node.name, Node.n_members, Node.claimed_by)
+        appr = s.execute(select(Node.id, Node.name, Node.n_members, claimer)
+                         .outerjoin(User, User.id == Node.claimed_by)
                          .where(Node.status == "approved", Node.n_members > 0)
                          .order_by(Node.id.in_(grown) if grown else Node.id.is_(None),
                                    Node.n_members.desc(), Node.id).limit(limit)).all()
