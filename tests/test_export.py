@@ -211,6 +211,8 @@ def test_objects_of_validated_nodes_without_any_name_are_pointed_out(labelled, t
     assert rep.n_labelled == 21
     assert any("3 objects lie in validated nodes that have no name (200)" in w and "not at all" in w
                for w in rep.warnings)
+    rep = export(labelled, "morphocluster-tree", tmp_path / "t.zip")  # a tree keeps every node
+    assert not any("no name" in w for w in rep.warnings)
     with labelled.transaction() as s:
         s.get(Node, 200).parent_id = 100  # under a named node: its name labels them
     rep = export(labelled, "csv", tmp_path / "f.csv")

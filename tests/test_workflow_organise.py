@@ -135,3 +135,7 @@ def test_a_name_with_the_path_separator_is_refused(wf):
     with pytest.raises(WorkflowError, match="cannot contain '>'"):
         organise.name(p, wf.A, nid, "Chaetognatha>Sagitta")
     assert node_row(p, nid).name == "sagitta"
+    with pytest.raises(WorkflowError, match="cannot contain '>'"):
+        organise.umbrella(p, wf.A, [nid], "Animalia>Chaetognatha")
+    top = organise.umbrella(p, wf.A, [nid], "SAGITTA")  # an umbrella's name takes the spelling in use
+    assert node_row(p, top).name == "sagitta"

@@ -10,8 +10,8 @@ from . import open_project
 @click.command("cluster")
 @click.argument("project_path", metavar="PROJECT", type=click.Path(file_okay=False))
 @click.option("--min-cluster-size", type=int, default=None,
-              help="Smallest cluster (default: 64 in the first round, then half the last round's, "
-                   "down to 8).")
+              help="Smallest cluster (default: 64 in the first round, or 1/40 of the objects "
+                   "clustered if that is smaller; then half the last round's; never below 8).")
 @click.option("--min-samples", type=int, default=None, help="HDBSCAN min_samples (default 1).")
 @click.option("--method", type=click.Choice(["leaf", "eom"]), default="leaf", show_default=True,
               help="HDBSCAN cluster selection.")

@@ -19,7 +19,8 @@ FORMATS = ("ecotaxa", "csv", "imagefolder", "hdf5", "morphocluster-tree")
               help="Output file or folder (ecotaxa and imagefolder write a ZIP if it ends in .zip).")
 @click.option("--labels", type=click.Choice(["validated", "all"]), default="validated",
               show_default=True, help="validated: only labelled objects; all: unlabelled ones too, "
-                                      "with an empty label.")
+                                      "with an empty label. (morphocluster-tree always writes every "
+                                      "node with its members; all adds the objects of no node.)")
 @click.option("--with-images", is_flag=True, help="Copy the images beside the EcoTaxa TSV.")
 @click.option("--overwrite", is_flag=True,
               help="Replace OUT if it is an existing file (a folder is never replaced; it must be "

@@ -37,7 +37,8 @@ def import_(project, sources, fmt, labels_from_folders, strict, update, quiet):
     \b
     Bad input: every bad row (missing or corrupt image, duplicate object id, malformed
     table row, unsafe ZIP entry...) is reported with its file and row and skipped, and so is
-    a corrupt ZIP inside a source or an unreadable source among several; all good
+    a corrupt ZIP inside an EcoTaxa source or an unreadable source among several (image
+    folders do not look inside the ZIPs they hold); all good
     objects are committed together in one transaction, their images copied into the project
     only if that commit succeeds. Objects already in the project with the same id and image
     are skipped, so re-running an import is safe; with --update they take the source's

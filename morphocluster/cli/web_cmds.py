@@ -56,7 +56,8 @@ def _password(password: str | None, generate: bool) -> tuple[str, bool]:
 @click.option("--role", type=click.Choice(["admin", "annotator", "viewer"]), default="annotator",
               show_default=True)
 @click.option("--password", envvar="MORPHOCLUSTER_PASSWORD", default=None,
-              help="The password (default: asked for; or set MORPHOCLUSTER_PASSWORD).")
+              help="The password, at least 6 characters (default: asked for; or set "
+                   "MORPHOCLUSTER_PASSWORD).")
 @click.option("--generate", is_flag=True, help="Make up a random password and print it.")
 def user_add(project, username, role, password, generate):
     """Add user USERNAME to PROJECT."""
@@ -74,7 +75,9 @@ def user_add(project, username, role, password, generate):
 @user.command("passwd")
 @click.argument("project", type=click.Path(exists=True, file_okay=False))
 @click.argument("username")
-@click.option("--password", envvar="MORPHOCLUSTER_PASSWORD", default=None)
+@click.option("--password", envvar="MORPHOCLUSTER_PASSWORD", default=None,
+              help="The new password, at least 6 characters (default: asked for; or set "
+                   "MORPHOCLUSTER_PASSWORD).")
 @click.option("--generate", is_flag=True, help="Make up a random password and print it.")
 def user_passwd(project, username, password, generate):
     """Change the password of USERNAME."""

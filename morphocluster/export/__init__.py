@@ -53,7 +53,7 @@ def export(project, format: str, out, labels: str = "validated", with_images: bo
 
     with project.session() as s:
         n, nodes = unnamed_approved(s)
-    if n:
+    if n and format != "morphocluster-tree":  # the tree keeps every node, named or not
         report.warnings.append(
             f"{n:,} objects lie in validated nodes that have no name ({', '.join(map(str, nodes[:8]))}"
             f"{', ...' if len(nodes) > 8 else ''}) and were exported without a label"

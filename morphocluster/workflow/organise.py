@@ -94,7 +94,7 @@ def umbrella(project, user_id, node_ids, name: str) -> int:
         nodes = [get_node(s, i, LIVE) for i in ids]
         parents = {n.parent_id for n in nodes}
         ch = Change(s, user_id)
-        top = ch.create_node(name=name.strip(), status="approved", approved_by=user_id,
+        top = ch.create_node(name=name_in_use(s, name), status="approved", approved_by=user_id,
                              approved_at=utcnow(), parent_id=parents.pop() if len(parents) == 1 else None)
         for n in nodes:
             ch.set_node(n, parent_id=top.id)
