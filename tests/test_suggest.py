@@ -146,8 +146,6 @@ def test_runner_up_and_moving_an_object_to_it(wf):
     assert member_set(p, nid) == before and member_set(p, other) == before_other
     with pytest.raises(WorkflowError, match="among those shown"):
         ws.decide(p, wf.A, nid, scr.pks[:3], [], moved={scr.pks[4]: other})
-    with pytest.raises(WorkflowError, match="given this node.s own label"):
-        ws.decide(p, wf.A, nid, scr.pks[:3], [], moved={scr.pks[0]: nid})
     cand = wf.make_node(wf.by_class[CLASSES[2]][30:32])  # a candidate, not a label yet
     with pytest.raises(WorkflowError):
         ws.decide(p, wf.A, nid, scr.pks[:3], [], moved={scr.pks[0]: cand})
@@ -181,11 +179,13 @@ def test_labelling_a_wrong_suggestion_by_name(wf):
     with p.session() as s:
         assert s.scalar(select(func.count()).select_from(Node).where(Node.status != "deleted")) == n_nodes
         assert not s.scalars(select(Node).where(Node.name == "salpa", Node.status == "approved")).all()
-    for bad, msg in ((CLASSES[0], "given this node.s own label"), ("  ", "not a label name"),
-                     ("#3", "not a label name")):
+    for bad, msg in (("  ", "not a label name"), ("#3", "not a label name")):
         with pytest.raises(WorkflowError, match=msg):
             ws.decide(p, wf.A, nid, scr.pks[:3], [], moved={a: bad})
     assert member_set(p, nid) == before
+    # the screen's own label typed on one of its objects: confirmed with the others
+    r = ws.decide(p, wf.A, nid, scr.pks[:3], [], moved={a: CLASSES[0].upper()})
+    assert r["confirmed"] == 3 and r["moved"] == 0 and set(scr.pks[:3]) <= member_set(p, nid)
 
 
 def test_label_for_name_takes_paths_short_names_and_refuses_ambiguous_ones(wf):

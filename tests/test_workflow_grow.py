@@ -144,6 +144,11 @@ def test_accept_a_screen_with_some_given_their_labels_is_one_event(wf):
         assert s.scalars(select(Node).where(Node.name == "radiolaria")).first() is None
     assert set(pks) <= set(grow.candidates(p, nid, 0, 200).pks)
     check_counts(p)
+    # a candidate given this node's own label belongs here: accepted, whichever button
+    grow.reject(p, wf.A, nid, [], moved={pks[0]: CLASSES[0]})
+    grow.accept(p, wf.A, nid, [], moved={pks[1]: CLASSES[0].upper()})
+    assert {pks[0], pks[1]} <= member_set(p, nid)
+    check_counts(p)
 
 
 def _search(p, nid, judge, page_size=10):

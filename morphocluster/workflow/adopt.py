@@ -85,6 +85,25 @@ def resolve_targets(s, ch: Change, user_id, moved: dict) -> dict[int, int]:
     return {pk: node_of[v] if isinstance(v, str) else v for pk, v in moved.items()}
 
 
+def split_own(s, moved: dict, node_id: int) -> tuple[dict, list[int]]:
+    """Split `moved` into the objects given another label and those given the label of
+    `node_id` itself (typed where they are shown: they belong there after all)."""
+    own, rest = [], {}
+    for pk, target in moved.items():
+        if isinstance(target, str):
+            try:
+                have, lab = label_for_name(s, target)
+            except WorkflowError:
+                rest[pk] = target  # refused later, with the reason
+                continue
+            target = have.get(lab, target)
+        if target == int(node_id):
+            own.append(pk)
+        else:
+            rest[pk] = target
+    return rest, sorted(own)
+
+
 def move_to_labels(s, ch: Change, user_id, moved: dict, away_from: int) -> dict[int, int]:
     """Put objects straight into other labels' approved nodes as 'validated' (`moved`: object ->
     node id or label name; new labels get nodes); return object -> node id. None of them may be

@@ -17,7 +17,7 @@ from ..features.matrix import load_matrix
 from ..store import Event, Membership, Node, Rejection
 from ._core import Change, Page, WorkflowError, check_claim, check_version, get_node, member_pks
 from ._stats import kmeans, member_features, node_stats
-from .adopt import move_to_labels, targets_arg
+from .adopt import move_to_labels, split_own, targets_arg
 
 _CACHE: dict = {}
 
@@ -154,12 +154,13 @@ def accept(project, user_id, node_id, object_pks, shown_pks=(), members_version=
     """
     moved = targets_arg(moved)
     rejected = sorted({int(p) for p in rejected} - set(moved))
-    pks = sorted({int(p) for p in object_pks} - set(moved) - set(rejected))
     shown = {int(p) for p in shown_pks}
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved",))
         check_claim(node, user_id)
         check_version(node, members_version)
+        moved, own = split_own(s, moved, node.id)  # given this node's own label: accepted
+        pks = sorted(({int(p) for p in object_pks} | set(own)) - set(moved) - set(rejected))
         ch = Change(s, user_id)
         _check_free(ch, node, pks)
         if moved or rejected:
@@ -216,14 +217,18 @@ def reject(project, user_id, node_id, object_pks, moved=None, members_version=No
     rejected too, and each goes straight to that label as 'validated'. One event.
     """
     moved = targets_arg(moved)
-    pks = sorted({int(p) for p in object_pks} | set(moved))
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved", "candidate"))
         check_claim(node, user_id)
         check_version(node, members_version)
+        moved, own = split_own(s, moved, node.id)  # given this node's own label: they belong
+        pks = sorted({int(p) for p in object_pks} - set(own) | set(moved))
         ch = Change(s, user_id)
         _check_not_members(ch, node, pks)
         ch.reject(node.id, pks)
         move_to_labels(s, ch, user_id, moved, node.id)
+        if own:
+            _check_free(ch, node, own)
+            ch.assign(own, node.id, "validated")
         ch.finish("grow_reject", {"node": node.id, "n": len(pks), "moved": len(moved)})
     return len(pks)

@@ -275,6 +275,8 @@ def decide(project, user_id, node_id, shown_pks, rejected_pks=(), members_versio
     One event ('suggest_screen'), undone as one. With the `band` of a sample screen, the
     result is kept as that band's check."""
     moved = targets_arg(moved)
+    with project.session() as s:  # objects given this label itself are confirmed like the rest
+        moved, _ = split_own(s, moved, node_id)
     shown = sorted({int(p) for p in shown_pks})
     bad = sorted({int(p) for p in rejected_pks} | set(moved))
     if set(bad) - set(shown):
@@ -369,7 +371,7 @@ def _retarget(project, state: State) -> None:
 
 
 from .adopt import (adopt_labels, adopt_missing, missing_labels,  # noqa: E402
-                    move_to_labels, targets_arg)  # (they use this module)
+                    move_to_labels, split_own, targets_arg)  # (they use this module)
 
 __all__ = ["Screen", "State", "refresh", "forget", "status", "overview", "screen", "decide",
            "accept_preview", "accept_above", "adopt_labels", "adopt_missing", "missing_labels",

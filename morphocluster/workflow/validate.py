@@ -9,7 +9,7 @@ from ..store import Node, utcnow
 from ._core import (Change, Page, WorkflowError, check_claim, check_version, claim, get_node, member_pks,
                     name_in_use)
 from ._stats import kmeans, member_features, node_stats
-from .adopt import move_to_labels, targets_arg
+from .adopt import move_to_labels, split_own, targets_arg
 
 EDITABLE = ("candidate", "approved")
 
@@ -67,11 +67,12 @@ def approve(project, user_id, node_id, name: str | None = None, seen_pks=None,
     wrong: back to the pool, never offered to it again) leave first. One event.
     """
     moved = targets_arg(moved)
-    removed = sorted({int(p) for p in removed} - set(moved))
     with project.transaction() as s:
         node = get_node(s, node_id, ("candidate",))
         check_claim(node, user_id)
         check_version(node, members_version)
+        moved, own = split_own(s, moved, node.id)  # given this node's own label: they stay
+        removed = sorted({int(p) for p in removed} - set(moved) - set(own))
         ch = Change(s, user_id)
         if moved or removed:
             _check_members(ch, node, list(moved) + removed)
@@ -102,11 +103,12 @@ def remove(project, user_id, node_id, object_pks, members_version: int | None = 
     rejected here too, and each goes straight to that label as 'validated'. One event.
     """
     moved = targets_arg(moved)
-    pks = sorted({int(p) for p in object_pks} | set(moved))
     with project.transaction() as s:
         node = get_node(s, node_id, EDITABLE)
         check_claim(node, user_id)
         check_version(node, members_version)
+        moved, own = split_own(s, moved, node.id)  # given this node's own label: they stay
+        pks = sorted({int(p) for p in object_pks} - set(own) | set(moved))
         ch = Change(s, user_id)
         _check_members(ch, node, pks)
         ch.assign([p for p in pks if p not in moved], None)
