@@ -250,3 +250,27 @@ def test_enter_in_the_merge_box_merges_and_messages_do_not_come_back(server, pag
     pg.fill("input.name-input", "x")  # the names datalist asks the server (an htmx request)
     pg.wait_for_timeout(700)
     assert pg.inner_text("#toast").strip() == ""
+
+
+def test_a_key_pressed_twice_does_not_approve_the_next_node_unseen(server, page):
+    from morphocluster.store import Node
+
+    base, p, info = server
+    pg = page
+    log_in(pg, base, "ann")
+    first = info["nodes"][CLASSES[0]]
+    pg.goto(f"{base}/validate/{first}")
+    pg.wait_for_timeout(600)
+    pg.keyboard.press("a")
+    pg.wait_for_url(lambda url: re.search(r"/validate/\d+$", url) and not url.endswith(f"/{first}"))
+    following = int(pg.url.rsplit("/", 1)[1])
+    pg.keyboard.press("a")  # at once, as a double press or a held key would
+    pg.wait_for_timeout(800)
+    with p.session() as s:
+        assert s.get(Node, first).status == "approved"
+        assert s.get(Node, following).status == "candidate"
+    pg.wait_for_timeout(200)
+    pg.keyboard.press("a")  # once the screen has been there a moment, the key works
+    pg.wait_for_url(lambda url: not url.endswith(f"/{following}"))
+    with p.session() as s:
+        assert s.get(Node, following).status == "approved"

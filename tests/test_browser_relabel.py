@@ -12,9 +12,11 @@ from test_browser import CHROMIUM, log_in, page, pytestmark, server, serving  # 
 from test_web_fixtures import CLASSES, web_project, web_template  # noqa: F401
 
 
-def _type_label(pg, pk: int, label: str, key: bool = False) -> None:
-    """Click ✎ on the object (or, with `key`, press l over it), type the label, Enter."""
-    fig = pg.locator(f'#grid .obj[data-pk="{pk}"]')
+def type_label(pg, fig, label: str, key: bool = False, new: bool = False) -> None:
+    """Click ✎ on the figure (or, with `key`, press l over it), type the label, Enter; a label
+    that is `new` is asked about first (a typo must not make a class), one known is not."""
+    asked = []
+    pg.once("dialog", lambda d: (asked.append(d.message), d.accept()))
     fig.hover()
     if key:
         pg.keyboard.press("l")
@@ -24,7 +26,13 @@ def _type_label(pg, pk: int, label: str, key: bool = False) -> None:
     assert box.input_value() == ""
     box.fill(label)
     box.press("Enter")
-    assert fig.locator(".tag").inner_text() == f"→ {label}"
+    pg.wait_for_function("([el, t]) => el.textContent === t",
+                         arg=[fig.locator(".tag").element_handle(), f"→ {label}"])
+    assert asked == ([f'"{label}" is not a label yet. Make it a new label?'] if new else [])
+
+
+def _type_label(pg, pk: int, label: str, key: bool = False, new: bool = False) -> None:
+    type_label(pg, pg.locator(f'#grid .obj[data-pk="{pk}"]'), label, key=key, new=new)
 
 
 def _members_of(p, name: str) -> set:
@@ -40,7 +48,7 @@ def test_type_labels_on_validate_and_grow(server, page):
     node_id = info["nodes"][CLASSES[1]]
     pg.goto(f"{base}/validate/{node_id}")
     pk = int(pg.locator('#grid .obj[data-rank="2"]').get_attribute("data-pk"))
-    _type_label(pg, pk, "ostracod")
+    _type_label(pg, pk, "ostracod", new=True)
     assert pg.locator("#grid .obj.sel").count() == 0
     pg.keyboard.press("r")  # no object selected, but a label typed: Remove selected takes it
     pg.wait_for_selector("#toast:has-text('Gave 1 object the label typed')")

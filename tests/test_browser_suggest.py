@@ -19,6 +19,7 @@ from morphocluster.web.suggest import THRESHOLDS
 from morphocluster.workflow import suggest as ws
 from morphocluster.workflow.validate import approve
 from test_browser import CHROMIUM, log_in, page, serving  # noqa: F401
+from test_browser_relabel import type_label
 from test_web_fixtures import CLASSES, web_project, web_template  # noqa: F401
 
 pytestmark = [
@@ -157,12 +158,7 @@ def test_type_a_label_for_a_wrong_suggestion(server, page):
     a, b = (int(figs.nth(i).get_attribute("data-pk")) for i in (0, 1))
     for i, label in ((0, other), (1, "tunicata")):
         fig = figs.nth(i)
-        fig.hover()
-        fig.locator("button.relabel").click()
-        box = fig.locator("input.relabel-input")
-        box.fill(label)
-        box.press("Enter")
-        assert fig.locator(".tag").inner_text() == f"→ {label}"
+        type_label(pg, fig, label, new=label == "tunicata")
         assert "moved" in fig.get_attribute("class")
     assert pg.inner_text("#move-count") == "2" and pg.inner_text("#sel-count") == "0"
     typed = pg.locator("input[name=relabel]").input_value()
@@ -172,10 +168,7 @@ def test_type_a_label_for_a_wrong_suggestion(server, page):
     assert pg.inner_text("#sel-count") == "1" and pg.inner_text("#move-count") == "1"
     assert json.loads(pg.locator("input[name=relabel]").input_value()) == {str(a): other}
     assert figs.nth(1).locator(".tag").is_hidden()
-    figs.nth(1).hover()
-    figs.nth(1).locator("button.relabel").click()
-    figs.nth(1).locator("input.relabel-input").fill("tunicata")
-    figs.nth(1).locator("input.relabel-input").press("Enter")
+    type_label(pg, figs.nth(1), "tunicata", new=True)
     assert pg.inner_text("#sel-count") == "0" and pg.inner_text("#move-count") == "2"
     shown = shown_pks(pg)
     pg.click("button:has-text('Reject selected, confirm the rest')")

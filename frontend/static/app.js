@@ -4,6 +4,19 @@
 (function () {
   "use strict";
   let last = null; // figure clicked last, anchor of shift-click ranges
+  let shownAt = Date.now(); // when the current screen appeared, and whether it was used since:
+  let touched = false;      // a decision key right after a new screen, untouched, is ignored
+  document.addEventListener("pointerdown", function () { touched = true; }, true);
+  document.addEventListener("input", function () { touched = true; }, true);
+  let before = new Set(); // the objects on screen before a swap
+  const onScreen = () => new Set([...document.querySelectorAll("#grid .obj")].map((f) => f.dataset.pk));
+  document.addEventListener("htmx:beforeSwap", function () { before = onScreen(); });
+  function mostlyNew() {
+    // a new screen (another node, the next screen of suggestions), not the same one with a few
+    // objects taken away or added
+    const now = [...onScreen()];
+    return now.length > 0 && now.filter((pk) => before.has(pk)).length < now.length / 2;
+  }
 
   function gridOf(el) { return el && el.closest(".grid[data-select]"); }
   function formOf(grid) { return document.querySelector(grid.dataset.form); }
@@ -46,8 +59,20 @@
     inp.focus();
   }
 
-  function finishRelabel(inp, apply) {
+  function finishRelabel(inp, apply, checked) {
     const fig = inp.closest(".obj");
+    if (inp.dataset.pending) return; // its name is being checked (a dialog may be open)
+    if (fig && apply && !checked && inp.value.trim()) {
+      // a name no label has would make a new label: a typo should not, so ask first
+      const value = inp.value.trim();
+      inp.dataset.pending = "1";
+      knownLabel(value).then((known) => {
+        const ok = known || window.confirm(`"${value}" is not a label yet. Make it a new label?`);
+        delete inp.dataset.pending;
+        if (ok) finishRelabel(inp, true, true); else inp.focus();
+      });
+      return;
+    }
     if (fig && apply) {
       const value = inp.value.trim();
       untype(fig);
@@ -57,6 +82,7 @@
         fig.classList.add("moved");
         const tag = fig.querySelector(".tag");
         tag.textContent = "→ " + value;
+        tag.title = "→ " + value;
         tag.hidden = false;
       }
       syncSelection(gridOf(fig));
@@ -64,6 +90,22 @@
     inp.hidden = true;
     const park = document.getElementById("relabel-park");
     if (park && inp.parentNode !== park) park.appendChild(inp);
+  }
+
+  function knownLabel(value) {
+    // ask the server for the names in use starting like the last part of `value` (a path a>b
+    // names its last level); known if one of them is it, ignoring case
+    const leaf = value.split(">").pop().trim();
+    const url = "/tree/names?list=relabel-names&name=" + encodeURIComponent(leaf);
+    return fetch(url, {credentials: "same-origin"}).then((r) => r.text()).then((html) => {
+      const div = document.createElement("div");
+      div.innerHTML = html;
+      const v = leaf.toLowerCase();
+      return [...div.querySelectorAll("option")].some((o) => {
+        const n = o.value.toLowerCase();
+        return n === v || n.split("<")[0] === v;
+      });
+    }).catch(() => true); // cannot tell: do not stand in the way
   }
 
   document.addEventListener("change", function (ev) {
@@ -174,7 +216,11 @@
     showToast((p.textContent || "").trim() || ("Error " + ev.detail.xhr.status), true);
   });
 
-  document.addEventListener("htmx:afterSettle", function () {
+  document.addEventListener("htmx:afterSettle", function (ev) {
+    if (ev.detail && ev.detail.target && ev.detail.target.id === "main" && mostlyNew()) {
+      shownAt = Date.now();
+      touched = false;
+    }
     const t = document.getElementById("toast");
     if (t && t.textContent.trim()) { t.classList.remove("fade"); fadeLater(t); }
   });
@@ -214,6 +260,10 @@
       if (btn && !btn.disabled) btn.click();
       return;
     }
+    if (ev.key === "Escape" && ev.target.matches && ev.target.matches("input, textarea")) {
+      ev.target.blur(); // back to the keys of the screen
+      return;
+    }
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const tag = (ev.target.tagName || "").toLowerCase();
     if (tag === "input" || tag === "textarea" || tag === "select" || ev.target.isContentEditable) return;
@@ -227,6 +277,8 @@
     const target = document.querySelector('[data-key="' + CSS.escape(ev.key) + '"]:not([disabled])');
     if (target) {
       ev.preventDefault();
+      // a key held down, or pressed twice, must not decide a screen not seen yet
+      if (target.hasAttribute("hx-post") && (ev.repeat || (!touched && Date.now() - shownAt < 500))) return;
       // htmx initialises swapped-in content only after its settle delay; a key pressed right
       // after a swap would otherwise click a button htmx has not wired up yet (a no-op).
       if (window.htmx) htmx.process(target);
@@ -234,5 +286,27 @@
       return;
     }
     if (ev.key === "u") { const b = document.getElementById("undo-btn"); if (b) { ev.preventDefault(); b.click(); } return; }
+  });
+
+  // the pointer goes back to the objects: the name field has done its job, so the keys (l, r, a)
+  // are for the screen again, not typed into the name
+  document.addEventListener("mouseover", function (ev) {
+    const a = document.activeElement;
+    if (a && a.matches && a.matches("input.name-input") && ev.target.closest && ev.target.closest(".grid")) a.blur();
+  });
+
+  // leaving a screen with marks (selected, moved or typed objects) not applied yet: ask first;
+  // not when a decision sent them (its answer may send the browser on)
+  let deciding = false;
+  document.addEventListener("htmx:beforeRequest", function (ev) {
+    if ((ev.detail.requestConfig || {}).verb !== "get") deciding = true;
+  });
+  document.addEventListener("htmx:afterSettle", function () { deciding = false; });
+  document.addEventListener("htmx:responseError", function () { deciding = false; });
+  window.addEventListener("beforeunload", function (ev) {
+    if (!deciding && document.querySelector(".grid .obj.sel, .grid .obj.moved")) {
+      ev.preventDefault();
+      ev.returnValue = "";
+    }
   });
 })();
