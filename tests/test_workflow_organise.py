@@ -139,3 +139,22 @@ def test_a_name_with_the_path_separator_is_refused(wf):
         organise.umbrella(p, wf.A, [nid], "Animalia>Chaetognatha")
     top = organise.umbrella(p, wf.A, [nid], "SAGITTA")  # an umbrella's name takes the spelling in use
     assert node_row(p, top).name == "sagitta"
+
+
+def test_a_class_under_an_umbrella_takes_new_nodes_of_its_name_there(wf):
+    from morphocluster.labels import node_labels
+    from morphocluster.workflow import validate
+
+    p = wf.project
+    a = _approved(wf, 0, slice(0, 5), "sagitta")
+    top = organise.umbrella(p, wf.A, [a], "Chaetognatha")
+    c = wf.make_node(wf.by_class[CLASSES[0]][5:10])
+    validate.approve(p, wf.A, c, name="Sagitta")  # a later round's cluster of the same class
+    assert (node_row(p, c).name, node_row(p, c).parent_id) == ("sagitta", top)
+    d = _approved(wf, 0, slice(10, 12), None)
+    organise.name(p, wf.A, d, "sagitta")
+    assert node_row(p, d).parent_id == top
+    with p.session() as s:
+        assert {nl.path for nid, nl in node_labels(s).items() if nid in (a, c, d)} == {"Chaetognatha>sagitta"}
+    undo.undo_last(p, wf.A)  # the rename's undo takes it back out as well
+    assert node_row(p, d).parent_id is None and node_row(p, d).name is None

@@ -110,6 +110,17 @@ def name_in_use(s, name: str | None, node_id: int | None = None) -> str | None:
     return max(sorted(spellings), key=spellings.get)
 
 
+def parent_for_name(s, name: str | None, node: Node) -> int | None:
+    """Return the parent that a top-level `node` named `name` should move under: the one
+    parent that every other approved node of that name has (a class put under an umbrella
+    earlier), so that the same name is the same label. None: leave it where it is."""
+    if not name or node.parent_id is not None:
+        return None
+    parents = set(s.scalars(select(Node.parent_id).where(
+        Node.name == name, Node.status == "approved", Node.id != node.id)))
+    return parents.pop() if len(parents) == 1 and None not in parents else None
+
+
 def member_pks(s, node_id: int) -> list[int]:
     return list(s.scalars(select(Membership.object_pk).where(Membership.node_id == node_id)
                           .order_by(Membership.object_pk)))

@@ -7,7 +7,7 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from ..store import Membership, Node, Object, utcnow
-from ._core import Change, WorkflowError, check_claim, get_node, name_in_use
+from ._core import Change, WorkflowError, check_claim, get_node, name_in_use, parent_for_name
 from .validate import merge  # noqa: F401  (re-exported: merging is organising too)
 
 LIVE = ("candidate", "approved")
@@ -22,7 +22,8 @@ def name(project, user_id, node_id, name: str | None) -> str | None:
         new = name_in_use(s, name, node.id)
         prev = node.name
         ch = Change(s, user_id)
-        ch.set_node(node, name=new)
+        parent = parent_for_name(s, new, node) if node.status == "approved" and node.n_members else None
+        ch.set_node(node, name=new, **({"parent_id": parent} if parent is not None else {}))
         ch.finish("name", {"node": node.id, "name": new, "previous": prev}, bump=False)
     return new
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from ..store import Node, utcnow
 from ._core import (Change, Page, WorkflowError, check_claim, check_version, claim, get_node, member_pks,
-                    name_in_use)
+                    name_in_use, parent_for_name)
 from ._stats import kmeans, member_features, node_stats
 from .adopt import move_to_labels, split_own, targets_arg
 
@@ -88,6 +88,9 @@ def approve(project, user_id, node_id, name: str | None = None, seen_pks=None,
         fields = {"status": "approved", "approved_by": user_id, "approved_at": utcnow()}
         if name is not None:
             fields["name"] = name_in_use(s, name, node.id)
+        parent = parent_for_name(s, fields.get("name", node.name), node)
+        if parent is not None:  # the class already lives under an umbrella: join it there
+            fields["parent_id"] = parent
         ch.set_node(node, **fields)
         node.claimed_by, node.claimed_until = None, None
         ch.finish("approve", {"node": node.id, "name": node.name, "n": len(pks), "moved": len(moved),
