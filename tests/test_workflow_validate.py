@@ -100,6 +100,9 @@ def test_remove_and_remove_from_with_undo(wf):
     page = validate.members(p, nid, 0, 50)
     n = validate.remove_from(p, wf.A, nid, 12, members_version=page.members_version)
     assert n == 6 and member_set(p, nid) == set(page.pks[:12])
+    with p.session() as s:  # only the one judged wrong is rejected; the rest were not looked at
+        assert set(s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid))) == set(
+            pks[:2]) | {page.pks[12]}
     with pytest.raises(WorkflowError, match="changed since"):
         validate.remove_from(p, wf.A, nid, 3, members_version=page.members_version)
     check_counts(p)

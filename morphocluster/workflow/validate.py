@@ -129,7 +129,10 @@ def _check_members(ch: Change, node: Node, pks) -> None:
 
 
 def remove_from(project, user_id, node_id, rank: int, members_version: int | None = None) -> int:
-    """Remove every member from `rank` on (in typicality order): "remove all from here on"."""
+    """Remove every member from `rank` on (in typicality order): "remove all from here on".
+
+    Only the member at `rank`, the one judged wrong, is rejected for the node; the others were
+    not looked at one by one, so they may still be offered to it (and to its label) later."""
     page = members(project, node_id, 0, 10**12)
     if members_version is not None and page.members_version != int(members_version):
         raise WorkflowError(f"node {node_id} changed since it was shown; reload it")
@@ -142,7 +145,7 @@ def remove_from(project, user_id, node_id, rank: int, members_version: int | Non
         check_version(node, page.members_version)
         ch = Change(s, user_id)
         ch.assign(tail, None)
-        ch.reject(node.id, tail)
+        ch.reject(node.id, tail[:1])
         ch.finish("remove_from", {"node": node.id, "rank": int(rank), "n": len(tail)})
     return len(tail)
 
