@@ -108,7 +108,9 @@ def test_reject_two_confirm_rest_then_accept_above(server, page):
     pg.wait_for_selector(f"#accept-preview:has-text('{n:,} suggestion{'' if n == 1 else 's'} ≥ {t}')")
     before = statuses(p, other, None)
     pg.click("button:has-text('Accept as predicted')")
-    pg.wait_for_selector(f"text=Accepted {len(expected)} suggestions with confidence ≥ {t} (predicted).")
+    pg.wait_for_selector(f"text=Accepted {n:,} suggestion{'' if n == 1 else 's'} with confidence ≥ {t} (predicted).")
+    assert "random sample" not in pg.inner_text(".title")  # an ordinary screen again
+    assert pg.locator("select[name=threshold]").input_value() == str(t)  # the threshold kept
     after = statuses(p, other, None)
     assert expected and set(after) - set(before) == expected
     assert {after[pk] for pk in expected} == {"predicted"}

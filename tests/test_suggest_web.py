@@ -148,8 +148,11 @@ def test_accept_above_marks_predicted_and_shows_estimate(labelled):
     c, token, p, info = labelled
     nid = info["nodes"][CLASSES[2]]
     prev = c.get(f"/suggest/{nid}/preview?threshold=0.5").get_data(as_text=True)
-    n = int(re.search(r"(\d+) suggestions", prev).group(1))
+    n = int(re.search(r"([\d,]+) suggestions?", prev).group(1).replace(",", ""))
     assert "estimated precision" in prev
+    held = int(re.search(r"(\d+) (held-out objects? of this one|of this label)", prev).group(1))
+    # the estimate is shown as this label's (bold) only when enough of its objects were held out
+    assert ("<b>" in prev.split("estimated precision")[1][:20]) == (held >= 10)
     before = members(p, nid)
     resp = c.post(f"/suggest/{nid}/accept", headers=hx(token), data={"threshold": "0.5"})
     assert resp.status_code in (200, 204)

@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, g, request, url_for
 from ..workflow import WorkflowError
 from ..workflow import suggest as wf
 from . import project
-from .common import int_list, message, node_info, redirect_to, relabels, render, role_required, toast
+from .common import count, int_list, message, node_info, redirect_to, relabels, render, role_required, toast
 
 bp = Blueprint("suggest", __name__, url_prefix="/suggest")
 
@@ -139,7 +139,8 @@ def accept(node_id: int):
     n = wf.accept_above(project(), g.user["id"], node_id, threshold,
                         members_version=request.form.get("members_version", type=int))
     wf.refresh(project())
-    return _reshow(node_id, f"Accepted {n} suggestions with confidence ≥ {threshold:g} (predicted).")
+    return _reshow(node_id, f"Accepted {count(n, 'suggestion')} with confidence ≥ {threshold:g} (predicted).",
+                   threshold=threshold)
 
 
 def _reshow(node_id: int, text: str, threshold: float = 0.95):
@@ -148,8 +149,9 @@ def _reshow(node_id: int, text: str, threshold: float = 0.95):
         flash(text)
         return redirect_to(url_for("suggest.index"))
     preview = wf.accept_preview(project(), node_id, threshold, state) if state else None
+    # the next ordinary screen (a sample check is over once decided), the threshold kept
     return render("suggest_screen.html", node=node_info(node_id), screen=scr, status=wf.status(project()),
-                  preview=preview, thresholds=THRESHOLDS, htmx=True) + toast(text)
+                  preview=preview, thresholds=THRESHOLDS, check=None, htmx=True) + toast(text)
 
 
 __all__ = ["bp", "WorkflowError"]
