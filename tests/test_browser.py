@@ -237,6 +237,7 @@ def test_enter_in_the_merge_box_merges_and_messages_do_not_come_back(server, pag
     node_id, into = info["nodes"][CLASSES[1]], info["nodes"][CLASSES[2]]
     pg.goto(f"{base}/validate/{node_id}")
     pg.fill("input[name=into]", str(into))
+    pg.once("dialog", lambda d: d.accept())  # merging asks first
     pg.press("input[name=into]", "Enter")
     pg.wait_for_selector(f"#toast:has-text('Node {node_id} merged into node {into}')")
     with p.session() as s:

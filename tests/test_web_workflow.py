@@ -207,8 +207,9 @@ def test_names_tree_rename_move_umbrella(client_as, web_project):
     tree = c.get("/tree/").get_data(as_text=True)
     assert "plankton" in tree and "Acantharia" in tree and f"{2 * IN_NODE}" in tree
     assert f"2 nodes grouped under the new node {top}." in tree
-    # an umbrella holds no objects itself: nothing to grow
-    assert f'href="/grow/{top}"' not in c.get("/").get_data(as_text=True)
+    # an umbrella holds no objects itself: nothing to grow, no row of 0 objects among the labels
+    home = c.get("/").get_data(as_text=True)
+    assert f'href="/grow/{top}"' not in home and "<td>plankton</td>" not in home
     assert c.post(f"/tree/node/{a}/move", headers=hx(token), data={"parent": ""}).status_code == 204
     resp = c.post(f"/tree/node/{b}/merge", headers=hx(token), data={"into": str(a)})
     assert resp.status_code == 204 and resp.headers["HX-Redirect"] == f"/tree/node/{a}"
@@ -239,7 +240,7 @@ def test_undo_through_the_ui(client_as, web_project):
     approve(c, token, node_id, name="copepod")
     resp = c.post("/undo", headers={**hx(token), "HX-Current-URL": f"http://x/validate/{node_id}"})
     assert resp.status_code == 200 and resp.headers["HX-Refresh"] == "true"
-    assert "Undone: approve" in c.get(f"/validate/{node_id}").get_data(as_text=True)  # on the reloaded page
+    assert f"Undone: approve (node {node_id})" in c.get(f"/validate/{node_id}").get_data(as_text=True)  # on the reloaded page
     assert "Undone" not in c.get(f"/validate/{node_id}").get_data(as_text=True)  # once
     with p.session() as s:
         assert s.get(Node, node_id).status == "candidate" and s.get(Node, node_id).name is None

@@ -27,7 +27,8 @@ def undo():
         done = wf.undo_last(project(), g.user["id"])
     except WorkflowError as exc:
         return message(str(exc), "error")
-    msg = f"Undone: {done['action'].replace('_', ' ')}"
+    msg = f"Undone: {done['action'].replace('_', ' ')}" + (
+        f" (node {done['node']})" if isinstance(done.get("node"), int) else "")
     if done.get("skipped"):
         msg += f" ({done['skipped']} objects changed since were left as they are)"
     if not request.headers.get("HX-Request"):

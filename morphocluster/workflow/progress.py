@@ -23,7 +23,7 @@ def progress(p) -> dict:
         n_unnamed, unnamed = unnamed_approved(s)
         labels = s.execute(
             select(Node.name, func.sum(Node.n_members), func.count(Node.id))
-            .where(Node.status == "approved")
+            .where(Node.status == "approved", Node.n_members > 0)  # not umbrellas of no objects
             .group_by(Node.name).order_by(func.sum(Node.n_members).desc())).all()
     total = total or 0
     return {"objects": total, "labelled": int(labelled),

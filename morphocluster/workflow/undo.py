@@ -56,7 +56,8 @@ def undo_last(project, user_id) -> dict:
             _drop_created(ch, s, nid)
         new = ch.finish("undo", {"event": ev.id, "action": ev.action, "skipped": skipped})
         ev.undone_by = new.id
-        return {"event": ev.id, "action": ev.action, "skipped": skipped}
+        return {"event": ev.id, "action": ev.action, "skipped": skipped,
+                "node": (ev.payload or {}).get("node")}
 
 
 def _drop_created(ch: Change, s, nid: int) -> None:
