@@ -96,7 +96,8 @@
     // ask the server for the names in use starting like the last part of `value` (a path a>b
     // names its last level); known if one of them is it, ignoring case
     const leaf = value.split(">").pop().trim();
-    const url = "/tree/names?list=relabel-names&name=" + encodeURIComponent(leaf);
+    const field = document.getElementById("relabel-input");
+    const url = field.getAttribute("hx-get") + "&name=" + encodeURIComponent(leaf); // its own address
     return fetch(url, {credentials: "same-origin"}).then((r) => r.text()).then((html) => {
       const div = document.createElement("div");
       div.innerHTML = html;
