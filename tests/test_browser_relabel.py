@@ -16,7 +16,12 @@ def type_label(pg, fig, label: str, key: bool = False, new: bool = False) -> Non
     """Click ✎ on the figure (or, with `key`, press l over it), type the label, Enter; a label
     that is `new` is asked about first (a typo must not make a class), one known is not."""
     asked = []
-    pg.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.accept()
+
+    pg.on("dialog", answer)
     fig.hover()
     if key:
         pg.keyboard.press("l")
@@ -28,6 +33,8 @@ def type_label(pg, fig, label: str, key: bool = False, new: bool = False) -> Non
     box.press("Enter")
     pg.wait_for_function("([el, t]) => el.textContent === t",
                          arg=[fig.locator(".tag").element_handle(), f"→ {label}"])
+    pg.wait_for_timeout(400)  # a second question would come now
+    pg.remove_listener("dialog", answer)
     assert asked == ([f'"{label}" is not a label yet. Make it a new label?'] if new else [])
 
 
@@ -60,3 +67,20 @@ def test_type_labels_on_validate_and_grow(server, page):
     pg.keyboard.press("a")
     pg.wait_for_selector("#toast:has-text('gave 1 object the label typed')")
     assert _members_of(p, "ostracod") == {pk, cand}
+
+
+def test_esc_leaves_the_label_field_without_asking_or_applying(server, page):
+    base, p, info = server
+    pg = page
+    log_in(pg, base, "ann")
+    pg.goto(f"{base}/validate/{info['nodes'][CLASSES[1]]}")
+    asked = []
+    pg.on("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    fig = pg.locator('#grid .obj[data-rank="1"]')
+    fig.hover()
+    fig.locator("button.relabel").click()
+    fig.locator("input.relabel-input").fill("bazq")
+    fig.locator("input.relabel-input").press("Escape")
+    pg.wait_for_timeout(600)
+    assert asked == [] and fig.locator(".tag").is_hidden()
+    assert pg.locator("input[name=relabel]").input_value() == ""

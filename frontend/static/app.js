@@ -69,7 +69,7 @@
       knownLabel(value).then((known) => {
         const ok = known || window.confirm(`"${value}" is not a label yet. Make it a new label?`);
         delete inp.dataset.pending;
-        if (ok) finishRelabel(inp, true, true); else inp.focus();
+        if (ok) finishRelabel(inp, true, true); else if (!inp.hidden) inp.focus();
       });
       return;
     }
@@ -88,6 +88,7 @@
       syncSelection(gridOf(fig));
     }
     inp.hidden = true;
+    inp.blur();
     const park = document.getElementById("relabel-park");
     if (park && inp.parentNode !== park) park.appendChild(inp);
   }
@@ -110,7 +111,8 @@
   }
 
   document.addEventListener("change", function (ev) {
-    if (ev.target.id === "relabel-input") finishRelabel(ev.target, true);
+    // not once it is closed: hiding or parking the field fires a late "change" of its own
+    if (ev.target.id === "relabel-input" && !ev.target.hidden) finishRelabel(ev.target, true);
   });
   document.addEventListener("focusout", function (ev) {
     if (ev.target.id === "relabel-input" && !ev.target.hidden) finishRelabel(ev.target, false);
