@@ -266,11 +266,11 @@ def test_a_key_pressed_twice_does_not_approve_the_next_node_unseen(server, page)
     pg.wait_for_url(lambda url: re.search(r"/validate/\d+$", url) and not url.endswith(f"/{first}"))
     following = int(pg.url.rsplit("/", 1)[1])
     pg.keyboard.press("a")  # at once, as a double press or a held key would
-    pg.wait_for_timeout(800)
+    pg.wait_for_selector("#toast:has-text('it was ignored')")
     with p.session() as s:
         assert s.get(Node, first).status == "approved"
         assert s.get(Node, following).status == "candidate"
-    pg.wait_for_timeout(200)
+    pg.wait_for_timeout(600)
     pg.keyboard.press("a")  # once the screen has been there a moment, the key works
     pg.wait_for_url(lambda url: not url.endswith(f"/{following}"))
     with p.session() as s:

@@ -281,7 +281,11 @@
     if (target) {
       ev.preventDefault();
       // a key held down, or pressed twice, must not decide a screen not seen yet
-      if (target.hasAttribute("hx-post") && (ev.repeat || (!touched && Date.now() - shownAt < 500))) return;
+      if (target.hasAttribute("hx-post") && ev.repeat) return;
+      if (target.hasAttribute("hx-post") && !touched && Date.now() - shownAt < 500) {
+        showToast("That key came as the screen changed, so it was ignored: look, then press it again.", true);
+        return;
+      }
       // htmx initialises swapped-in content only after its settle delay; a key pressed right
       // after a swap would otherwise click a button htmx has not wired up yet (a no-op).
       if (window.htmx) htmx.process(target);
