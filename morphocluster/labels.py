@@ -105,6 +105,12 @@ def user_names(session) -> dict[int, str]:
     return dict(session.execute(select(User.id, User.username)).all())
 
 
+def extra_images(meta: dict | None) -> list[dict]:
+    """Return an object's further images ({"rank", "path", "file"}) kept by an EcoTaxa import;
+    imports before they were copied listed bare file names, which name nothing stored."""
+    return [e for e in (meta or {}).get("_extra_images") or () if isinstance(e, dict)]
+
+
 def unnamed_approved(session) -> tuple[int, list[int]]:
     """Return (objects, node ids) of approved nodes that no name labels, on them or above them:
     those objects count as sorted but export without a label."""
@@ -193,7 +199,6 @@ def object_record(project, pk: int) -> dict | None:
                         .where(Membership.object_pk == obj.id)).first()
         return {"pk": obj.id, "object_id": obj.object_id, "width": obj.width,
                 "height": obj.height, "meta": obj.meta or {}, "imported_label": obj.imported_label,
-                "extra_images": [e for e in (obj.meta or {}).get("_extra_images") or ()
-                                 if isinstance(e, dict)],
+                "extra_images": extra_images(obj.meta),
                 "imported_status": obj.imported_status,
                 "node": dict(zip(("membership", "id", "name", "status"), row)) if row else None}

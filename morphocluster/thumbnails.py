@@ -10,6 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from .labels import extra_images
 from .store import Object
 
 SIZES = (64, 128, 256)
@@ -29,7 +30,7 @@ def source_path(project, pk: int, rank: int = 0) -> Path:
             raise ThumbnailError(f"no object with id {pk}")
         rel = obj.path
         if rank:
-            extra = [e for e in (obj.meta or {}).get("_extra_images") or () if isinstance(e, dict)]
+            extra = extra_images(obj.meta)
             if not 0 < rank <= len(extra):
                 raise ThumbnailError(f"object {pk} has no image {rank} ({len(extra)} further images)")
             rel = extra[rank - 1]["path"]

@@ -15,7 +15,7 @@ import re
 
 from sqlalchemy import select
 
-from ..labels import object_labels
+from ..labels import extra_images, object_labels
 from ..store import ImportRun, Meta, Object
 from .common import ExportReport, Sink, ecotaxa_datetime
 from .names import safe_name
@@ -98,7 +98,7 @@ def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = 
             else:
                 ours = [""] * 6
             values = [fixed if fixed is not None else _text(meta.get(key, "")) for key, fixed in plan]
-            images = [r.path] + [e["path"] for e in meta.get("_extra_images") or () if isinstance(e, dict)]
+            images = [r.path] + [e["path"] for e in extra_images(meta)]
             for rank, path in enumerate(images):
                 img = _image_name(r.object_id, rank, path, taken if with_images else None)
                 if with_images:

@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ..store import Object
-from .h5 import FORMAT_VERSION, FeatureError, feature_path, set_active, write_features
+from .h5 import FORMAT_VERSION, FeatureError, feature_path, replacing, set_active, write_features
 from .registry import DEFAULT, default_name, get_extractor
 
 
@@ -124,6 +124,10 @@ def _header(ex) -> dict:
             "format_version": FORMAT_VERSION}
 
 
+def _same_header(h, ex) -> bool:
+    return all(h.attrs.get(k) == v for k, v in _header(ex).items())
+
+
 def _partial_ids(final, ex) -> list[str] | None:
     """Return the object ids of an unfinished run of `ex` into `final`, or None if there is none."""
     path = final.with_name(final.name + ".partial")
@@ -131,7 +135,7 @@ def _partial_ids(final, ex) -> list[str] | None:
         return None
     try:
         with h5py.File(path, "r") as h:
-            if all(h.attrs.get(k) == v for k, v in _header(ex).items()) and not h.attrs["complete"]:
+            if _same_header(h, ex) and not h.attrs["complete"]:
                 return list(h["object_id"].asstr()[:])
     except (OSError, KeyError):
         pass
@@ -140,11 +144,10 @@ def _partial_ids(final, ex) -> list[str] | None:
 
 def _open_partial(path, ex, ids) -> tuple[h5py.File, int]:
     """Open the partial file to resume, or start a fresh one when it does not match."""
-    head = _header(ex)
     if path.exists():
         try:
             h = h5py.File(path, "r+")
-            same = all(h.attrs.get(k) == v for k, v in head.items()) and \
+            same = _same_header(h, ex) and \
                 len(h["object_id"]) == len(ids) and list(h["object_id"].asstr()[:]) == ids
             if same:
                 return h, int(h.attrs["done"])
@@ -154,7 +157,7 @@ def _open_partial(path, ex, ids) -> tuple[h5py.File, int]:
         path.unlink()
     h = h5py.File(path, "w")
     h.create_dataset("object_id", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
-    h.attrs.update(head)
+    h.attrs.update(_header(ex))
     h.attrs["complete"] = False
     h.attrs["done"] = 0
     return h, 0
@@ -186,12 +189,8 @@ def _append(final, add, ex, prev) -> None:
     """Append the rows computed for new objects to the complete file (into a new file renamed
     over it, copied in chunks), then drop them."""
     old_ids, attrs = prev
-    tmp = final.with_suffix(".h5.tmp")
-    try:
+    with replacing(final) as tmp:  # a failure leaves the complete file as it was
         _write_appended(final, add, ex, old_ids, attrs, tmp)
-        tmp.replace(final)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failure leaves the complete file as it was, and no debris
     add.unlink()
 
 

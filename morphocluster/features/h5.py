@@ -8,6 +8,7 @@ the extractor, its parameters and preprocessing, the format version and whether 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -24,6 +25,18 @@ def feature_path(project, name: str) -> Path:
     return project.features_dir / f"{name}.h5"
 
 
+@contextmanager
+def replacing(path: Path):
+    """Yield a temporary file name beside `path`, renamed over it when the block succeeds and
+    removed whatever happens, so a failure leaves `path` as it was and no debris."""
+    tmp = path.with_suffix(".h5.tmp")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_features(path: Path, object_ids, features: np.ndarray, attrs: dict | None = None) -> None:
     """Write a complete feature file atomically (temporary file, then rename)."""
     features = np.asarray(features, dtype=np.float32)
@@ -31,19 +44,14 @@ def write_features(path: Path, object_ids, features: np.ndarray, attrs: dict | N
         raise FeatureError(f"{path}: {len(object_ids)} ids for features of shape {features.shape}")
     if features.shape[1] == 0:
         raise FeatureError(f"{path}: no feature columns (0 features per object)")
-    tmp = path.with_suffix(".h5.tmp")
-    try:
-        with h5py.File(tmp, "w") as h:
-            h.create_dataset("features", data=features,
-                             chunks=(min(4096, max(1, len(features))), features.shape[1]))
-            h.create_dataset("object_id", data=np.asarray(object_ids, dtype=object), dtype=h5py.string_dtype())
-            for k, v in (attrs or {}).items():
-                h.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
-            h.attrs["format_version"] = FORMAT_VERSION
-            h.attrs["complete"] = True
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, h5py.File(tmp, "w") as h:
+        h.create_dataset("features", data=features,
+                         chunks=(min(4096, max(1, len(features))), features.shape[1]))
+        h.create_dataset("object_id", data=np.asarray(object_ids, dtype=object), dtype=h5py.string_dtype())
+        for k, v in (attrs or {}).items():
+            h.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+        h.attrs["format_version"] = FORMAT_VERSION
+        h.attrs["complete"] = True
 
 
 def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
