@@ -115,8 +115,8 @@ def unnamed_approved(session) -> tuple[int, list[int]]:
     """Return (objects, node ids) of approved nodes that no name labels, on them or above them:
     those objects count as sorted but export without a label."""
     named = node_labels(session)
-    rows = session.execute(select(Node.id, Node.n_members).where(
-        Node.status == "approved", Node.n_members > 0, Node.id.not_in(list(named)))).all()
+    rows = [(i, n) for i, n in session.execute(select(Node.id, Node.n_members).where(
+        Node.status == "approved", Node.n_members > 0)) if i not in named]
     return sum(n for _, n in rows), sorted(i for i, _ in rows)
 
 

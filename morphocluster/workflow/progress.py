@@ -19,7 +19,7 @@ def progress(p) -> dict:
                                    .group_by(Node.status)).all())
         labelled = s.scalar(select(func.coalesce(func.sum(Node.n_members), 0))
                             .where(Node.status == "approved")) or 0
-        grown = len(_grown(s))
+        grown = s.scalar(select(func.count()).select_from(_grown().subquery()))
         n_unnamed, unnamed = unnamed_approved(s)
         labels = s.execute(
             select(Node.name, func.sum(Node.n_members), func.count(Node.id))
@@ -45,18 +45,16 @@ def queue(p, limit: int = 15) -> dict:
                          .outerjoin(User, User.id == Node.claimed_by)
                          .where(Node.status == "candidate", Node.n_members > 0)
                          .order_by(Node.n_members.desc(), Node.id).limit(limit)).all()
-        grown = _grown(s)
         # nodes not grown yet first, largest first: "Grow next" moves on to a new node
-        appr = s.execute(select(Node.id, Node.name, Node.n_members, claimer)
+        grown = Node.id.in_(_grown())
+        appr = s.execute(select(Node.id, Node.name, Node.n_members, claimer, grown.label("grown"))
                          .outerjoin(User, User.id == Node.claimed_by)
                          .where(Node.status == "approved", Node.n_members > 0)
-                         .order_by(Node.id.in_(grown) if grown else Node.id.is_(None),
-                                   Node.n_members.desc(), Node.id).limit(limit)).all()
-    return {"validate": [r._asdict() for r in cand],
-            "grow": [{**r._asdict(), "grown": r.id in grown} for r in appr]}
+                         .order_by(grown, Node.n_members.desc(), Node.id).limit(limit)).all()
+    return {"validate": [r._asdict() for r in cand], "grow": [r._asdict() for r in appr]}
 
 
-def _grown(s) -> set[int]:
-    """Ids of the nodes that have been grown (a grow decision not undone)."""
-    return set(s.scalars(select(Event.payload["node"].as_integer()).distinct()
-                         .where(Event.action.in_(GROW_ACTIONS), Event.undone_by.is_(None))))
+def _grown():
+    """A query of the ids of the nodes that have been grown (a grow decision not undone)."""
+    return (select(Event.payload["node"].as_integer()).distinct()
+            .where(Event.action.in_(GROW_ACTIONS), Event.undone_by.is_(None)))
