@@ -47,11 +47,12 @@ def label_node(s, ch: Change, user_id, lab: str, have: dict, origin: str = "sugg
     return parent
 
 
-def label_for_name(s, name: str) -> tuple[dict, str]:
+def label_for_name(s, name: str, targets=None) -> tuple[dict, str]:
     """Return (label -> node id, the label that `name` means): a label path, or the short name
     a node is shown by ('copepod', or 'copepod<calanoida' where names repeat), the same ignoring
-    case, or else `name` itself, a label still to be made (`label_node`)."""
-    _, have, display = label_targets(s)
+    case, or else `name` itself, a label still to be made (`label_node`). `targets`: what
+    `label_targets(s)` returned, for callers that look up several names."""
+    _, have, display = targets or label_targets(s)
     name = str(name).strip()
     if not name or name.startswith("#"):
         raise WorkflowError(f"{name!r} is not a label name")
@@ -78,9 +79,10 @@ def targets_arg(moved) -> dict:
 def resolve_targets(s, ch: Change, user_id, moved: dict) -> dict[int, int]:
     """Turn the label names among `moved`'s targets (object -> node id or name) into node ids,
     making the missing nodes through `ch` (so the decision's undo takes them away)."""
-    node_of = {}
+    node_of, targets = {}, None
     for name in sorted({v for v in moved.values() if isinstance(v, str)}):
-        have, lab = label_for_name(s, name)
+        targets = targets or label_targets(s)  # read once; label_node adds what it makes to it
+        have, lab = label_for_name(s, name, targets)
         node_of[name] = label_node(s, ch, user_id, lab, have, origin="typed")
     return {pk: node_of[v] if isinstance(v, str) else v for pk, v in moved.items()}
 
@@ -88,11 +90,12 @@ def resolve_targets(s, ch: Change, user_id, moved: dict) -> dict[int, int]:
 def split_own(s, moved: dict, node_id: int) -> tuple[dict, list[int]]:
     """Split `moved` into the objects given another label and those given the label of
     `node_id` itself (typed where they are shown: they belong there after all)."""
-    own, rest = [], {}
+    own, rest, targets = [], {}, None
     for pk, target in moved.items():
         if isinstance(target, str):
+            targets = targets or label_targets(s)
             try:
-                have, lab = label_for_name(s, target)
+                have, lab = label_for_name(s, target, targets)
             except WorkflowError:
                 rest[pk] = target  # refused later, with the reason
                 continue
