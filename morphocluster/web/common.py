@@ -99,6 +99,11 @@ def node_info(node_id: int) -> dict:
                 "claimed_by_other": s.get(User, n.claimed_by).username if other else None}
 
 
+def gave_typed(n: int) -> str:
+    """What a decision did with the objects given a typed label: 'gave 2 objects the label typed'."""
+    return f"gave {count(n, 'object')} the label typed"
+
+
 def count(n, word: str, plural: str | None = None) -> str:
     """'1 object', '2,300 objects' (also the template filter `{{ n|count('object') }}`)."""
     n = int(n or 0)

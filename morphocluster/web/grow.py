@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, g, redirect, request, url_for
 from ..workflow import grow as wf
 from ..workflow import grow_search as gs
 from . import project
-from .common import count, int_list, message, node_info, relabels, render, role_required, toast
+from .common import gave_typed, int_list, message, node_info, relabels, render, role_required, toast
 
 bp = Blueprint("grow", __name__, url_prefix="/grow")
 
@@ -64,7 +64,7 @@ def accept(node_id: int):
     n = wf.accept(project(), g.user["id"], node_id, shown, shown_pks=shown, members_version=version,
                   moved=moved, rejected=selected)
     done = [f"Accepted {n}"] + ([f"rejected {len(set(selected) - set(moved))}"] if selected else []) + (
-        [f"gave {count(len(moved), 'object')} the label typed"] if moved else [])
+        [gave_typed(len(moved))] if moved else [])
     return _reshow(node_id, ", ".join(done) + ".")
 
 
@@ -76,7 +76,7 @@ def reject(node_id: int):
         return message("Select objects to reject first (Ctrl-click).", "error")
     n = wf.reject(project(), g.user["id"], node_id, pks, moved=moved)
     parts = ([f"Rejected {n - len(moved)}"] if n > len(moved) else []) + (
-        [f"gave {count(len(moved), 'object')} the label typed"] if moved else [])
+        [gave_typed(len(moved))] if moved else [])
     return _reshow(node_id, ", ".join(parts).capitalize() + ".")
 
 

@@ -29,7 +29,6 @@ def init_app(app):
     app.add_template_filter(count, "count")
 
 
-
 def _error(exc: HTTPException):
     return render("error.html", code=exc.code, name=exc.name, description=exc.description), exc.code
 

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, flash, g, redirect, request, url_for
 
 from ..workflow import validate as wf
 from . import project
-from .common import count, int_list, message, node_info, redirect_to, relabels, render, role_required, toast
+from .common import count, gave_typed, int_list, message, node_info, redirect_to, relabels, render, role_required, toast
 
 bp = Blueprint("validate", __name__, url_prefix="/validate")
 
@@ -68,7 +68,7 @@ def approve(node_id: int):
     removed = len(set(marked) - set(moved))
     flash(f"Node {node_id} approved" + (f" as {name}" if name else " (no name yet)")
           + (f"; {removed} selected removed" if removed else "")
-          + (f"; gave {count(len(moved), 'object')} the label typed" if moved else "") + ".")
+          + (f"; {gave_typed(len(moved))}" if moved else "") + ".")
     if request.form.get("then") == "grow":
         return redirect_to(url_for("grow.show", node_id=node_id))
     return redirect_to(url_for("validate.next"))
@@ -97,7 +97,7 @@ def remove(node_id: int):
 
 def _removed(n: int, n_typed: int) -> str:
     parts = ([f"removed {count(n, 'object')}"] if n or not n_typed else []) + (
-        [f"gave {count(n_typed, 'object')} the label typed"] if n_typed else [])
+        [gave_typed(n_typed)] if n_typed else [])
     return ", ".join(parts).capitalize() + "."
 
 
