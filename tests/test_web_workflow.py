@@ -211,9 +211,20 @@ def test_names_tree_rename_move_umbrella(client_as, web_project):
     home = c.get("/").get_data(as_text=True)
     assert f'href="/grow/{top}"' not in home and "<td>plankton</td>" not in home
     assert c.post(f"/tree/node/{a}/move", headers=hx(token), data={"parent": ""}).status_code == 204
-    resp = c.post(f"/tree/node/{b}/merge", headers=hx(token), data={"into": str(a)})
+    # a node is picked by the name the field offers (umbrellas and classes, no imported category)
+    frag = c.get("/tree/names?parent=pla&list=node-names&nodes=1", headers={"HX-Request": "true"})
+    assert '<datalist id="node-names"><option value="plankton">' in frag.get_data(as_text=True)
+    assert c.post(f"/tree/node/{a}/move", headers=hx(token), data={"parent": "Plankton"}).status_code == 204
+    with p.session() as s:
+        assert s.get(Node, a).parent_id == top
+    assert f"Node {a} is now under plankton (#{top})." in c.get(f"/tree/node/{a}").get_data(as_text=True)
+    resp = c.post(f"/tree/node/{b}/merge", headers=hx(token), data={"into": "shrimp"})
+    assert resp.status_code == 409 and "no node is called" in resp.get_data(as_text=True)
+    assert c.post(f"/tree/node/{a}/move", headers=hx(token), data={"parent": ""}).status_code == 204
+    resp = c.post(f"/tree/node/{b}/merge", headers=hx(token), data={"into": "copepod"})
     assert resp.status_code == 204 and resp.headers["HX-Redirect"] == f"/tree/node/{a}"
     assert len(members(p, a)) == 2 * IN_NODE
+    assert f"merged into copepod (#{a})." in c.get(f"/tree/node/{a}").get_data(as_text=True)
     assert c.post(f"/tree/node/{b}/merge", headers=hx(token), data={}).status_code == 409
     with p.session() as s:
         assert s.get(Node, a).parent_id is None

@@ -158,3 +158,28 @@ def test_a_class_under_an_umbrella_takes_new_nodes_of_its_name_there(wf):
         assert {nl.path for nid, nl in node_labels(s).items() if nid in (a, c, d)} == {"Chaetognatha>sagitta"}
     undo.undo_last(p, wf.A)  # the rename's undo takes it back out as well
     assert node_row(p, d).parent_id is None and node_row(p, d).name is None
+
+
+def test_find_node_by_id_name_path_or_candidate_name(wf):
+    p = wf.project
+    cop = _approved(wf, 1, slice(0, 3), "Copepoda")
+    fish = _approved(wf, 2, slice(0, 3), "Fish")
+    egg_c = _approved(wf, 1, slice(3, 6), "egg", parent_id=cop)
+    egg_f = _approved(wf, 2, slice(3, 9), "egg", parent_id=fish)
+    cand = wf.make_node(wf.by_class[CLASSES[0]][0:4], name="maybe sagitta")
+    assert organise.find_node(p, str(fish)) == fish
+    assert organise.find_node(p, f" #{fish} ") == fish
+    assert organise.find_node(p, "copepoda") == cop  # case aside
+    assert organise.find_node(p, "Copepoda>egg") == egg_c
+    assert organise.find_node(p, "egg<Fish") == egg_f  # as the name fields show it
+    assert organise.find_node(p, "Maybe Sagitta") == cand  # a named candidate
+    with pytest.raises(WorkflowError, match="several labels"):
+        organise.find_node(p, "egg")
+    with pytest.raises(WorkflowError, match="no node is called 'shrimp'"):
+        organise.find_node(p, "shrimp")
+    wf.make_node(wf.by_class[CLASSES[0]][4:8], name="maybe sagitta")
+    with pytest.raises(WorkflowError, match="several nodes"):
+        organise.find_node(p, "maybe sagitta")
+    # a name field offering nodes leaves out the imported categories no node carries
+    assert "trichodesmium_puff" not in organise.known_names(p, "", imported=False)
+    assert "egg<Fish" in organise.known_names(p, "", imported=False)

@@ -99,6 +99,16 @@ def node_info(node_id: int) -> dict:
                 "claimed_by_other": s.get(User, n.claimed_by).username if other else None}
 
 
+def node_title(node_id: int) -> str:
+    """'copepod (#12)', or 'node 12' when it has no name."""
+    from ..store import Node
+
+    with project().session() as s:
+        node = s.get(Node, node_id)
+        name = node.name if node is not None else None
+    return f"{name} (#{node_id})" if name else f"node {node_id}"
+
+
 def gave_typed(n: int) -> str:
     """What a decision did with the objects given a typed label: 'gave 2 objects the label typed'."""
     return f"gave {count(n, 'object')} the label typed"

@@ -7,11 +7,10 @@ import re
 from flask import Blueprint, abort, flash, g, request, url_for
 from markupsafe import escape
 
-from ..workflow import WorkflowError
 from ..workflow import organise as wf
 from ..workflow import validate as wf_validate
 from . import project
-from .common import count, int_list, message, node_info, redirect_to, render, role_required
+from .common import count, int_list, message, node_info, node_title, redirect_to, render, role_required
 
 bp = Blueprint("organise", __name__, url_prefix="/tree")
 
@@ -22,13 +21,14 @@ def init_app(app):
 
 @bp.route("/names")
 def names():
-    """Datalist options for a name field (htmx sends the field's value as `name`)."""
-    prefix = request.args.get("name") or request.args.get("q") or ""
+    """Datalist options for a name field (htmx sends the field's value under the field's name);
+    `nodes=1`: only names that nodes carry (fields that pick a node)."""
+    prefix = next((v for k, v in request.args.items() if k not in ("list", "nodes")), "")
     list_id = request.args.get("list", "names")
     if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", list_id):
         abort(400, description="list: not a datalist id")
-    return render("_names.html", names=wf.known_names(project(), prefix, limit=30), list_id=list_id,
-                  htmx=True)
+    names = wf.known_names(project(), prefix, limit=30, imported=request.args.get("nodes") != "1")
+    return render("_names.html", names=names, list_id=list_id, htmx=True)
 
 
 def _nested(rows: list[dict]) -> list[dict]:
@@ -81,20 +81,19 @@ def rename(node_id: int):
 @bp.route("/node/<int:node_id>/move", methods=["POST"])
 @role_required("annotator")
 def move(node_id: int):
-    parent = request.form.get("parent", "").strip()
-    wf.move(project(), g.user["id"], node_id, int(parent) if parent else None)
-    flash(f"Node {node_id} is now under node {parent}." if parent else f"Node {node_id} is now at the top.")
+    typed = request.form.get("parent", "").strip()
+    parent = wf.find_node(project(), typed) if typed else None
+    wf.move(project(), g.user["id"], node_id, parent)
+    flash(f"Node {node_id} is now under {node_title(parent)}." if parent else f"Node {node_id} is now at the top.")
     return redirect_to(url_for("organise.tree"))
 
 
 @bp.route("/node/<int:node_id>/merge", methods=["POST"])
 @role_required("annotator")
 def merge(node_id: int):
-    into = request.form.get("into", type=int)
-    if into is None:
-        raise WorkflowError("give the id of the node to merge into")
+    into = wf.find_node(project(), request.form.get("into", ""))
     wf.merge(project(), g.user["id"], node_id, into)
-    flash(f"Node {node_id} merged into node {into}.")
+    flash(f"Node {node_id} merged into {node_title(into)}.")
     return redirect_to(url_for("organise.node", node_id=into))
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, g, redirect, request, url_for
 
 from ..workflow import validate as wf
+from ..workflow.organise import find_node
 from . import project
-from .common import count, gave_typed, int_list, message, node_info, redirect_to, relabels, render, role_required, toast
+from .common import (count, gave_typed, int_list, message, node_info, node_title, redirect_to, relabels, render,
+                     role_required, toast)
 
 bp = Blueprint("validate", __name__, url_prefix="/validate")
 
@@ -119,11 +121,12 @@ def split(node_id: int):
 @bp.route("/<int:node_id>/merge", methods=["POST"])
 @role_required("annotator")
 def merge(node_id: int):
-    into = request.form.get("into", type=int)
-    if into is None:
-        return message("Give the id of the node to merge into.", "error")
+    typed = request.form.get("into", "").strip()
+    if not typed:
+        return message("Type the name or id of the node to merge into.", "error")
+    into = find_node(project(), typed)
     wf.merge(project(), g.user["id"], node_id, into)
-    flash(f"Node {node_id} merged into node {into}.")
+    flash(f"Node {node_id} merged into {node_title(into)}.")
     return redirect_to(url_for("validate.next"))
 
 

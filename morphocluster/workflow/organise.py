@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from ..store import Membership, Node, Object, utcnow
 from ._core import Change, WorkflowError, check_claim, get_node, name_in_use, parent_for_name
+from .adopt import label_for_name
 from .validate import merge  # noqa: F401  (re-exported: merging is organising too)
 
 LIVE = ("candidate", "approved")
@@ -48,17 +49,42 @@ def _display_names(s) -> dict[int, str]:
     return out
 
 
-def known_names(project, prefix: str = "", limit: int = 50) -> list[str]:
-    """Return names in use and imported categories starting with `prefix` (case-insensitive)."""
+def known_names(project, prefix: str = "", limit: int = 50, imported: bool = True) -> list[str]:
+    """Return names in use and (unless not `imported`) imported categories starting with
+    `prefix` (case-insensitive)."""
     p = (prefix or "").strip().lower()
     with project.session() as s:
         names = set(_display_names(s).values())
         names.update(n for n in s.scalars(select(Node.name).where(
             Node.status.in_(LIVE), Node.name.is_not(None)).distinct()))
-        names.update(s.scalars(select(Object.imported_label).where(
-            Object.imported_label.is_not(None)).distinct()))
+        if imported:
+            names.update(s.scalars(select(Object.imported_label).where(
+                Object.imported_label.is_not(None)).distinct()))
     hits = sorted((n for n in names if n.lower().startswith(p)), key=lambda n: (n.lower(), n))
     return hits[:limit]
+
+
+def find_node(project, text: str) -> int:
+    """Return the id of the live node that `text` means: its id ('12' or '#12'), or a name as
+    the name fields offer it (a label, its path or `name<parent`, case aside; a label that
+    several nodes share means its largest node), or a candidate's name when only one has it."""
+    text = (text or "").strip()
+    if not text:
+        raise WorkflowError("type a node's name or id")
+    if text.lstrip("#").isdigit():
+        return int(text.lstrip("#"))
+    with project.session() as s:
+        have, lab = label_for_name(s, text)
+        if lab in have:
+            return have[lab]
+        ids = list(s.scalars(select(Node.id).where(
+            func.lower(Node.name) == text.lower(), Node.status.in_(LIVE)).order_by(Node.id)))
+    if len(ids) > 1:
+        raise WorkflowError(f"{text!r} names several nodes ({', '.join(f'#{i}' for i in ids[:6])}): "
+                            "type the id of the one you mean")
+    if not ids:
+        raise WorkflowError(f"no node is called {text!r}: type a name the field offers, or a node id")
+    return ids[0]
 
 
 def _ancestors(s, node_id):
