@@ -202,3 +202,21 @@ def object_record(project, pk: int) -> dict | None:
                 "extra_images": extra_images(obj.meta),
                 "imported_status": obj.imported_status,
                 "node": dict(zip(("membership", "id", "name", "status"), row)) if row else None}
+
+
+def find_objects(project, text: str, limit: int = 48) -> list[tuple[int, str]]:
+    """Return (Object.id, object_id) of the objects that `text` names: the object of that id
+    (or internal id, `#12`), else those whose id contains it, ignoring case (at most `limit`)."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    with project.session() as s:
+        hit = s.execute(select(Object.id, Object.object_id).where(Object.object_id == text)).all()
+        if not hit and text.startswith("#") and text[1:].isdigit():
+            hit = s.execute(select(Object.id, Object.object_id).where(Object.id == int(text[1:]))).all()
+        if hit:
+            return [tuple(r) for r in hit]
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return [tuple(r) for r in s.execute(
+            select(Object.id, Object.object_id).where(Object.object_id.ilike(like, escape="\\"))
+            .order_by(Object.id).limit(limit)).all()]

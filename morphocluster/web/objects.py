@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, request
+from flask import Blueprint, abort, redirect, request, url_for
 
-from ..labels import object_record
+from ..labels import find_objects, object_record
 from . import project
 from .common import render
 
@@ -30,6 +30,16 @@ def neighbours(p, pk: int, k: int = 24) -> tuple[list[dict], str | None]:
         return [], f"{exc.__class__.__name__}: {exc}"
     return [{"pk": int(i), "distance": float(d)} for d, i in zip(D[0], I[0])
             if i >= 0 and int(i) != pk][:k], None
+
+
+@bp.route("/find")
+def find():
+    """Go to the object whose id was typed, or list those whose id contains the text."""
+    q = request.args.get("q", "").strip()
+    hits = find_objects(project(), q, limit=48)
+    if len(hits) == 1:
+        return redirect(url_for("objects.show", pk=hits[0][0]))
+    return render("find.html", q=q, hits=hits, limit=48)
 
 
 @bp.route("/<int:pk>")
