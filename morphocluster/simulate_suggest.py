@@ -59,9 +59,10 @@ class AssistSettings:
     relabel: bool = True             # give a wrong object its class by name (one click, as
     #                                  labelling it by hand would be) instead of only rejecting it
     final_min_confidence: float = 0.0  # min_confidence of the final passes, when relabelling
-    final_model: dict | None = field(default_factory=lambda: {"unknown_factor": 1e9})  # model
-    #                                  parameters of the final passes (None: `model`); by default
-    #                                  nothing is unknown: no clustering round is left to explore it
+    final_model: dict | None = None  # model parameters of the final passes (None: `model`)
+    final_far_too: bool = True       # the final passes have the objects far from every label
+    #                                  suggested too (the suggestions overview's switch): no
+    #                                  clustering round is left to explore them
     model: dict = field(default_factory=dict)  # SuggestionModel parameters (e.g. unknown_factor)
 
 
@@ -225,6 +226,7 @@ def assist_final(sim, r: int) -> None:
     then more passes, in which no object is held back as unknown."""
     _start(sim)
     st = getattr(sim, "assist_settings", None) or AssistSettings()
+    wf.set_far_too(sim.project, st.final_far_too)
     if st.spend_budget:
         n = spend_budget(sim, st)
         sim.log(f"assist final budget: {n} objects labelled, clicks {sim.total_clicks}")

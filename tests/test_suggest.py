@@ -252,6 +252,11 @@ def test_cli_train_predict_accept_and_model_file(wf, tmp_path):
     assert res.exit_code != 0 and "--label" in res.output
     res = r.invoke(main, ["suggest", str(p.root), "--model", str(tmp_path / "nope.npz"), "--predict"])
     assert res.exit_code != 0 and "nope.npz" in res.output
+    assert not ws.far_too(p)
+    res = r.invoke(main, ["suggest", str(p.root), "--far-too"])
+    assert res.exit_code == 0 and "far from every label: suggested too" in res.output and ws.far_too(p)
+    r.invoke(main, ["suggest", str(p.root), "--no-far-too"])
+    assert not ws.far_too(p)
 
 
 def test_sample_check_of_a_band_then_accept(wf):

@@ -201,3 +201,29 @@ def test_the_overview_reloads_itself_once_the_model_it_waits_for_is_trained(clie
         assert "HX-Refresh" not in resp.headers and "trained on" in resp.get_data(as_text=True)
     finally:
         ws.forget(p)
+
+
+def test_objects_far_from_every_label_are_suggested_too_when_asked(labelled, client_as):
+    c, token, p, info = labelled
+    state = ws.refresh(p, wait=True, force=True, unknown_factor=0.3)  # many far objects
+    far = {int(pk) for pk, u in zip(state.preds.pks, state.preds.unknown) if u}
+    assert far and ws.n_unknown(state) == len(far)
+    n_open = sum(r["n"] for r in ws.overview(p))
+    html = c.get("/suggest/").get_data(as_text=True)
+    assert f"({len(far)} objects now) are left for the next clustering round" in html
+    assert "Suggest labels for the far ones too" in html
+    v, vtoken = client_as("vic")
+    assert v.post("/suggest/far", headers=hx(vtoken), data={"on": "1"}).status_code == 403
+    resp = c.post("/suggest/far", headers=hx(token), data={"on": "1"})
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"] == "/suggest/"
+    assert ws.far_too(p)
+    html = c.get("/suggest/").get_data(as_text=True)
+    assert "suggested too now" in html and "Leave the far ones for clustering again" in html
+    assert sum(r["n"] for r in ws.overview(p)) == n_open + len(far)
+    shown = set()
+    for cls in CLASSES:
+        shown |= set(pks_in(c.get(f"/suggest/{info['nodes'][cls]}").get_data(as_text=True)))
+    assert shown & far  # they come on the label screens now
+    c.post("/suggest/far", headers=hx(token), data={"on": "0"})
+    assert not ws.far_too(p) and sum(r["n"] for r in ws.overview(p)) == n_open
+    assert "left for the next clustering round again" in c.get("/suggest/").get_data(as_text=True)

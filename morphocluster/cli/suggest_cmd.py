@@ -38,8 +38,12 @@ def _user_id(project, username):
               help="Write the predictions as CSV (object_id, label, node_id, confidence, unknown).")
 @click.option("--user", "username", default=None, help="User the decisions are logged for.")
 @click.option("--validated-only", is_flag=True, help="Train on validated objects only.")
+@click.option("--far-too/--no-far-too", "far", default=None,
+              help="Have the objects far from every label ('unknown') suggested too, for "
+                   "--accept-above and the web screens (a project setting), or leave them for "
+                   "the next clustering round again (the default).")
 def suggest(project_path, do_train, do_predict, accept_above, label, model_file, out, username,
-            validated_only):
+            validated_only, far):
     """Train the suggestion model and predict labels for unlabelled objects."""
     from .. import suggest as sg
     from ..features import FeatureError
@@ -51,6 +55,10 @@ def suggest(project_path, do_train, do_predict, accept_above, label, model_file,
     project = open_project(project_path)
     try:
         uid = _user_id(project, username)
+        if far is not None:
+            wf.set_far_too(project, far)
+            click.echo("objects far from every label: " + ("suggested too" if far else
+                                                            "left for the next clustering round"))
         if do_train:
             model = sg.train(project, include_predicted=not validated_only)
             m = model.meta_

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from sqlalchemy import delete, text, update
 
-from ..store import Event, Membership, Node, NodeCache, Rejection
+from ..store import Event, Membership, Meta, Node, NodeCache, Rejection
 
 
 def reset_annotations(project) -> None:
-    """Delete every node, membership, rejection, cached statistic and event; keep the objects."""
+    """Delete every node, membership, rejection, cached statistic and event, and the settings
+    of the sorting (page searches, far objects suggested); keep the objects."""
+    from ..workflow.suggest import FAR_KEY
+
     with project.transaction() as s:
+        s.execute(delete(Meta).where((Meta.key == FAR_KEY) | Meta.key.startswith("grow_search:")))
         s.execute(update(Event).values(undone_by=None))
         for table in (Event, Rejection, NodeCache, Membership):
             s.execute(delete(table))

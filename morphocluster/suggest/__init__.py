@@ -87,6 +87,11 @@ class Predictions:
     ratio: np.ndarray        # distance to the label's nearest reference / its typical distance
     display: dict            # label -> short name
     runner_up: np.ndarray | None = None  # second most probable label (str), None if none
+    dead: np.ndarray | None = None       # bool: every label was rejected for it (also `unknown`)
+
+    def __post_init__(self):
+        if self.dead is None:
+            self.dead = np.zeros(len(self.pks), bool)
 
     def __len__(self) -> int:
         return len(self.pks)
@@ -95,7 +100,7 @@ class Predictions:
         second = self.runner_up[mask] if self.runner_up is not None else None
         return Predictions(self.pks[mask], self.label[mask], self.node_id[mask],
                            self.confidence[mask], self.unknown[mask], self.ratio[mask], self.display,
-                           second)
+                           second, self.dead[mask])
 
 
 def model_path(project) -> Path:
@@ -192,4 +197,4 @@ def predict(project, model: SuggestionModel | None = None) -> Predictions:
     dead = np.array([len(forbidden.get(i, ())) >= len(model.classes_) for i in range(len(rows))]) \
         if forbidden else np.zeros(len(rows), bool)
     unknown = (ratio > model.unknown_factor) | dead
-    return Predictions(fm.pks[rows], labels, nodes, conf, unknown, ratio, display, runner)
+    return Predictions(fm.pks[rows], labels, nodes, conf, unknown, ratio, display, runner, dead)

@@ -26,7 +26,18 @@ def _index(**ctx):
     rows = wf.overview(project(), state) if state else []
     return render("suggest.html", rows=rows, status=wf.status(project()),
                   n_unknown=wf.n_unknown(state) if state else 0, state=state,
-                  missing=missing, **ctx)
+                  far_too=wf.far_too(project()), missing=missing, **ctx)
+
+
+@bp.route("/far", methods=["POST"])
+@role_required("annotator")
+def far():
+    """Include the objects far from every label in the suggestions, or leave them out again."""
+    on = request.form.get("on") == "1"
+    wf.set_far_too(project(), on)
+    flash("Objects far from every label are suggested too now." if on else
+          "Objects far from every label are left for the next clustering round again.")
+    return redirect_to(url_for("suggest.index"))
 
 
 @bp.route("/adopt", methods=["POST"])

@@ -20,13 +20,14 @@ import numpy as np
 from sqlalchemy import select
 
 from .. import suggest as sg
-from ..store import Membership, Node, Rejection
+from ..store import Membership, Meta, Node, Rejection
 from ..suggest.data import label_targets
 from ._core import Change, WorkflowError, check_claim, check_version, chunks, free_of_approved, get_node
 from .outcomes import checked_precision, clear_cache, field_precision, history
 
 SCREEN = 50
 EXTERNAL = 2**62  # stamp of a model from another project
+FAR_KEY = "suggest_far_too"
 _STATES: dict = {}
 _LOCK = threading.Lock()
 
@@ -40,6 +41,7 @@ class State:
     trained_at: float = field(default_factory=time.time)
     seconds: float = 0.0
     targeted: int = -1              # a model from elsewhere: event id its targets were looked up at
+    far_too: bool = False           # suggest objects far from every label too (`set_far_too`)
 
 
 @dataclass
@@ -170,13 +172,46 @@ def status(project) -> dict:
             "seconds": round(st.seconds, 1) if st else None}
 
 
+def far_too(project) -> bool:
+    """Whether suggestions include the objects far from every label ("unknown"), which are
+    otherwise left for the next clustering round."""
+    with project.session() as s:
+        row = s.get(Meta, FAR_KEY)
+        return bool(row is not None and row.value)
+
+
+def set_far_too(project, on: bool) -> None:
+    """Include (or leave out again) the objects far from every label in the suggestions: for
+    the end of a project, when no clustering round is left to find new classes among them."""
+    with project.transaction() as s:
+        row = s.get(Meta, FAR_KEY)
+        if row is None:
+            s.add(Meta(key=FAR_KEY, value=bool(on)))
+        else:
+            row.value = bool(on)
+
+
+def _with_setting(project, st: State | None) -> State | None:
+    if st is not None:
+        st.far_too = far_too(project)
+    return st
+
+
+def _open(st: State) -> np.ndarray:
+    p = st.preds
+    shown = ~p.unknown
+    if st.far_too:
+        shown = shown | ~p.dead  # not those that every label was rejected for
+    return ~st.done & shown
+
+
 def overview(project, state: State | None = None) -> list[dict]:
     """Return one row per label with open suggestions: node, name, counts, most confident first."""
-    st = state or refresh(project)
+    st = _with_setting(project, state or refresh(project))
     if st is None:
         return []
     p = st.preds
-    open_ = ~st.done & ~p.unknown & (p.node_id >= 0)
+    open_ = _open(st) & (p.node_id >= 0)
     rows = []
     for nid in np.unique(p.node_id[open_]):
         m = open_ & (p.node_id == nid)
@@ -190,12 +225,13 @@ def overview(project, state: State | None = None) -> list[dict]:
 
 
 def n_unknown(state: State) -> int:
+    """Objects not decided yet that are far from every label (suggested or not: `far_too`)."""
     return int((~state.done & state.preds.unknown).sum())
 
 
 def _open_order(st: State, node_id: int) -> np.ndarray:
     p = st.preds
-    idx = np.flatnonzero(~st.done & ~p.unknown & (p.node_id == int(node_id)))
+    idx = np.flatnonzero(_open(st) & (p.node_id == int(node_id)))
     return idx[np.argsort(-p.confidence[idx], kind="stable")]
 
 
@@ -223,7 +259,7 @@ def screen(project, node_id: int, offset: int = 0, limit: int = SCREEN,
     check what accepting them all would give (`decide(..., band=...)` records the check).
     """
     limit = max(1, min(int(limit), SCREEN))
-    st = state or refresh(project)
+    st = _with_setting(project, state or refresh(project))
     if st is None:
         raise WorkflowError("no suggestions yet: the model is still training or there are too "
                             "few labelled objects")
@@ -317,7 +353,7 @@ def accept_preview(project, node_id, threshold: float, state: State | None = Non
     """Return how many open suggestions of the node have threshold <= confidence < below and
     the precision of accepting them: estimated on held-out validated objects (cross-validated)
     and, where sample screens of that range were checked, measured on those."""
-    st = state or refresh(project)
+    st = _with_setting(project, state or refresh(project))
     if st is None:
         raise WorkflowError("no suggestions yet")
     idx = _band(st, _open_order(st, node_id), (threshold, below))
@@ -332,7 +368,7 @@ def accept_above(project, user_id, node_id, threshold: float, members_version=No
                  state: State | None = None, below: float = 2.0) -> int:
     """Accept every open suggestion of the node with threshold <= confidence < below as
     'predicted'. One event ('suggest_accept')."""
-    st = state or refresh(project)
+    st = _with_setting(project, state or refresh(project))
     if st is None:
         raise WorkflowError("no suggestions yet")
     idx = _band(st, _open_order(st, node_id), (threshold, below))
