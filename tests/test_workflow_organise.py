@@ -91,7 +91,7 @@ def test_undo_is_per_user_and_logged(wf):
     with pytest.raises(WorkflowError, match="nothing to undo"):
         undo.undo_last(p, 99)
     done = undo.undo_last(p, wf.A)  # ann's rename; bob renamed it since, so his name stays
-    assert done["action"] == "name" and done["skipped"] == 1
+    assert done["action"] == "name" and done["skipped_fields"] == 1 and done["skipped"] == 0
     assert node_row(p, a).name == "by-bob"
     undo.undo_last(p, wf.B)
     assert node_row(p, a).name == "by-ann"

@@ -187,6 +187,23 @@ def test_split_by_substructure_and_undo(wf):
     check_counts(p)
 
 
+def test_undo_of_a_split_is_refused_once_someone_approved_the_new_node(wf):
+    """Undoing it would leave the other user's validated objects in a node that is gone."""
+    p = wf.project
+    nid = wf.make_node(wf.by_class[CLASSES[0]][:20] + wf.by_class[CLASSES[2]][:12])
+    new = validate.split(p, wf.B, nid)
+    validate.approve(p, wf.A, new, name="epsilon")
+    before, events = (member_set(p, nid), member_set(p, new)), n_events(p)
+    with pytest.raises(WorkflowError, match=f"cannot undo this split: node {new}, which it made, holds"):
+        undo.undo_last(p, wf.B)
+    assert (member_set(p, nid), member_set(p, new)) == before and n_events(p) == events
+    assert node_row(p, new).status == "approved"
+    check_counts(p)
+    undo.undo_last(p, wf.A)  # once the approve is undone, the split can be too
+    undo.undo_last(p, wf.B)
+    assert node_row(p, new) is None and len(member_set(p, nid)) == 32
+
+
 def test_merge_moves_members_and_children_and_undo(wf):
     p = wf.project
     x = wf.make_node(wf.by_class[CLASSES[0]][:10], status="approved", name="x", member_status="validated")

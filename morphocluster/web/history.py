@@ -11,7 +11,7 @@ from .. import users
 from ..workflow import WorkflowError
 from ..workflow import undo as wf
 from . import project
-from .common import message, node_info, render, role_required, toast
+from .common import count, message, node_info, render, role_required, toast
 
 bp = Blueprint("history", __name__)
 
@@ -29,8 +29,10 @@ def undo():
         return message(str(exc), "error")
     msg = f"Undone: {done['action'].replace('_', ' ')}" + (
         f" (node {done['node']})" if isinstance(done.get("node"), int) else "")
-    if done.get("skipped"):
-        msg += f" ({done['skipped']} objects changed since were left as they are)"
+    kept = [count(done[k], w) for k, w in (("skipped", "object"), ("skipped_fields", "node field"))
+            if done.get(k)]
+    if kept:
+        msg += f" (changed since by someone else, so left as they are: {' and '.join(kept)})"
     if not request.headers.get("HX-Request"):
         return toast(msg), 200
     # the screen showed the state before the undo: reload it (or leave a node the undo took

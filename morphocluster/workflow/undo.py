@@ -15,7 +15,10 @@ NOT_UNDOABLE = ("undo",)
 def undo_last(project, user_id) -> dict:
     """Reverse the user's last decision that is not undone yet; return what was undone.
 
-    Objects that someone changed again since are left as they are now (counted as `skipped`).
+    Objects that someone changed again since are left as they are now (counted as `skipped`;
+    node fields changed since, as `skipped_fields`). A decision that made a node which someone
+    has put objects or nodes into since is not undone (WorkflowError): that would leave them in
+    a node that is gone.
     """
     with project.transaction() as s:
         ev = s.scalars(select(Event).where(Event.user_id == user_id, Event.undone_by.is_(None),
@@ -29,7 +32,7 @@ def undo_last(project, user_id) -> dict:
         ch = Change(s, user_id)
         # back to the previous membership, unless someone changed the object again since
         cur = ch.current([m[0] for m in rev["moves"]])
-        groups, skipped = defaultdict(list), 0
+        groups, skipped, fields = defaultdict(list), 0, 0
         for pk, prev_node, prev_status, new_node, new_status in rev["moves"]:
             if cur.get(pk, (None, None)) != (new_node, new_status):
                 skipped += 1
@@ -43,7 +46,7 @@ def undo_last(project, user_id) -> dict:
         for nid, prev in rev["nodes"].items():
             node = s.get(Node, int(nid))
             if node is not None:
-                skipped += restore_node_fields(ch, node, prev, after.get(nid))
+                fields += restore_node_fields(ch, node, prev, after.get(nid))
         by_node = defaultdict(list)
         for nid, pk in rev["rejections"]:
             by_node[nid].append(pk)
@@ -53,23 +56,27 @@ def undo_last(project, user_id) -> dict:
                                                   Rejection.object_pk.in_(part)))
         s.flush()
         for nid in reversed(rev["created"]):
-            _drop_created(ch, s, nid)
-        new = ch.finish("undo", {"event": ev.id, "action": ev.action, "skipped": skipped})
+            _drop_created(ch, s, nid, ev.action)
+        new = ch.finish("undo", {"event": ev.id, "action": ev.action, "skipped": skipped,
+                                 "skipped_fields": fields})
         ev.undone_by = new.id
-        return {"event": ev.id, "action": ev.action, "skipped": skipped,
+        return {"event": ev.id, "action": ev.action, "skipped": skipped, "skipped_fields": fields,
                 "node": (ev.payload or {}).get("node")}
 
 
-def _drop_created(ch: Change, s, nid: int) -> None:
-    """Delete a node the undone event created, or dissolve it if it is still in use."""
+def _drop_created(ch: Change, s, nid: int, action: str) -> None:
+    """Delete a node the undone event created; refuse (rolling the undo back) if it is in use."""
     node = s.get(Node, nid)
     if node is None:
         return
     busy = s.scalar(select(func.count()).select_from(Membership).where(Membership.node_id == nid))
     kids = s.scalar(select(func.count()).select_from(Node).where(Node.parent_id == nid))
     if busy or kids:
-        ch.set_node(node, status="dissolved")
-        return
+        held = " and ".join(x for x in (f"{busy} object{'s' * (busy != 1)}" if busy else "",
+                                        f"{kids} node{'s' * (kids != 1)}" if kids else "") if x)
+        raise WorkflowError(
+            f"cannot undo this {action}: node {nid}, which it made, holds {held} put there since "
+            "(by someone else); dissolve or merge that node instead, or undo their decisions first")
     s.execute(delete(Rejection).where(Rejection.node_id == nid))
     s.execute(delete(NodeCache).where(NodeCache.node_id == nid))
     ch.touched.discard(nid)
