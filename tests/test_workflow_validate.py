@@ -204,6 +204,23 @@ def test_undo_of_a_split_is_refused_once_someone_approved_the_new_node(wf):
     assert node_row(p, new) is None and len(member_set(p, nid)) == 32
 
 
+def test_dissolve_split_and_merge_from_a_screen_shown_before_an_approve_are_refused(wf):
+    """Two annotators had the candidate open; one approved it: the other's screen is stale."""
+    p = wf.project
+    nid = wf.make_node(wf.by_class[CLASSES[0]][:20] + wf.by_class[CLASSES[2]][:12])
+    other = wf.make_node(wf.by_class[CLASSES[1]][:10])
+    shown = node_row(p, nid).members_version
+    validate.approve(p, wf.A, nid, name="gamma")
+    for act in (lambda: validate.dissolve(p, wf.B, nid, members_version=shown),
+                lambda: validate.split(p, wf.B, nid, members_version=shown),
+                lambda: validate.merge(p, wf.B, nid, other, members_version=shown)):
+        with pytest.raises(WorkflowError, match="changed since it was shown"):
+            act()
+    assert node_row(p, nid).status == "approved" and len(member_set(p, nid)) == 32
+    validate.dissolve(p, wf.B, nid, members_version=node_row(p, nid).members_version)  # seen now
+    assert node_row(p, nid).status == "dissolved"
+
+
 def test_merge_moves_members_and_children_and_undo(wf):
     p = wf.project
     x = wf.make_node(wf.by_class[CLASSES[0]][:10], status="approved", name="x", member_status="validated")

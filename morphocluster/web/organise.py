@@ -92,7 +92,8 @@ def move(node_id: int):
 @role_required("annotator")
 def merge(node_id: int):
     into = wf.find_node(project(), request.form.get("into", ""))
-    wf.merge(project(), g.user["id"], node_id, into)
+    wf.merge(project(), g.user["id"], node_id, into,
+             members_version=request.form.get("members_version", type=int))
     flash(f"Node {node_id} merged into {node_title(into)}.")
     return redirect_to(url_for("organise.node", node_id=into))
 

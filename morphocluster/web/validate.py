@@ -106,7 +106,7 @@ def _removed(n: int, n_typed: int) -> str:
 @bp.route("/<int:node_id>/dissolve", methods=["POST"])
 @role_required("annotator")
 def dissolve(node_id: int):
-    wf.dissolve(project(), g.user["id"], node_id)
+    wf.dissolve(project(), g.user["id"], node_id, members_version=_version())
     flash(f"Node {node_id} dissolved: its objects are back in the pool.")
     return redirect_to(url_for("validate.next"))
 
@@ -114,7 +114,7 @@ def dissolve(node_id: int):
 @bp.route("/<int:node_id>/split", methods=["POST"])
 @role_required("annotator")
 def split(node_id: int):
-    new_id = wf.split(project(), g.user["id"], node_id)
+    new_id = wf.split(project(), g.user["id"], node_id, members_version=_version())
     return _reshow(node_id, f"Split: the other part is now node {new_id}.")
 
 
@@ -125,7 +125,7 @@ def merge(node_id: int):
     if not typed:
         return message("Type the name or id of the node to merge into.", "error")
     into = find_node(project(), typed)
-    wf.merge(project(), g.user["id"], node_id, into)
+    wf.merge(project(), g.user["id"], node_id, into, members_version=_version())
     flash(f"Node {node_id} merged into {node_title(into)}.")
     return redirect_to(url_for("validate.next"))
 

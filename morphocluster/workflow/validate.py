@@ -150,11 +150,13 @@ def remove_from(project, user_id, node_id, rank: int, members_version: int | Non
     return len(tail)
 
 
-def dissolve(project, user_id, node_id) -> int:
-    """Give all members back to the pool and mark the node dissolved."""
+def dissolve(project, user_id, node_id, members_version=None) -> int:
+    """Give all members back to the pool and mark the node dissolved. With `members_version`
+    (what the screen showed): refuse if the members changed since (someone approved it)."""
     with project.transaction() as s:
         node = get_node(s, node_id, EDITABLE)
         check_claim(node, user_id)
+        check_version(node, members_version)
         ch = Change(s, user_id)
         pks = member_pks(s, node.id)
         ch.assign(pks, None)
@@ -164,13 +166,15 @@ def dissolve(project, user_id, node_id) -> int:
     return len(pks)
 
 
-def split(project, user_id, node_id) -> int:
+def split(project, user_id, node_id, members_version=None) -> int:
     """Split a node in two by 2-means on its members' features; return the new sibling's id.
 
-    The node keeps the larger part; the other part becomes a new candidate beside it.
+    The node keeps the larger part; the other part becomes a new candidate beside it. With
+    `members_version`: refuse if the members changed since the screen showed them.
     """
     with project.session() as s:
         node = get_node(s, node_id, EDITABLE)
+        check_version(node, members_version)
         pks = member_pks(s, node.id)
     fpks, X = member_features(project, pks)
     if len(fpks) < 2:
@@ -191,11 +195,12 @@ def split(project, user_id, node_id) -> int:
         return new.id
 
 
-def merge(project, user_id, node_id, into_id) -> int:
+def merge(project, user_id, node_id, into_id, members_version=None) -> int:
     """Move all members (and children) of `node_id` into `into_id`; the emptied node is dissolved.
 
     Into an approved node, validated and predicted members keep their status and proposed
-    ('cluster') ones become 'predicted'; into a candidate, all become 'cluster'.
+    ('cluster') ones become 'predicted'; into a candidate, all become 'cluster'. With
+    `members_version` (of `node_id`, as shown): refuse if its members changed since.
     """
     if int(node_id) == int(into_id):
         raise WorkflowError("cannot merge a node into itself")
@@ -204,6 +209,7 @@ def merge(project, user_id, node_id, into_id) -> int:
         into = get_node(s, into_id, EDITABLE)
         check_claim(node, user_id)
         check_claim(into, user_id)
+        check_version(node, members_version)
         ch = Change(s, user_id)
         cur = ch.current(member_pks(s, node.id))
         # into an approved node, members nobody validated become 'predicted'
