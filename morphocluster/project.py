@@ -22,7 +22,7 @@ class Project:
     """Open project folder. Use `Project.create` or `Project.open`, not the constructor."""
 
     def __init__(self, root: Path, config: dict):
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # a relative root would break when the cwd differs (Flask send_file)
         self.config = config
         self.engine = store.make_engine(self.db_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

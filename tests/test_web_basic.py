@@ -74,6 +74,20 @@ def test_thumbnails_cached_with_etag(client_as, web_project):
     assert c.get(f"/thumb/{pk}?s=7").status_code == 404
 
 
+def test_thumbnails_of_a_project_given_by_a_relative_path(web_project, monkeypatch):
+    """`morphocluster serve myproject`: Flask resolves files against its own folder, not the cwd."""
+    from morphocluster.web import create_app
+
+    p, info = web_project
+    monkeypatch.chdir(p.root.parent)
+    c = create_app({"PROJECT": p.root.name, "TESTING": True}).test_client()
+    login(c, "vic")
+    pk = info["by_class"]["copepod_calanoid"][1]
+    resp = c.get(f"/thumb/{pk}")
+    assert resp.status_code == 200 and resp.mimetype == "image/png"
+    assert c.get(f"/image/{pk}").status_code == 200
+
+
 def test_image_paths_cannot_escape_the_project(client_as, web_project):
     from morphocluster.store import Object
 
