@@ -104,8 +104,9 @@ class Project:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """Yield a session in one transaction: commit on success, roll back on any error."""
-        with self._sessions() as s, s.begin():
+        """Yield a session in one write transaction: commit on success, roll back on any error
+        (`store.ConcurrentChange` where another transaction changed the same rows at once)."""
+        with store.transaction(self._sessions) as s:
             yield s
 
     def image_path(self, rel: str) -> Path:

@@ -100,3 +100,52 @@ def test_postgres_node_ids_are_not_reused_but_a_reset_starts_again(pg_project):
         s.add(c)
         s.flush()
         assert c.id == 1
+
+
+def test_postgres_decisions_at_once_one_wins_the_other_is_refused(pg_project):
+    """Two approves of one node, and two grow accepts of the same objects, at the same moment:
+    one goes through, the other is refused whole (not a server error), nothing is filed twice."""
+    from morphocluster.store import ConcurrentChange, Membership, Node
+    from morphocluster.workflow import WorkflowError, grow, validate
+    from test_concurrency import _at_once
+
+    from morphocluster.users import add_user
+
+    p = pg_project
+    a, b = (add_user(p, name, "pw-long-enough-1")["id"] for name in ("ann", "bob"))
+    with p.transaction() as s:
+        s.add_all(Object(object_id=f"o{i}", path=f"x/{i}.png", width=10, height=10) for i in range(60))
+    with p.session() as s:
+        pks = list(s.scalars(select(Object.id).order_by(Object.id)))
+
+    def node(members, status="candidate"):
+        with p.transaction() as s:
+            n = Node(status=status, name=None if status == "candidate" else f"n{members[0]}",
+                     n_members=len(members), round=1)
+            s.add(n)
+            s.flush()
+            s.execute(Membership.__table__.insert(), [
+                {"object_pk": pk, "node_id": n.id, "status": "cluster" if status == "candidate" else "validated"}
+                for pk in members])
+            return n.id
+
+    for i in range(3):
+        nid = node(pks[5 * i:5 * i + 5])
+        r = _at_once(lambda: validate.approve(p, a, nid, name="a"), lambda: validate.approve(p, b, nid, name="b"))
+        assert [isinstance(v, (WorkflowError, ConcurrentChange)) for v in r].count(True) == 1, r
+    x, y = node(pks[20:25], "approved"), node(pks[25:30], "approved")
+    both = pks[30:60]
+    for _ in range(3):
+        r = _at_once(lambda: grow.accept(p, a, x, both, shown_pks=both),
+                     lambda: grow.accept(p, b, y, both, shown_pks=both))
+        assert [isinstance(v, (WorkflowError, ConcurrentChange)) for v in r].count(True) == 1, r
+        with p.session() as s:
+            assert s.scalar(select(func.count()).select_from(Membership)
+                            .where(Membership.object_pk.in_(both))) == len(both)
+            for n in (x, y):
+                assert s.get(Node, n).n_members == s.scalar(
+                    select(func.count()).select_from(Membership).where(Membership.node_id == n))
+        with p.transaction() as s:  # give them back for the next try
+            s.execute(Membership.__table__.delete().where(Membership.object_pk.in_(both)))
+            for n in (x, y):
+                s.get(Node, n).n_members = 5

@@ -20,8 +20,20 @@ class SchemaError(RuntimeError):
     """The database was written by another version of morphocluster."""
 
 
+class ConcurrentChange(RuntimeError):
+    """Someone else changed the same rows at the same moment; the transaction was rolled back."""
+
+    def __init__(self, detail: str = ""):
+        super().__init__("someone else changed the same objects or node at the same moment; "
+                         "nothing was changed: reload and decide again"
+                         + (f" ({detail})" if detail else ""))
+
+
 def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    """Create an engine; SQLite gets WAL, foreign keys, a busy timeout and transactions that
+    begin where SQLAlchemy begins them (the driver would begin only at the first write, so a
+    decision's checks would read outside its transaction); PostgreSQL, repeatable read for
+    writes (`begin_write`)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -32,9 +44,44 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+            dbapi_conn.isolation_level = None  # BEGIN is ours (below)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            # a write takes the write lock first, so two decisions at once run one after the
+            # other and the second one's checks see the first one's result
+            immediate = conn.get_execution_options().get("sqlite_immediate")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def begin_write(session: Session) -> None:
+    """Begin the session's transaction as a write: SQLite takes its write lock now; PostgreSQL
+    runs it in repeatable read, so that a concurrent change of the same rows fails it."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        session.connection(execution_options={"sqlite_immediate": True})
+    elif dialect == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def concurrent_change(exc: Exception) -> ConcurrentChange | None:
+    """Return a ConcurrentChange for a database error that two transactions at once cause."""
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    text = str(exc.orig)
+    if code in ("40001", "40P01"):  # serialization failure, deadlock
+        return ConcurrentChange(code)
+    if code == "23505" and "memberships" in text:  # the same object put in two nodes at once
+        return ConcurrentChange("an object was filed twice")
+    if "database is locked" in text:  # SQLite: another write held the lock past the timeout
+        return ConcurrentChange("the database stayed busy")
+    return None
 
 
 def create_schema(engine: Engine) -> None:
@@ -69,6 +116,14 @@ def log_event(session: Session, user_id: int | None, action: str, payload: dict)
 
 @contextmanager
 def transaction(factory: sessionmaker) -> Iterator[Session]:
-    """Yield a session inside one transaction: commit on success, roll back on error."""
-    with factory() as s, s.begin():
-        yield s
+    """Yield a session inside one write transaction: commit on success, roll back on error
+    (ConcurrentChange when another transaction changed the same rows at once)."""
+    try:
+        with factory() as s, s.begin():
+            begin_write(s)
+            yield s
+    except Exception as exc:
+        conflict = concurrent_change(exc)
+        if conflict is not None:
+            raise conflict from exc
+        raise

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, redirect, request, url_for
 from sqlalchemy import func, select
 from werkzeug.exceptions import HTTPException
 
-from ..store import Event, Node
+from ..store import ConcurrentChange, Event, Node
 from ..workflow.progress import progress, queue
 from . import project
 from .common import count, message, render
@@ -26,6 +26,7 @@ def init_app(app):
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _error)
     app.register_error_handler(WorkflowError, _workflow_error)
+    app.register_error_handler(ConcurrentChange, _workflow_error)
     app.add_template_filter(count, "count")
 
 
