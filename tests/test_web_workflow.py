@@ -171,6 +171,16 @@ def test_two_annotators_claim_different_nodes(client_as, web_project):
     assert "is working on this node" not in ann.get(f"/validate/{n1}").get_data(as_text=True)
     with p.session() as s:
         assert s.get(Node, n1).status == "candidate"
+    # a node opened from the home page's queue (or any link) is claimed like one from "next"
+    n3 = next(n for n in info["nodes"].values() if n not in (n1, n2))
+    assert "is working on this node" not in bob.get(f"/validate/{n3}").get_data(as_text=True)
+    assert "bob is working on this node" in ann.get(f"/validate/{n3}").get_data(as_text=True)
+    with p.session() as s:
+        assert s.get(Node, n3).claimed_by == 3  # bob
+    vic, _ = client_as("vic")
+    vic.get(f"/validate/{n1}")  # a viewer only looks
+    with p.session() as s:
+        assert s.get(Node, n1).claimed_by == 2  # still ann's
 
 
 def approve(c, token, node_id, name=None):

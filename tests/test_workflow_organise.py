@@ -46,6 +46,9 @@ def test_move_refuses_cycles_and_undo(wf):
     b = _approved(wf, 1, slice(0, 3), "b", parent_id=a)
     with pytest.raises(WorkflowError, match="descendant"):
         organise.move(p, wf.A, a, b)
+    cand = wf.make_node(wf.by_class[CLASSES[2]][:3])
+    with pytest.raises(WorkflowError, match="expected approved"):  # not under a candidate
+        organise.move(p, wf.A, b, cand)
     organise.move(p, wf.A, b, None)
     assert node_row(p, b).parent_id is None
     undo.undo_last(p, wf.A)

@@ -43,6 +43,8 @@ def next_node():
 
 @bp.route("/<int:node_id>")
 def show(node_id: int):
+    if g.user["role"] != "viewer":  # opened from the queue or a link: claim it as "next" would
+        wf.take(project(), g.user["id"], node_id)
     size = current_app.config["PAGE_SIZE"]
     page = wf.members(project(), node_id, 0, size)
     return render("validate.html", **_ctx(node_id), page=page, size=size)

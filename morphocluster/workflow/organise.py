@@ -98,11 +98,12 @@ def _ancestors(s, node_id):
 
 
 def move(project, user_id, node_id, new_parent_id) -> None:
-    """Put a node under another node (None: at the top of the tree)."""
+    """Put a node under another, validated node (None: at the top of the tree)."""
     with project.transaction() as s:
         node = get_node(s, node_id, LIVE)
+        check_claim(node, user_id)
         if new_parent_id is not None:
-            get_node(s, new_parent_id, LIVE)
+            get_node(s, new_parent_id, ("approved",))
             if node.id in _ancestors(s, int(new_parent_id)):
                 raise WorkflowError(f"cannot move node {node.id} under its own descendant {new_parent_id}")
         ch = Change(s, user_id)

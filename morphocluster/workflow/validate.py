@@ -37,6 +37,14 @@ def next_node(project, user_id, claim_minutes: float = 30, round: int | None = N
     return None
 
 
+def take(project, user_id, node_id, claim_minutes: float = 30) -> bool:
+    """Claim a candidate node that a user opens (from the queue, a link), unless someone else
+    holds it; return whether the user holds it now. Claims are not decisions: no event."""
+    with project.transaction() as s:
+        node = get_node(s, node_id)
+        return node.status == "candidate" and claim(s, node, user_id, claim_minutes)
+
+
 def release(project, user_id, node_id) -> None:
     """Give up a claim (no event: claims are not decisions)."""
     with project.transaction() as s:
