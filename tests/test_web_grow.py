@@ -99,3 +99,18 @@ def test_grow_page_search(client_as, web_project, app):
                   ).get_data(as_text=True)
     assert "Not even the first page was good enough" in html and "search/commit" not in html
     assert "page search done" in html
+    # judged to the end, then someone else grows the node: the commit accepts nothing and says so
+    c.get(f"/grow/{node_id}/search?restart=1")
+    html = c.post(f"/grow/{node_id}/search/judge", headers=hx(token), data={"ok": "1", "probe": "0"}
+                  ).get_data(as_text=True)
+    for _ in range(20):
+        if "above the boundary" in html:
+            break
+        html = c.post(f"/grow/{node_id}/search/judge", headers=hx(token), data={"ok": "0"}).get_data(as_text=True)
+    bob, bob_token = client_as("bob")
+    other = pks_in(bob.get(f"/grow/{node_id}").get_data(as_text=True))[:2]
+    bob.post(f"/grow/{node_id}/accept", headers=hx(bob_token), data={"shown": ",".join(map(str, other))})
+    before = members(p, node_id)
+    html = c.post(f"/grow/{node_id}/search/commit", headers=hx(token)).get_data(as_text=True)
+    assert "nothing was accepted, and the search starts again" in html and members(p, node_id) == before
+    assert "All belong" in html

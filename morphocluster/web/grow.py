@@ -130,6 +130,13 @@ def commit(node_id: int):
     p, uid = project(), g.user["id"]
     with _LOCK:
         s = gs.load_search(p, uid, node_id, _size())
+        if not s.done:  # it started over: the node changed since its pages were judged
+            page = s.next_page()
+            gs.save_search(p, uid, s)
+            html = render("grow.html", node=node_info(node_id), page=page, mode="search", search=s,
+                          htmx=True)
+            return html + toast("The node changed since those pages were judged (someone grew it); "
+                                "nothing was accepted, and the search starts again.", "error")
         n = s.commit(uid)
         gs.drop_search(p, uid, node_id)
     # the direct screen follows: its address too, so that a reload does not restart the search
