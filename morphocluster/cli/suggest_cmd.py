@@ -47,6 +47,7 @@ def suggest(project_path, do_train, do_predict, accept_above, label, model_file,
     """Train the suggestion model and predict labels for unlabelled objects."""
     from .. import suggest as sg
     from ..features import FeatureError
+    from ..suggest.data import label_targets
     from ..workflow import WorkflowError
     from ..workflow import suggest as wf
 
@@ -69,10 +70,17 @@ def suggest(project_path, do_train, do_predict, accept_above, label, model_file,
                 click.echo(f"wrote {model_file}")
         elif model_file:
             model = sg.load_model(project, model_file)
+            sg.check_model(project, model)  # before anything here changes
             project.cache_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(model_file, sg.model_path(project))
+            with project.session() as s:
+                had = set(label_targets(s)[1].values())
             nodes = wf.adopt_labels(project, uid, [str(c) for c in model.classes_])
-            click.echo(f"using {model_file}: {len(model.classes_)} labels ({len(nodes)} nodes)")
+            made = len(set(nodes.values()) - had)
+            click.echo(f"using {model_file}: {len(model.classes_)} labels; created a node for "
+                       f"{made} of them that had none here" + (
+                           "" if uid is not None or not made else
+                           " (to be able to undo that in the web UI, give --user NAME)"))
         else:
             model = sg.load_model(project) if sg.model_path(project).is_file() else sg.train(
                 project, include_predicted=not validated_only)

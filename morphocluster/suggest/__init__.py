@@ -133,7 +133,8 @@ def train(project, include_predicted: bool = True, save: bool = True, **params) 
     mean, comps, _ = projection(fm, params["n_components"], project.cache_dir)
     model = SuggestionModel(**params).fit(fm.X[rows[keep]], ls.labels[keep].astype(str),
                                           sample_weight=w[keep], projection=(mean, comps))
-    model.meta_ = {"feature_set": fm.name, "n_train": int(keep.sum()),
+    model.meta_ = {"feature_set": fm.name, "features": feature_signature(project, fm.name),
+                   "n_train": int(keep.sum()),
                    "n_validated": int((ls.status[keep] == "validated").sum()),
                    "last_event": stamp, "project": str(project.root.resolve()),
                    "display": {k: ls.display[k] for k in model.classes_}}
@@ -141,6 +142,45 @@ def train(project, include_predicted: bool = True, save: bool = True, **params) 
         project.cache_dir.mkdir(parents=True, exist_ok=True)
         model.save(model_path(project))
     return model
+
+
+SIGNATURE = ("extractor", "extractor_params", "preprocessing")
+
+
+def feature_signature(project, name: str) -> dict:
+    """What made a feature set (extractor, its parameters, preprocessing), as its file says."""
+    import h5py
+
+    from ..features.h5 import feature_path
+
+    try:
+        with h5py.File(feature_path(project, name), "r") as h:
+            return {k: str(h.attrs[k]) for k in SIGNATURE if k in h.attrs}
+    except OSError:
+        return {}
+
+
+def check_model(project, model: SuggestionModel) -> None:
+    """Raise SuggestError unless the model was trained on features like the active set: as many
+    columns, made by the same extractor with the same settings (where the model records them)."""
+    from ..features.matrix import load_matrix
+
+    fm = load_matrix(project)
+    meta = getattr(model, "meta_", {}) or {}
+    theirs = meta.get("feature_set", "?")
+    hint = (f"compute matching features here (`morphocluster features {project.root} --extractor "
+            "...`, with the same options) or train a model here")
+    if fm.X.shape[1] != model.n_features_in_:
+        raise SuggestError(f"the model was trained on {theirs!r} features ({model.n_features_in_} "
+                           f"per object); the active feature set here, {fm.name!r}, has "
+                           f"{fm.X.shape[1]}: {hint}")
+    mine = feature_signature(project, fm.name)
+    differ = [k for k in SIGNATURE if k in mine and k in (meta.get("features") or {})
+              and mine[k] != meta["features"][k]]
+    if differ:
+        k = differ[0]
+        raise SuggestError(f"the model was trained on features made with other settings: its {k} "
+                           f"is {meta['features'][k]}, here {mine[k]}: {hint}")
 
 
 def load_model(project, path=None) -> SuggestionModel:
@@ -163,10 +203,8 @@ def predict(project, model: SuggestionModel | None = None) -> Predictions:
     from ..features.matrix import load_matrix
 
     model = model or load_model(project)
+    check_model(project, model)
     fm = load_matrix(project)
-    if fm.X.shape[1] != model.n_features_in_:
-        raise SuggestError(f"the model expects {model.n_features_in_} features per object, the "
-                           f"active feature set {fm.name!r} has {fm.X.shape[1]}")
     with project.session() as s:
         ls = label_set(s)
         rejected = rejected_labels(s, ls.label_of_node)
