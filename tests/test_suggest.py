@@ -55,6 +55,23 @@ def test_model_fits_calibrates_and_round_trips(tmp_path):
         SuggestionModel().fit(X, np.zeros(len(X)))  # one label only
 
 
+def test_more_labels_of_one_class_leave_the_others_references_and_radius_alone():
+    """Else confirming one label's screen turned other labels' suggestions 'unknown'."""
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(3, 32)) * 3
+    y = np.repeat(np.arange(3), 300)
+    X = (centres[y] + rng.normal(size=(900, 32))).astype(np.float32)
+    names = np.array(["a", "b", "c"])
+    from morphocluster.suggest.model import fit_projection
+
+    proj = fit_projection(X, 16, 0)[:2]  # fixed per feature set, as `suggest.train` keeps it
+    first = SuggestionModel(n_components=16, cv=3).fit(X[100:], names[y[100:]], projection=proj)
+    more = SuggestionModel(n_components=16, cv=3).fit(X, names[y], projection=proj)
+    for c in (1, 2):  # 'b' and 'c' kept their objects; 'a' got 100 more
+        assert np.allclose(first.ref_[first.ref_class_ == c], more.ref_[more.ref_class_ == c], atol=1e-4)
+        assert first.radius_[c] == pytest.approx(more.radius_[c], rel=0.01)
+
+
 def test_train_predict_on_project(wf):
     p = wf.project
     with pytest.raises(SuggestError, match="at least 2 labels"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +198,7 @@ class SuggestionModel:
         self.oof_class_ = yi[held]
         self.oof_pred_ = P.argmax(axis=1)
         self.oof_confidence_ = P.max(axis=1).astype(np.float32)
-        self._fit_references(Z, yi, rng)
+        self._fit_references(Z, yi)
         self._fit_radius(Z, yi, k)
         self.oof_ratio_ = (oof_d[held] / self.radius_[self.oof_pred_]).astype(np.float32)
         return self
@@ -226,10 +227,13 @@ class SuggestionModel:
                 d[rows] = _nn_dist(Z[rows], R) if len(R) else np.inf
         return L, d, held & (fold >= 0) if self.cv >= 2 else np.zeros(len(yi), bool)
 
-    def _fit_references(self, Z, yi, rng):
+    def _fit_references(self, Z, yi):
         refs, cls = [], []
         for c in range(len(self.classes_)):
             idx = np.flatnonzero(yi == c)
+            # seeded per label: a label whose members did not change keeps its references (and
+            # radius), so deciding one label does not move other labels' objects to "unknown"
+            rng = np.random.default_rng([self.random_state or 0, zlib.crc32(str(self.classes_[c]).encode())])
             idx = idx[rng.permutation(len(idx))[: self.n_references]]
             refs.append(Z[idx])
             cls.append(np.full(len(idx), c))
