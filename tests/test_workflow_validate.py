@@ -204,6 +204,23 @@ def test_undo_of_a_split_is_refused_once_someone_approved_the_new_node(wf):
     assert node_row(p, new) is None and len(member_set(p, nid)) == 32
 
 
+def test_undo_of_an_approve_is_refused_once_someone_grew_the_node(wf):
+    from morphocluster.workflow import grow
+
+    p = wf.project
+    nid = wf.make_node(wf.by_class[CLASSES[0]][:10])
+    validate.approve(p, wf.A, nid, name="alpha")
+    extra = wf.by_class[CLASSES[0]][10:14]
+    grow.accept(p, wf.B, nid, extra, shown_pks=extra)
+    with pytest.raises(WorkflowError, match=f"cannot undo this approve: node {nid} has 4 objects added since"):
+        undo.undo_last(p, wf.A)
+    assert node_row(p, nid).status == "approved" and set(extra) <= member_set(p, nid)
+    undo.undo_last(p, wf.B)  # the growth undone, the approve can be
+    undo.undo_last(p, wf.A)
+    assert node_row(p, nid).status == "candidate"
+    check_counts(p)
+
+
 def test_dissolve_split_and_merge_from_a_screen_shown_before_an_approve_are_refused(wf):
     """Two annotators had the candidate open; one approved it: the other's screen is stale."""
     p = wf.project

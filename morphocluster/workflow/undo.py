@@ -18,7 +18,7 @@ def undo_last(project, user_id) -> dict:
     Objects that someone changed again since are left as they are now (counted as `skipped`;
     node fields changed since, as `skipped_fields`). A decision that made a node which someone
     has put objects or nodes into since is not undone (WorkflowError): that would leave them in
-    a node that is gone.
+    a node that is gone; nor an approve of a node grown since (it would unlabel its growth).
     """
     with project.transaction() as s:
         ev = s.scalars(select(Event).where(Event.user_id == user_id, Event.undone_by.is_(None),
@@ -29,6 +29,7 @@ def undo_last(project, user_id) -> dict:
         rev = (ev.payload or {}).get("reverse")
         if rev is None:
             raise WorkflowError(f"event {ev.id} ({ev.action}) cannot be undone")
+        _refuse_unlabelling(s, ev, rev)
         ch = Change(s, user_id)
         # back to the previous membership, unless someone changed the object again since
         cur = ch.current([m[0] for m in rev["moves"]])
@@ -62,6 +63,23 @@ def undo_last(project, user_id) -> dict:
         ev.undone_by = new.id
         return {"event": ev.id, "action": ev.action, "skipped": skipped, "skipped_fields": fields,
                 "node": (ev.payload or {}).get("node")}
+
+
+def _refuse_unlabelling(s, ev: Event, rev: dict) -> None:
+    """Refuse to turn a validated node back into a candidate while it holds objects that
+    someone added after the decision (growing it): the undo would unlabel their work."""
+    moved = {m[0] for m in rev["moves"]}
+    for nid, prev in rev["nodes"].items():
+        node = s.get(Node, int(nid))
+        if prev.get("status") != "candidate" or node is None or node.status != "approved":
+            continue
+        since = [pk for pk in s.scalars(select(Membership.object_pk).where(
+            Membership.node_id == node.id, Membership.added_at > ev.created_at)) if pk not in moved]
+        if since:
+            raise WorkflowError(
+                f"cannot undo this {ev.action}: node {node.id} has {len(since)} object"
+                f"{'s' * (len(since) != 1)} added since (it was grown), which would lose their "
+                "label; remove those first, or dissolve or split the node instead")
 
 
 def _drop_created(ch: Change, s, nid: int, action: str) -> None:
