@@ -62,6 +62,9 @@ def test_create_the_labels_of_a_model_from_elsewhere(external, client_as):
         made = dict(s.execute(select(Node.name, Node.id).where(Node.status == "approved")).all())
         assert s.scalar(select(Event.action).order_by(Event.id.desc())) == "suggest_adopt"
     assert set(made) == set(CLASSES)
+    home = c.get("/").get_data(as_text=True)  # labels without objects yet: said so, with the way on
+    assert f"{len(CLASSES)} labels (from a suggestion model) wait for their objects" in home
+    assert 'href="/suggest/"' in home and "validate a node to start" not in home
     rows = _rows(body)
     assert rows and set(rows) <= set(made.values())
     assert _rows(c.get("/suggest/").get_data(as_text=True)) == rows

@@ -25,13 +25,17 @@ def progress(p) -> dict:
             select(Node.name, func.sum(Node.n_members), func.count(Node.id))
             .where(Node.status == "approved", Node.n_members > 0)  # not umbrellas of no objects
             .group_by(Node.name).order_by(func.sum(Node.n_members).desc())).all()
+        parents = select(Node.parent_id).where(Node.parent_id.is_not(None), Node.status != "dissolved")
+        empty = s.scalar(select(func.count()).select_from(Node).where(
+            Node.status == "approved", Node.n_members == 0, Node.name.is_not(None),
+            Node.id.not_in(parents)))  # named, no objects, no children: a model's labels, waiting
     total = total or 0
     return {"objects": total, "labelled": int(labelled),
             "fraction": (labelled / total) if total else 0.0,
             "candidates": by_status.get("candidate", 0), "approved": by_status.get("approved", 0),
             "grown": grown or 0,
             # approved but labelled by no name (none on the node or above it): not exported
-            "unnamed": n_unnamed, "unnamed_nodes": unnamed[:8],
+            "unnamed": n_unnamed, "unnamed_nodes": unnamed[:8], "empty_labels": empty or 0,
             "labels": [{"name": n or "(unnamed)", "objects": int(c or 0), "nodes": k}
                        for n, c, k in labels]}
 
