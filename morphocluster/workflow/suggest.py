@@ -166,7 +166,8 @@ def status(project) -> dict:
     slot = _slot(project)
     st = slot.state
     return {"training": slot.thread is not None and slot.thread.is_alive(), "error": slot.error,
-            "ready": st is not None,
+            "ready": st is not None, "saved": st is None and sg.model_path(project).is_file(),
+            "external": st is not None and st.stamp == EXTERNAL,
             "n_train": st.model.meta_.get("n_train") if st else 0,
             "labels": len(st.model.classes_) if st else 0,
             "seconds": round(st.seconds, 1) if st else None}
