@@ -9,11 +9,15 @@ answered exactly on that subset, so every index kind returns correct restricted 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
+import re
+import secrets
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -35,9 +39,20 @@ def _fingerprint(fm) -> str:
     return hashlib.sha1(np.ascontiguousarray(fm.pks).tobytes()).hexdigest()
 
 
-def _paths(project, name):
+def _paths(project, name, meta: dict | None = None):
+    """Return the index, description and PCA files of a feature set's index: those its
+    description names (each build writes files of its own, `name-<build>.faiss`), else the
+    files of an index built before builds had names."""
     d = project.index_dir
-    return d / f"{name}.faiss", d / f"{name}.json", d / f"{name}.pca"
+    meta = meta or {}
+    return (d / meta.get("index_file", f"{name}.faiss"), d / f"{name}.json",
+            d / meta.get("pca_file", f"{name}.pca"))
+
+
+def _replace_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def build_index(project, pca: int | None = None, kind: str = "auto", nlist: int | None = None,
@@ -51,10 +66,14 @@ def build_index(project, pca: int | None = None, kind: str = "auto", nlist: int 
     fm = load_matrix(project)
     n, d = fm.X.shape
     project.index_dir.mkdir(parents=True, exist_ok=True)
-    idx_path, meta_path, pca_path = _paths(project, fm.name)
+    # new files under a name of their own, and the description that names them written last:
+    # an interrupted build leaves the previous index working, never a mix of the two
+    build = f"{fm.name}-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
+    meta_path = _paths(project, fm.name)[1]
+    idx_path, pca_path = project.index_dir / f"{build}.faiss", project.index_dir / f"{build}.pca"
     X = np.ascontiguousarray(fm.X)
     meta = {"features": fm.name, "n": int(n), "dim_in": int(d), "pca": None,
-            "fingerprint": _fingerprint(fm)}
+            "fingerprint": _fingerprint(fm), "index_file": idx_path.name}
     if pca:
         if not 0 < pca < d:
             raise ValueError(f"--pca {pca}: must be below the feature dimension {d} (1 to {d - 1})")
@@ -63,11 +82,9 @@ def build_index(project, pca: int | None = None, kind: str = "auto", nlist: int 
         mat.train(sample)
         X = mat.apply(X)
         faiss.write_VectorTransform(mat, str(pca_path))
-        meta["pca"] = int(pca)
+        meta["pca"], meta["pca_file"] = int(pca), pca_path.name
         ev = faiss.vector_to_array(mat.eigenvalues)
         meta["pca_variance_kept"] = round(float(ev[:pca].sum() / max(ev.sum(), 1e-12)), 4)
-    elif pca_path.exists():
-        pca_path.unlink()
     dim = X.shape[1]
     if kind == "auto":
         kind = "flat" if n <= EXACT_MAX else "ivf"
@@ -85,12 +102,23 @@ def build_index(project, pca: int | None = None, kind: str = "auto", nlist: int 
         meta["hnsw_m"] = hnsw_m
     index.add_with_ids(X, fm.pks)
     meta.update(kind=kind, dim=int(dim), build_seconds=round(time.perf_counter() - t0, 3))
-    tmp = idx_path.with_suffix(".faiss.tmp")
-    faiss.write_index(index, str(tmp))
-    tmp.replace(idx_path)
-    meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    faiss.write_index(index, str(idx_path))
+    _replace_text(meta_path, json.dumps(meta, indent=2))
     _CACHE.clear()
+    _remove_other_builds(project, fm.name, meta)
     return meta
+
+
+def _remove_other_builds(project, name: str, meta: dict) -> None:
+    """Delete the files of this feature set's earlier (or interrupted) index builds."""
+    keep = {meta.get("index_file"), meta.get("pca_file")}
+    d = project.index_dir
+    old = [d / f"{name}.faiss", d / f"{name}.pca", d / f"{name}.faiss.tmp"]
+    old += [p for p in d.glob(f"{glob.escape(name)}-*") if p.suffix in (".faiss", ".pca")
+            and re.fullmatch(re.escape(name) + r"-\d{14}-[0-9a-f]{6}", p.stem)]
+    for p in old:
+        if p.name not in keep:
+            p.unlink(missing_ok=True)
 
 
 def index_info(project) -> dict | None:
@@ -125,14 +153,15 @@ def _searcher(project):
     import faiss
 
     fm = load_matrix(project)
-    idx_path, meta_path, pca_path = _paths(project, fm.name)
-    key = (id(fm), idx_path.stat().st_mtime_ns if idx_path.exists() else None)
+    meta_path = _paths(project, fm.name)[1]
+    key = (id(fm), meta_path.stat().st_mtime_ns if meta_path.exists() else None)
     hit = _CACHE.get(key)
     if hit is not None:
         return hit
     s = None
-    if idx_path.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    idx_path, _, pca_path = _paths(project, fm.name, meta)
+    if idx_path.is_file() and meta:
         if meta.get("fingerprint") == _fingerprint(fm) and meta.get("dim_in") == fm.X.shape[1]:
             pca = faiss.read_VectorTransform(str(pca_path)) if meta.get("pca") else None
             s = _Searcher(fm, faiss.read_index(str(idx_path)), meta, pca)

@@ -37,7 +37,7 @@ def brute(fm, q, k, allowed=None):
 @pytest.mark.parametrize("subset", [40, 500])
 def test_restricted_search_matches_numpy(vec_project, kind, subset):
     meta = index.build_index(vec_project, kind=kind, nlist=8)
-    assert meta["kind"] == kind and (vec_project.index_dir / "syn.faiss").exists()
+    assert meta["kind"] == kind and (vec_project.index_dir / meta["index_file"]).exists()
     fm = load_matrix(vec_project)
     rng = np.random.default_rng(1)
     allowed = rng.choice(fm.pks, subset, replace=False)
@@ -65,7 +65,7 @@ def test_pca_index(vec_project):
     assert index._searcher(vec_project).meta["pca"] == 4
     import faiss
 
-    pca = faiss.read_VectorTransform(str(vec_project.index_dir / "syn.pca"))
+    pca = faiss.read_VectorTransform(str(vec_project.index_dir / meta["pca_file"]))
     Z = pca.apply(np.ascontiguousarray(fm.X))
     allowed = fm.pks[::5]
     D, I = index.search(vec_project, fm.X[:3], 5, allowed_pks=allowed)
@@ -109,3 +109,28 @@ def test_idselector_path_on_large_subsets(vec_project, kind, monkeypatch):
     _, Ib = brute(fm, q, 10, allowed)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, Ib)])
     assert recall == 1.0 if kind == "flat" else recall >= 0.9
+
+
+def test_an_interrupted_rebuild_leaves_the_previous_index_working(vec_project, monkeypatch):
+    """Ctrl-C while a new index is written: the old one (with its PCA) keeps answering."""
+    import faiss
+
+    meta = index.build_index(vec_project, pca=4, kind="hnsw")
+    fm = load_matrix(vec_project)
+    before = index.search(vec_project, fm.X[:3], 5)
+
+    def interrupted(idx, path):
+        open(path, "wb").write(b"half an index")  # what a killed write leaves
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(faiss, "write_index", interrupted)
+    for pca in (None, 8):
+        with pytest.raises(KeyboardInterrupt):
+            index.build_index(vec_project, pca=pca, kind="flat")
+        index._CACHE.clear()  # as a new process would see it
+        assert index.index_info(vec_project) == meta
+        D, I = index.search(vec_project, fm.X[:3], 5)
+        np.testing.assert_array_equal(I, before[1])
+    monkeypatch.undo()
+    new = index.build_index(vec_project, kind="flat")  # a finished build tidies up the debris
+    assert sorted(p.name for p in vec_project.index_dir.iterdir()) == sorted(["syn.json", new["index_file"]])
