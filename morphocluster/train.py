@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import select
 
 from .features.effnet import DEFAULT_SIZE, build_model, to_input
-from .features.extract import _collate, default_workers, project_objects
+from .features.extract import _collate, default_workers, die_with_parent, project_objects
 from .features.h5 import FeatureError, feature_path, set_active, write_features
 from .features.preprocess import Preprocess, background_level
 from .store import Membership, Node, Object
@@ -107,7 +107,8 @@ def trunk_maps(model, train_blocks, paths, pre, views, device, batch_size, num_w
     bar = tqdm(total=views * len(paths), unit="img", desc="trunk", disable=not progress)
     for v in range(views):
         loader = DataLoader(_Views(Augment(pre, -1 if v == 0 else seed * 1000 + v), paths),
-                            batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
+                            batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
+                            worker_init_fn=die_with_parent)
         with torch.inference_mode():
             for rows, batch in loader:
                 h = trunk(to_input(batch, device)).half().cpu().numpy()

@@ -7,6 +7,7 @@ is renamed to `<name>.h5` only once complete, so a half-written file is never ta
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
@@ -17,6 +18,8 @@ from sqlalchemy import select
 from ..store import Object
 from .h5 import FORMAT_VERSION, FeatureError, feature_path, replacing, set_active, write_features
 from .registry import DEFAULT, default_name, get_extractor
+
+log = logging.getLogger(__name__)
 
 
 class _LoadError:
@@ -56,6 +59,20 @@ def project_objects(project) -> tuple[list[str], list[str]]:
     with project.session() as s:
         rows = s.execute(select(Object.object_id, Object.path).order_by(Object.id)).all()
     return [r[0] for r in rows], [str(project.image_path(r[1])) for r in rows]
+
+
+def die_with_parent(_worker_id=None) -> None:
+    """DataLoader `worker_init_fn`: have the kernel end a worker when the process that started
+    it dies (Linux), so a killed run leaves no worker holding the feature file and database."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def default_workers() -> int:
@@ -152,8 +169,14 @@ def _open_partial(path, ex, ids) -> tuple[h5py.File, int]:
             if same:
                 return h, int(h.attrs["done"])
             h.close()
-        except (OSError, KeyError):
-            pass
+        except OSError as exc:
+            if "lock" in str(exc).lower():
+                raise FeatureError(f"{path}: another process has this half-done feature set open "
+                                   "(a features run still going, or what is left of a stopped one); "
+                                   "wait for it or end it, then run again") from exc
+            log.warning("%s: unreadable (%s); starting the feature set again", path, exc)
+        except KeyError:
+            log.warning("%s: not a feature file of this run; starting the feature set again", path)
         path.unlink()
     h = h5py.File(path, "w")
     h.create_dataset("object_id", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
@@ -237,7 +260,7 @@ def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit
     try:
         workers = default_workers() if num_workers is None else num_workers
         loader = DataLoader(_Images(ex, paths, ids, done), batch_size=batch_size, num_workers=workers,
-                            collate_fn=_collate, persistent_workers=False,
+                            collate_fn=_collate, persistent_workers=False, worker_init_fn=die_with_parent,
                             prefetch_factor=4 if workers else None)
         bar = tqdm(total=n, initial=done, unit="img", desc=name, smoothing=0.1,
                    disable=not progress or callable(progress))
