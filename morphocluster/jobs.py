@@ -8,13 +8,15 @@ results atomically, so a crashed job leaves the project as it was.
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import threading
 import traceback
 from typing import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
-from .store import Job, utcnow
+from .store import Job, Meta, utcnow
 
 ACTIVE_STATES = ("queued", "running")
 _START_LOCK = threading.Lock()  # one start at a time in this process (the table check is not atomic)
@@ -57,6 +59,7 @@ def start_job(project, kind: str, params: dict | None = None, user_id: int | Non
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; one of {', '.join(KINDS)}")
     params = dict(params or {})
+    fail_interrupted(project)  # a job whose process is gone does not block the next one
     with _START_LOCK, project.transaction() as s:
         busy = s.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().first()
         if busy is not None:
@@ -65,6 +68,7 @@ def start_job(project, kind: str, params: dict | None = None, user_id: int | Non
         s.add(job)
         s.flush()
         job_id = job.id
+        s.add(Meta(key=_owner_key(job_id), value=_this_process()))
     thread = threading.Thread(target=run_job, args=(project, job_id), daemon=True,
                               name=f"morphocluster-job-{job_id}")
     thread.start()
@@ -97,7 +101,7 @@ def run_job(project, job_id: int) -> None:
              error=f"{exc.__class__.__name__}: {exc}\n\n{tb}")
         return
     msg = _summary(result)
-    _set(project, job_id, state="done", active=False, progress=1.0, finished_at=utcnow(),
+    _set(project, job_id, state="done", active=False, progress=1.0, finished_at=utcnow(), error=None,
          **({"message": msg} if msg else {}))
 
 
@@ -140,16 +144,46 @@ def active_job(project) -> dict | None:
         return _as_dict(job) if job else None
 
 
-def fail_interrupted(project) -> int:
-    """Mark jobs left running by a stopped server as failed; return how many.
+def _owner_key(job_id: int) -> str:
+    return f"job_owner:{int(job_id)}"
 
-    Call it once when a server starts: its threads died with the previous process.
+
+def _started(pid: int) -> str | None:
+    """The start time of a process (Linux), which tells it from a later one given its pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _this_process() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid())}
+
+
+def _alive(owner: dict | None) -> bool:
+    """Whether the process that runs a job is still there (only known on this machine)."""
+    if not owner or owner.get("host") != socket.gethostname():
+        return False
+    started = _started(int(owner.get("pid", -1)))
+    return started is not None and started == owner.get("started")
+
+
+def fail_interrupted(project) -> int:
+    """Mark jobs whose process is gone (a stopped server or script) as failed; return how many.
+
+    A server calls it when it starts, and `start_job` before it checks for a running job. A job
+    that another process on this machine still runs is left alone.
     """
     with project.transaction() as s:
-        res = s.execute(update(Job).where(Job.state.in_(ACTIVE_STATES)).values(
-            state="failed", active=False, finished_at=utcnow(),
-            error="interrupted: the server stopped while the job ran; start it again"))
-        return res.rowcount
+        jobs = s.scalars(select(Job).where(Job.state.in_(ACTIVE_STATES))).all()
+        gone = [j.id for j in jobs if not _alive(getattr(s.get(Meta, _owner_key(j.id)), "value", None))]
+        if gone:
+            s.execute(update(Job).where(Job.id.in_(gone)).values(
+                state="failed", active=False, finished_at=utcnow(),
+                error="interrupted: the process that ran it (a server or a script) stopped; start it again"))
+        s.execute(delete(Meta).where(Meta.key.in_([_owner_key(i) for i in gone])))
+        return len(gone)
 
 
 def _as_dict(job: Job) -> dict:

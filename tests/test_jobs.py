@@ -44,14 +44,29 @@ def test_failed_job_shows_error_and_changes_nothing(web_project):
 
 
 def test_one_job_at_a_time(web_project):
+    import subprocess
+    import sys
+
+    from morphocluster.store import Meta
+
     p, _ = web_project
     with p.transaction() as s:
-        s.add(Job(kind="cluster", state="running"))
+        job = Job(kind="cluster", state="running")
+        s.add(job)
+        s.flush()
+        key = f"job_owner:{job.id}"
+        s.add(Meta(key=key, value=jobs._this_process()))  # run by a process that is alive: this one
     with pytest.raises(jobs.JobBusy, match="still running"):
         jobs.start_job(p, "index")
-    assert jobs.fail_interrupted(p) == 1  # what a restarted server does
-    assert "interrupted" in jobs.list_jobs(p)[0]["error"]
-    wait(p, jobs.start_job(p, "index"))
+    assert jobs.fail_interrupted(p) == 0  # a second server starting leaves a live job alone
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    with p.transaction() as s:  # its process was killed (a server, or a script)
+        s.get(Meta, key).value = {**jobs._this_process(), "pid": int(gone), "started": "0"}
+    wait(p, jobs.start_job(p, "index"))  # not blocked by it
+    failed = next(j for j in jobs.list_jobs(p) if j["kind"] == "cluster")
+    assert failed["state"] == "failed" and "interrupted" in failed["error"]
+    assert jobs.list_jobs(p)[0]["state"] == "done" and jobs.list_jobs(p)[0]["error"] is None
     with pytest.raises(ValueError, match="unknown job kind"):
         jobs.start_job(p, "dance")
 
@@ -73,12 +88,15 @@ def test_jobs_page_start_and_poll(client_as, web_project):
 
 
 def test_running_job_row_polls(client_as, web_project):
+    from morphocluster.store import Meta
+
     p, _ = web_project
     with p.transaction() as s:
         job = Job(kind="cluster", state="running", progress=0.4, message="round 2")
         s.add(job)
         s.flush()
         job_id = job.id
+        s.add(Meta(key=f"job_owner:{job_id}", value=jobs._this_process()))  # alive: this process
     admin, token = client_as("ada")
     row = admin.get(f"/jobs/{job_id}", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "every 1s" in row and "40.0%" in row and "round 2" in row

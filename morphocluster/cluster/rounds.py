@@ -126,27 +126,31 @@ def cluster_round(project, min_cluster_size=None, min_samples=None, method=DEFAU
         raise ClusterParamError(f"{project.root}: only {len(pool)} objects are free to cluster")
     est.fit(fm.X[free])
     labels = est.labels_
-    tell(0.8, f"writing {est.n_clusters_} clusters")
+    map_seconds = None
+    if map2d:  # before the round is written: stopped while the map is made, it has written nothing
+        from ..map2d import compute_map
+
+        tell(0.8, "computing the 2-D map")
+        t = time.perf_counter()
+        compute_map(project)
+        map_seconds = time.perf_counter() - t
+    tell(0.9, f"writing {est.n_clusters_} clusters")
     t = time.perf_counter()
     result = _write(project, pool, labels, stale, user_id, dict(
         min_cluster_size=int(min_cluster_size), min_cluster_size_auto=auto,
         min_samples=int(min_samples), method=method, reduce=str(reduce), sample=sample,
         backend=backend, feature_set=fm.name, n_pool=int(len(pool))), est.timings_)
     result.timings["write"] = time.perf_counter() - t
+    if map_seconds is not None:
+        result.timings["map2d"] = map_seconds
     if stats and result.node_ids:
         from ..nodestats import refresh_stats
 
-        tell(0.85, "computing node statistics")
+        tell(0.92, f"round {result.round} saved; computing node statistics (made again when "
+                   "needed, if this is cut short)")
         t = time.perf_counter()
         refresh_stats(project, result.node_ids)
         result.timings["stats"] = time.perf_counter() - t
-    if map2d:
-        from ..map2d import compute_map
-
-        tell(0.92, "computing the 2-D map")
-        t = time.perf_counter()
-        compute_map(project)
-        result.timings["map2d"] = time.perf_counter() - t
     result.timings["total"] = time.perf_counter() - t0
     tell(1.0, f"round {result.round}: {len(result.node_ids)} clusters, "
               f"{result.n_clustered} of {result.n_pool} objects")
