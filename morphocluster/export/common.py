@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from ..leftovers import remove_leftovers
 
 MAX_EXAMPLES = 20
 
@@ -80,6 +83,7 @@ class Sink:
         parent = self.out.parent
         if not parent.is_dir():
             raise ExportError(f"{self.out}: folder {parent} does not exist")
+        remove_leftovers(parent, rf"\.{re.escape(self.out.name)}\.tmp(\d+)(\.d)?")  # of killed exports
         if self.is_zip:
             if self.out.is_dir():
                 raise ExportError(f"{self.out}: is a folder, expected a .zip file name")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import fnmatch
 import io
+import os
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from ..images import is_image_name
+from ..leftovers import remove_leftovers
 from .batch import Batch, Candidate  # noqa: F401  (re-exported)
 from .report import ImportFailed, ImportReport
 
@@ -129,9 +131,10 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
         raise ImportFailed(f"unknown format {format!r}; choose one of auto, {', '.join(FORMATS)}")
     report = ImportReport(strict=strict)
     project.cache_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(project.cache_dir, r"import-(\d+)-.*")  # of imports that were killed
     trees = []
     used: set[str] = set()
-    with tempfile.TemporaryDirectory(dir=project.cache_dir, prefix="import-") as work:
+    with tempfile.TemporaryDirectory(dir=project.cache_dir, prefix=f"import-{os.getpid()}-") as work:
         batch = Batch(project, report, Path(work), update=update)
         for src in sources:
             src = Path(src)
