@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import func, select
 
+from .jobs import _alive
 from .project import Project
-from .store import ImportRun, Membership, Node, Object
+from .store import ImportRun, Job, Membership, Meta, Node, Object
 
 SIZE_BINS = [(0, 32), (32, 64), (64, 128), (128, 256), (256, 512), (512, None)]
 
@@ -42,6 +45,10 @@ def summarize(project: Project) -> dict:
             select(func.count()).select_from(Membership).join(Node, Node.id == Membership.node_id)
             .where(Node.status == "approved")
         )
+        jobs = [{"id": j.id, "kind": j.kind, "state": j.state, "message": j.message,
+                 "since": j.created_at.isoformat(timespec="seconds") if j.created_at else None,
+                 "alive": _alive(getattr(s.get(Meta, f"job_owner:{j.id}"), "value", None))}
+                for j in s.scalars(select(Job).where(Job.state.in_(("queued", "running"))))]
     return {
         "project": str(project.root),
         "objects": n_objects,
@@ -53,7 +60,36 @@ def summarize(project: Project) -> dict:
         "active_features": project.config.get("active_features"),
         "nodes": nodes,
         "objects_in_approved_nodes": labelled,
+        "index": _index_state(project, n_objects),
+        "half_done_features": _half_done(project),
+        "active_jobs": jobs,
     }
+
+
+def _index_state(project, n_objects: int) -> dict | None:
+    name = project.config.get("active_features")
+    path = project.index_dir / f"{name}.json"
+    if not name or not path.is_file():
+        return None
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    return {"kind": meta.get("kind"), "n": meta.get("n"), "pca": meta.get("pca"),
+            "behind": meta.get("n") != n_objects}
+
+
+def _half_done(project) -> list[dict]:
+    """Feature sets an interrupted `features` run left part way (it resumes them)."""
+    import h5py
+
+    out = []
+    for p in sorted(project.features_dir.glob("*.h5.partial")) if project.features_dir.is_dir() else []:
+        row = {"name": p.name.removesuffix(".h5.partial"), "done": None, "total": None}
+        try:
+            with h5py.File(p, "r") as h:
+                row.update(done=int(h.attrs.get("done", 0)), total=len(h["object_id"]))
+        except (OSError, KeyError) as exc:
+            row["error"] = "in use by another process" if "lock" in str(exc).lower() else "unreadable"
+        out.append(row)
+    return out
 
 
 def format_summary(summary: dict) -> str:
@@ -78,4 +114,18 @@ def format_summary(summary: dict) -> str:
     nodes = summary["nodes"]
     lines.append("Nodes: " + (", ".join(f"{k} {v}" for k, v in nodes.items()) if nodes else "none"))
     lines.append(f"Objects in approved nodes: {summary['objects_in_approved_nodes']}")
+    ix = summary.get("index")
+    if ix:
+        lines.append(f"Index: {ix['kind']} over {ix['n']} objects" + (f", PCA {ix['pca']}" if ix["pca"] else "")
+                     + ("; behind the objects: run `morphocluster index` again" if ix["behind"] else ""))
+    elif summary.get("active_features"):
+        lines.append("Index: none yet (searches run exactly): run `morphocluster index`")
+    for f in summary.get("half_done_features", []):
+        state = f.get("error") or f"{f['done']} of {f['total']} objects done"
+        lines.append(f"Half-done feature set: {f['name']} ({state}); `morphocluster features` resumes it")
+    for j in summary.get("active_jobs", []):
+        lines.append(f"Job {j['id']} ({j['kind']}): {j['state']} since {j['since']}"
+                     + (f", {j['message']}" if j.get("message") else "")
+                     + ("" if j.get("alive") else " (its process is gone: the next job, or a "
+                                                  "server starting, marks it failed)"))
     return "\n".join(lines)

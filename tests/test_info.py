@@ -42,3 +42,24 @@ def test_info_cli_json_and_errors(tmp_path):
     not_proj.mkdir()
     res = runner.invoke(main, ["info", str(not_proj)])
     assert res.exit_code == 1 and "not a morphocluster project" in res.output
+
+
+def test_info_tells_what_an_interrupted_run_left(project):
+    """A features run stopped part way, an index behind the objects, a job whose process died."""
+    from morphocluster.features.extract import extract_features
+    from morphocluster.index import build_index
+    from morphocluster.store import Job
+
+    import_sources(project, [SAMPLE / "trichodesmium_puff"], progress=False)
+    extract_features(project, "morphometric", name="m", num_workers=0, progress=False)
+    build_index(project)
+    assert "Index: flat over 50 objects" in format_summary(summarize(project))
+    import_sources(project, [SAMPLE / "acantharia_protist"], progress=False)
+    extract_features(project, "pixels", name="px", batch_size=8, num_workers=0, progress=False,
+                     limit=16, activate=False)
+    with project.transaction() as s:
+        s.add(Job(kind="cluster", state="running", message="round 2"))
+    text = format_summary(summarize(project))
+    assert "behind the objects: run `morphocluster index` again" in text
+    assert "Half-done feature set: px (16 of 100 objects done); `morphocluster features` resumes it" in text
+    assert "Job 1 (cluster): running since" in text and "its process is gone" in text
