@@ -36,7 +36,8 @@ def _user_id(project, username):
                    "(e.g. from another project with the same features).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the predictions as CSV (object_id, label, node_id, confidence, unknown).")
-@click.option("--user", "username", default=None, help="User the decisions are logged for.")
+@click.option("--user", "username", default=None,
+              help="User the decisions are logged for (that user can undo them in the web UI).")
 @click.option("--validated-only", is_flag=True, help="Train on validated objects only.")
 @click.option("--far-too/--no-far-too", "far", default=None,
               help="Have the objects far from every label ('unknown') suggested too, for "
