@@ -3,8 +3,9 @@
 Columns: object_id, img_file_name, the annotation (category as display name, `name<parent`
 where a name is ambiguous; status validated|predicted; person; date YYYYMMDD; time HHMMSS;
 hierarchy), then every metadata column that was imported, in the order and with the types the
-EcoTaxa tables gave (Meta "ecotaxa_columns"). Imported annotation columns that would now be
-stale (category id, e-mail, parent category) are kept but left empty. Metadata of other imports
+EcoTaxa tables gave (Meta "ecotaxa_columns"). Imported annotation columns that a label given
+here makes stale (category id, e-mail, parent category) are kept but left empty; an object not
+labelled here (`labels="all"`) keeps the whole annotation it was imported with. Metadata of other imports
 (index.csv columns) follow as `object_<name>` text columns, since EcoTaxa needs a prefix.
 """
 
@@ -95,9 +96,10 @@ def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = 
             date, time = ecotaxa_datetime(r.annotated_at)
             if r.label is not None:
                 ours = [r.label, r.status, r.annotator or "", date, time, r.label_path]
-            else:
-                ours = [""] * 6
-            values = [fixed if fixed is not None else _text(meta.get(key, "")) for key, fixed in plan]
+                values = [fixed if fixed is not None else _text(meta.get(key, "")) for key, fixed in plan]
+            else:  # not sorted here: the annotation it was imported with, as it came
+                ours = [_text(meta.get(col, "")) for col in OURS[2:]]
+                values = [_text(meta.get(key, "")) for key, _ in plan]
             images = [r.path] + [e["path"] for e in extra_images(meta)]
             for rank, path in enumerate(images):
                 img = _image_name(r.object_id, rank, path, taken if with_images else None)
