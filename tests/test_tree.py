@@ -93,7 +93,8 @@ def _labelled_project(root):
     with p.transaction() as s:
         s.add(User(id=1, username="jo", password_hash="!"))
         s.execute(insert(Object), [{"id": i, "object_id": f"obj/{i}", "path": f"{i}.png"} for i in range(1, 11)])
-        s.add_all([Node(id=1, name="Copepoda", status="approved"),
+        s.add_all([Node(id=1, name="Copepoda", status="approved", approved_by=1,
+                        approved_at=datetime(2023, 1, 3, 0, 0, 0)),
                    Node(id=2, parent_id=1, name="egg", status="approved"),
                    Node(id=3, parent_id=1, status="candidate"),
                    Node(id=4, name="gone", status="dissolved"),
@@ -104,6 +105,8 @@ def _labelled_project(root):
             {"object_pk": 2, "node_id": 2, "status": "predicted", "added_by": 1, "added_at": t},
             {"object_pk": 3, "node_id": 3, "status": "cluster", "added_at": t},
             {"object_pk": 4, "node_id": 5, "status": "validated", "added_by": 1, "added_at": t},
+            # in the cluster when jo approved it: jo labelled it, at the approval
+            {"object_pk": 6, "node_id": 1, "status": "validated", "added_at": t},
         ])
         s.execute(insert(Rejection), [{"node_id": 2, "object_pk": 5}])
     return p
@@ -113,7 +116,7 @@ def test_tree_round_trip(tmp_path):
     a = _labelled_project(tmp_path / "a")
     out = tmp_path / "tree.zip"
     rep = export(a, "morphocluster-tree", out)
-    assert rep.n_objects == 4
+    assert rep.n_objects == 5
     with zipfile.ZipFile(out) as zf:
         assert {"nodes.csv", "objects.csv", "rejected_objects.csv", "meta.json"} <= set(zf.namelist())
         assert json.loads(zf.read("meta.json"))["root_id"] == 0
@@ -126,7 +129,8 @@ def test_tree_round_trip(tmp_path):
     assert report.failed == 0
     before = {r.object_id: r[3:9] for r in object_labels(a)}
     after = {r.object_id: r[3:9] for r in object_labels(b)}
-    assert before == after and len(before) == 3
+    assert before == after and len(before) == 4
+    assert before["obj/6"][4:6] == ("jo", datetime(2023, 1, 3, 0, 0, 0))
     with b.session() as s:
         assert s.scalar(select(func.count()).select_from(Rejection)) == 1
         assert {n.name for n in s.scalars(select(Node))} == {"Copepoda", "egg", None, "détritus fin"}
@@ -147,7 +151,7 @@ def test_tree_import_through_the_importer_dispatch(tmp_path):
     _objects(b, [f"obj/{i}" for i in range(1, 11)])
     report = import_sources(b, [out], format="auto", progress=False)
     assert report.formats[str(out)] == "morphocluster-tree"
-    assert report.extra["trees"][0]["memberships"] == 4
+    assert report.extra["trees"][0]["memberships"] == 5
 
 
 def test_bad_rows_are_reported_with_file_and_line(project, tmp_path):
@@ -174,4 +178,4 @@ def test_objects_already_in_a_node_keep_it(tmp_path):
     import_tree(a, out, report)  # into the same project: every object is already placed
     assert any("already in a node" in n for n in report.notes)
     with a.session() as s:
-        assert s.scalar(select(func.count()).select_from(Membership)) == 4
+        assert s.scalar(select(func.count()).select_from(Membership)) == 5

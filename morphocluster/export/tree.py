@@ -40,8 +40,8 @@ def export_tree(project, out, labels: str = "validated", with_images: bool = Fal
     if with_images:
         report.warnings.append("a tree ZIP holds no images; --with-images ignored")
     with project.session() as s:
-        nodes = s.execute(select(Node.id, Node.parent_id, Node.name, Node.status, Node.params)
-                          .order_by(Node.id)).all()
+        nodes = s.execute(select(Node.id, Node.parent_id, Node.name, Node.status, Node.params,
+                                 Node.approved_by, Node.approved_at).order_by(Node.id)).all()
         users = dict(s.execute(select(User.id, User.username)).all())
     kept = {n.id: n for n in nodes if n.status != "dissolved"}
     parent_of = {n.id: n.parent_id for n in nodes}
@@ -70,8 +70,12 @@ def export_tree(project, out, labels: str = "validated", with_images: bool = Fal
             for r in (row for lo, hi in id_windows(s) for row in s.execute(
                     q.where(Object.id >= lo, Object.id < hi).order_by(Object.id))):
                 if r.node_id in kept:
-                    w.writerow([r.node_id, r.object_id, r.status, users.get(r.added_by, ""),
-                                iso_utc(r.added_at)])
+                    n = kept[r.node_id]
+                    # a member that was in the cluster when it was approved: its approver
+                    # labelled it then (as the other exports say)
+                    by, at = (r.added_by, r.added_at) if r.added_by is not None or n.status != "approved" \
+                        else (n.approved_by, n.approved_at or r.added_at)
+                    w.writerow([r.node_id, r.object_id, r.status, users.get(by, ""), iso_utc(at)])
                     report.count(kept[r.node_id].status == "approved")
                 elif labels == "all":
                     w.writerow([ROOT_ID, r.object_id, "", "", ""])
