@@ -135,11 +135,18 @@ def test_a_name_differing_only_in_case_takes_the_spelling_in_use(wf):
 def test_a_name_with_the_path_separator_is_refused(wf):
     p = wf.project
     nid = _approved(wf, 0, slice(0, 5), "sagitta")
-    with pytest.raises(WorkflowError, match="cannot contain '>'"):
+    with pytest.raises(WorkflowError, match="cannot contain '>' or '<'"):
         organise.name(p, wf.A, nid, "Chaetognatha>Sagitta")
+    with pytest.raises(WorkflowError, match="cannot contain '>' or '<'"):  # EcoTaxa's display form
+        organise.name(p, wf.A, nid, "Sagitta<Chaetognatha")
     assert node_row(p, nid).name == "sagitta"
     with pytest.raises(WorkflowError, match="cannot contain '>'"):
         organise.umbrella(p, wf.A, [nid], "Animalia>Chaetognatha")
+    # "more like this" with a name: the same checks, the spelling in use
+    with pytest.raises(WorkflowError, match="cannot contain"):
+        organise.new_node_from_object(p, wf.A, wf.by_class[CLASSES[0]][10], "Fish>egg")
+    more = organise.new_node_from_object(p, wf.A, wf.by_class[CLASSES[0]][10], "SAGITTA")
+    assert node_row(p, more).name == "sagitta"
     top = organise.umbrella(p, wf.A, [nid], "SAGITTA")  # an umbrella's name takes the spelling in use
     assert node_row(p, top).name == "sagitta"
 

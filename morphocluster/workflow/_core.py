@@ -94,13 +94,15 @@ def free_of_approved(ch: Change, pks) -> list:
 
 def name_in_use(s, name: str | None, node_id: int | None = None) -> str | None:
     """Return `name` stripped, or the spelling another live node already gives it when the two
-    differ only in case ('Acantharia' where 'acantharia' exists), so one class stays one label."""
+    differ only in case ('Acantharia' where 'acantharia' exists), so one class stays one label.
+    Refuse the separators of label paths and display names ('>' and '<')."""
     name = (name or "").strip() or None
     if name is None:
         return None
-    if ">" in name:
-        raise WorkflowError(f"{name!r}: a name cannot contain '>', which separates the levels of a "
-                            "label path; put the node under its parent node instead")
+    if ">" in name or "<" in name:
+        raise WorkflowError(f"{name!r}: a name cannot contain '>' or '<', which join the levels of "
+                            "a label ('a>b', or 'b<a' as EcoTaxa shows it); put the node under its "
+                            "parent node instead")
     rows = s.execute(select(Node.name, func.count()).where(
         func.lower(Node.name) == name.lower(), Node.status.in_(("candidate", "approved")),
         Node.id != (node_id if node_id is not None else -1)).group_by(Node.name)).all()

@@ -136,8 +136,12 @@ def new_node_from_object(project, user_id, object_pk, name: str | None = None) -
         if s.get(Object, int(object_pk)) is None:
             raise WorkflowError(f"object {object_pk} not found")
         ch = Change(s, user_id)
-        node = ch.create_node(name=(name or "").strip() or None, status="approved",
-                              approved_by=user_id, approved_at=utcnow(), params={"seed": int(object_pk)})
+        name = name_in_use(s, name)
+        node = ch.create_node(name=name, status="approved", approved_by=user_id, approved_at=utcnow(),
+                              params={"seed": int(object_pk)})
+        parent = parent_for_name(s, name, node)
+        if parent is not None:
+            node.parent_id = parent
         ch.assign([int(object_pk)], node.id, "validated")
         ch.finish("new_node", {"node": node.id, "object": int(object_pk)})
         return node.id
