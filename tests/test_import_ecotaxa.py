@@ -249,3 +249,15 @@ def test_cli_import_update_from_a_table_without_its_images(project, shared_data,
     assert res.exit_code == 0, res.output
     assert "updated" in res.output and "failed 0" in res.output
     assert _objects(project)["m106_mn01_n1_sml_821"].imported_status != "predicted"
+
+
+@pytest.mark.parametrize("order", [("import_test", "UVP6_example.zip"), ("UVP6_example.zip", "import_test")])
+def test_a_column_typed_text_by_one_table_and_number_by_another_is_text(project, shared_data, order):
+    """UVP6 writes latitudes as '43°0 0' ([t]); ZooScan tables give numbers ([f])."""
+    for name in order:
+        import_sources(project, [shared_data / "ecotaxa-samples" / name], progress=False)
+    with project.session() as s:
+        types = dict(s.get(Meta, "ecotaxa_columns").value)
+        lats = {o.meta.get("object_lat") for o in s.scalars(select(Object))}
+    assert any(isinstance(v, str) and "°" in v for v in lats)  # both kinds of value are there
+    assert types["object_lat"] == "t" and types["object_lon"] == "t"

@@ -86,8 +86,7 @@ class Batch:
 
     def add_ecotaxa_columns(self, columns: list[tuple[str, str]]) -> None:
         for name, typ in columns:
-            if name not in self.ecotaxa_columns or not self.ecotaxa_columns[name]:
-                self.ecotaxa_columns[name] = typ
+            self.ecotaxa_columns[name] = _merged_type(self.ecotaxa_columns.get(name), typ)
 
     # --- checking ---------------------------------------------------------------------------
     def _dedupe(self) -> list[Candidate]:
@@ -274,13 +273,20 @@ class Batch:
         row = s.get(Meta, ECOTAXA_META_KEY)
         cols = dict((n, t) for n, t in (row.value if row is not None else []))
         for n, t in self.ecotaxa_columns.items():
-            if n not in cols or not cols[n]:
-                cols[n] = t
+            cols[n] = _merged_type(cols.get(n), t)
         value = [[n, t] for n, t in cols.items()]
         if row is None:
             s.add(Meta(key=ECOTAXA_META_KEY, value=value))
         else:
             row.value = value
+
+
+def _merged_type(old: str | None, new: str | None) -> str:
+    """The type of a column that two tables typed: text where either said text ('43°0 0' is no
+    number), else the one known."""
+    if old and new and "t" in (old, new):
+        return "t"
+    return old or new or ""
 
 
 def _changes(c: Candidate, label, status, meta) -> dict:
