@@ -115,6 +115,7 @@ def test_hdf5_in_original_layout(labelled, tmp_path):
         feats = h["features"][:]
         label = list(h["label"].asstr()[:])
         assert h.attrs["extractor"] == "test" and h.attrs["feature_set"] == "test"
+        assert "done" not in h.attrs and "complete" not in h.attrs  # the feature file's progress
         assert feats.dtype == np.float32 and feats.shape == (29, 8)
     row = {oid: i for i, oid in enumerate(ids)}
     for i, oid in enumerate(oids):
@@ -194,10 +195,17 @@ def test_existing_file_is_replaced_only_with_overwrite(labelled, tmp_path, fmt, 
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 
-def test_export_of_no_objects_warns(project, tmp_path):
+def test_export_of_no_objects_warns(project, tmp_path, copy_shared):
+    from morphocluster.importers import import_sources
+
     rep = export(project, "csv", tmp_path / "e.csv")
     assert rep.n_objects == 0 and (tmp_path / "e.csv").read_text().startswith("object_id,label")
+    assert "warning: no objects were exported; the project holds no objects" in rep.summary()
+    import_sources(project, [copy_shared("ifcb-sample/training_data")], progress=False)
+    rep = export(project, "csv", tmp_path / "f.csv")
     assert "warning: no objects were exported; only labelled objects are, unless --labels all" in rep.summary()
+    rep = export(project, "morphocluster-tree", tmp_path / "t.zip")
+    assert "only objects in nodes are, unless --labels all" in rep.summary()
 
 
 def test_objects_of_validated_nodes_without_any_name_are_pointed_out(labelled, tmp_path):

@@ -47,8 +47,17 @@ def export(project, format: str, out, labels: str = "validated", with_images: bo
     except OSError as exc:
         raise ExportError(_os_message(out, exc)) from exc
     if report.n_objects == 0:
-        report.warnings.append("no objects were exported" + (
-            "; only labelled objects are, unless --labels all" if labels == "validated" else ""))
+        from sqlalchemy import func, select
+
+        from ..store import Object
+
+        with project.session() as s:
+            empty = not s.scalar(select(func.count()).select_from(Object))
+        hint = ("; the project holds no objects" if empty else
+                "; only objects in nodes are, unless --labels all" if format == "morphocluster-tree"
+                and labels == "validated" else
+                "; only labelled objects are, unless --labels all" if labels == "validated" else "")
+        report.warnings.append("no objects were exported" + hint)
     from ..labels import unnamed_approved
 
     with project.session() as s:

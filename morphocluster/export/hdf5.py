@@ -83,7 +83,8 @@ def export_hdf5(project, out, labels: str = "validated", with_images: bool = Fal
                     flush()
             flush()
             for k, v in src.attrs.items():
-                dst.attrs[k] = v
+                if k not in ("done", "complete"):  # the feature file's progress, not this file's
+                    dst.attrs[k] = v
             dst.attrs["feature_set"] = name
             dst.attrs["labels"] = labels
             dst.attrs["exported_by"] = "morphocluster"
