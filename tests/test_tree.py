@@ -175,7 +175,10 @@ def test_objects_already_in_a_node_keep_it(tmp_path):
     out = tmp_path / "t.zip"
     export(a, "morphocluster-tree", out)
     report = ImportReport()
-    import_tree(a, out, report)  # into the same project: every object is already placed
-    assert any("already in a node" in n for n in report.notes)
+    with a.session() as s:
+        n_nodes = s.scalar(select(func.count()).select_from(Node))
+    with pytest.raises(ImportFailed, match="in a node of this project already"):
+        import_tree(a, out, report)  # into the same project: every object is already placed
     with a.session() as s:
         assert s.scalar(select(func.count()).select_from(Membership)) == 5
+        assert s.scalar(select(func.count()).select_from(Node)) == n_nodes  # no empty copies

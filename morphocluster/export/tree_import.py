@@ -223,6 +223,11 @@ def _import(project, src: _Source, report) -> dict:
                         f"in this project and were left out: {', '.join(absent[:20])}"
                         + (f" ... (all {len(absent)} ids in {listing})" if len(absent) > 20 else ""))
         taken = _assigned_pks(s, list(pk_of.values()))
+        placed = {pk_of[a[1]] for a in assigned if a[1] in pk_of and a[0] not in container}
+        if placed and placed <= taken:
+            raise _failed(f"{src.path}: every object that the saved tree puts in a node is in a node "
+                          "of this project already (was this tree imported before?); importing it "
+                          "would only add empty copies of its nodes. Nothing was imported.")
         new_id = _insert_nodes(s, nodes, container, src.path.name)
         users: dict[str, int] = {}
         members: list[dict] = []
