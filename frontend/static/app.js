@@ -23,6 +23,7 @@
 
   function syncSelection(grid) {
     const sel = [...grid.querySelectorAll(".obj.sel")];
+    grid.querySelectorAll(".obj").forEach((f) => f.setAttribute("aria-pressed", f.classList.contains("sel") ? "true" : "false"));
     const form = formOf(grid);
     if (!form) return;
     const pks = form.querySelector("input[name=pks]");
@@ -198,8 +199,11 @@
   function showToast(text, isError) {
     const t = document.getElementById("toast");
     if (!t) return;
-    t.textContent = text;
-    t.className = "toast" + (isError ? " error" : "");
+    const span = document.createElement("span");
+    span.className = isError ? "error" : "info";
+    span.textContent = text;
+    t.replaceChildren(span); // the live region stays; its text changes
+    t.className = "toast";
     fadeLater(t);
   }
 
@@ -242,7 +246,66 @@
     if (t && t.textContent.trim()) fadeLater(t);
   });
 
+  // the objects of a grid are reached with the keyboard too: Tab to the grid, arrows between its
+  // objects, Space selects (as a click; on grow, as Ctrl-click), Enter clicks (on grow: the first
+  // wrong object); one tab stop per grid
+  function keyboardGrid(root) {
+    (root || document).querySelectorAll(".grid[data-select]").forEach((grid) => {
+      const figs = [...grid.querySelectorAll(".obj")];
+      if (!figs.length) return;
+      figs.forEach((f) => {
+        if (!f.hasAttribute("tabindex")) f.setAttribute("tabindex", "-1");
+        f.setAttribute("role", "button");
+        if (!f.hasAttribute("aria-pressed")) f.setAttribute("aria-pressed", "false");
+        const img = f.querySelector("img");
+        if (img && !f.hasAttribute("aria-label")) f.setAttribute("aria-label", img.alt);
+      });
+      if (!figs.some((f) => f.getAttribute("tabindex") === "0")) figs[0].setAttribute("tabindex", "0");
+    });
+  }
+  document.addEventListener("DOMContentLoaded", () => keyboardGrid());
+  // the sticky toolbar sits right under the header, however many lines the header wraps to
+  function headerHeight() {
+    const h = document.querySelector("header.top");
+    if (h) document.documentElement.style.setProperty("--header-h", h.offsetHeight + "px");
+  }
+  document.addEventListener("DOMContentLoaded", headerHeight);
+  window.addEventListener("resize", headerHeight);
+  document.addEventListener("htmx:afterSettle", () => keyboardGrid());
+
+  function moveFocus(fig, key) {
+    const figs = [...gridOf(fig).querySelectorAll(".obj")];
+    const i = figs.indexOf(fig);
+    const cols = Math.max(1, figs.filter((f) => f.offsetTop === figs[0].offsetTop).length);
+    const step = {ArrowLeft: -1, ArrowRight: 1, ArrowUp: -cols, ArrowDown: cols, Home: -i, End: figs.length - 1 - i}[key];
+    const next = figs[Math.max(0, Math.min(figs.length - 1, i + step))];
+    fig.setAttribute("tabindex", "-1");
+    next.setAttribute("tabindex", "0");
+    next.focus();
+  }
+
+  function gridKey(ev) {
+    const fig = ev.target.closest && ev.target.closest(".obj");
+    if (!fig || fig !== ev.target || !gridOf(fig) || ev.ctrlKey || ev.metaKey || ev.altKey) return false;
+    if (["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End"].includes(ev.key)) {
+      ev.preventDefault();
+      moveFocus(fig, ev.key);
+      return true;
+    }
+    if (ev.key === " " || ev.key === "Enter") {
+      ev.preventDefault();
+      touched = true;
+      const ctrl = ev.key === " " && gridOf(fig).dataset.select === "ctrl";
+      fig.dispatchEvent(new MouseEvent("click", {bubbles: true, cancelable: true, ctrlKey: ctrl, shiftKey: ev.shiftKey}));
+      return true;
+    }
+    return false;
+  }
+
   document.addEventListener("keydown", function (ev) {
+    // a dialog (the keys help) is open: its keys are its own, none decides the screen behind it
+    if (document.querySelector("dialog[open]")) return;
+    if (gridKey(ev)) return;
     if (ev.target.id === "relabel-input" && (ev.key === "Enter" || ev.key === "Escape")) {
       ev.preventDefault();
       finishRelabel(ev.target, ev.key === "Enter");

@@ -72,8 +72,9 @@ def toast(message: str, kind: str = "info") -> str:
     """Return an out-of-band status message fragment for htmx responses."""
     from markupsafe import escape
 
-    return (f'<div id="toast" hx-swap-oob="true" class="toast {escape(kind)}" role="status">'
-            f'{escape(message)}</div>')
+    # the inner part only: the live region itself stays, so screen readers announce the change
+    return (f'<div id="toast" hx-swap-oob="innerHTML"><span class="{escape(kind)}">'
+            f'{escape(message)}</span></div>')
 
 
 def redirect_to(url: str):
