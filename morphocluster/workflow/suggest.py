@@ -6,14 +6,13 @@ back for them) and confirms the rest ('validated'), or accepts every remaining s
 a confidence ('predicted'), seeing the precision estimated on held-out validated objects.
 Each decision is one event written through `Change`, so `undo.undo_last` reverses it.
 
-The model retrains in a background thread after decisions; screens use the latest predictions
-and never wait for training unless asked to (`wait=True`, as the simulator does).
+The model retrains in a background thread after decisions (`suggest_state`); screens use the
+latest predictions and never wait for training unless asked to (`wait=True`, as the simulator
+does).
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,25 +22,11 @@ from .. import suggest as sg
 from ..store import Membership, Meta, Node, Rejection
 from ..suggest.data import label_targets
 from ._core import Change, WorkflowError, check_claim, check_version, chunks, free_of_approved, get_node
-from .outcomes import checked_precision, clear_cache, field_precision, history
+from .outcomes import checked_precision, field_precision, history
+from .suggest_state import _STATES, EXTERNAL, State, _refresh, _slot, forget, status  # noqa: F401
 
 SCREEN = 50
-EXTERNAL = 2**62  # stamp of a model from another project
 FAR_KEY = "suggest_far_too"
-_STATES: dict = {}
-_LOCK = threading.Lock()
-
-
-@dataclass
-class State:
-    model: object
-    preds: object
-    stamp: int                      # last event id the model was trained after
-    done: np.ndarray                # predictions decided since (in this process)
-    trained_at: float = field(default_factory=time.time)
-    seconds: float = 0.0
-    targeted: int = -1              # a model from elsewhere: event id its targets were looked up at
-    far_too: bool = False           # suggest objects far from every label too (`set_far_too`)
 
 
 @dataclass
@@ -59,63 +44,6 @@ class Screen:
     #                                 (label, name, node id) where a node here carries it, else None
 
 
-@dataclass
-class _Slot:
-    state: State | None = None
-    thread: threading.Thread | None = None
-    error: str | None = None
-    requested: int = 0              # event id a retrain was asked for
-
-
-def _slot(project) -> _Slot:
-    with _LOCK:
-        return _STATES.setdefault(str(project.root.resolve()), _Slot())
-
-
-def _train_now(project, **params) -> State:
-    t = time.time()
-    model = sg.train(project, **params)
-    preds = sg.predict(project, model)
-    return State(model, preds, int(model.meta_["last_event"]), np.zeros(len(preds), bool),
-                 seconds=time.time() - t)
-
-
-def _load_saved(project) -> State | None:
-    try:
-        model = sg.load_model(project)
-    except sg.SuggestError:
-        return None
-    preds = sg.predict(project, model)
-    stamp = int(model.meta_.get("last_event", -1))
-    if model.meta_.get("project") != str(project.root.resolve()):
-        stamp = EXTERNAL  # trained elsewhere: retrain only when asked to
-    return State(model, preds, stamp, np.zeros(len(preds), bool))
-
-
-def _fresh(st: State | None, stamp: int) -> bool:
-    return st is not None and (st.stamp == stamp or st.stamp == EXTERNAL)
-
-
-def _stamp(project) -> int:
-    with project.session() as s:
-        return sg.last_event_id(s)
-
-
-def _run(project, slot: _Slot, params: dict, force: bool) -> None:
-    try:
-        if slot.state is None and not force:
-            slot.state = _load_saved(project)
-        while True:
-            want = slot.requested
-            if not force and _fresh(slot.state, _stamp(project)):
-                break
-            slot.state, slot.error, force = _train_now(project, **params), None, False
-            if slot.requested <= want:
-                break
-    except Exception as exc:  # shown on the screen; the previous predictions stay in use
-        slot.error = str(exc)
-
-
 def refresh(project, wait: bool = False, force: bool = False, **params) -> State | None:
     """Retrain and predict if decisions happened since the last training (or if `force`).
 
@@ -127,50 +55,6 @@ def refresh(project, wait: bool = False, force: bool = False, **params) -> State
     if st is not None and st.stamp == EXTERNAL:
         _retarget(project, st)
     return st
-
-
-def _refresh(project, wait: bool, force: bool, params: dict) -> State | None:
-    slot = _slot(project)
-    if wait:
-        if slot.thread is not None:
-            slot.thread.join()
-        if slot.state is None and not force:
-            slot.state = _load_saved(project)
-        if force or not _fresh(slot.state, _stamp(project)):
-            slot.state, slot.error = _train_now(project, **params), None
-        return slot.state
-    stamp = _stamp(project)
-    if not force and _fresh(slot.state, stamp):
-        return slot.state
-    with _LOCK:
-        slot.requested = max(slot.requested, stamp)
-        if slot.thread is None or not slot.thread.is_alive():
-            slot.thread = threading.Thread(target=_run, args=(project, slot, params, force),
-                                           daemon=True, name="morphocluster-suggest")
-            slot.thread.start()
-    return slot.state
-
-
-def forget(project) -> None:
-    """Drop this process's model and predictions of the project (after a reset)."""
-    slot = _slot(project)
-    if slot.thread is not None:
-        slot.thread.join()
-    with _LOCK:
-        _STATES.pop(str(project.root.resolve()), None)
-    clear_cache(project)
-
-
-def status(project) -> dict:
-    """Return what the screen shows about the model: training?, error, age, size."""
-    slot = _slot(project)
-    st = slot.state
-    return {"training": slot.thread is not None and slot.thread.is_alive(), "error": slot.error,
-            "ready": st is not None, "saved": st is None and sg.model_path(project).is_file(),
-            "external": st is not None and st.stamp == EXTERNAL,
-            "n_train": st.model.meta_.get("n_train") if st else 0,
-            "labels": len(st.model.classes_) if st else 0,
-            "seconds": round(st.seconds, 1) if st else None}
 
 
 def far_too(project) -> bool:
