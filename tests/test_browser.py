@@ -236,6 +236,17 @@ def test_enter_in_the_merge_box_merges_and_messages_do_not_come_back(server, pag
     log_in(pg, base, "ann")
     node_id, into = info["nodes"][CLASSES[1]], info["nodes"][CLASSES[2]]
     pg.goto(f"{base}/validate/{node_id}")
+    asked = []
+
+    def record(d):
+        asked.append(d.message)
+        d.dismiss()
+
+    pg.on("dialog", record)
+    pg.click("button:has-text('Merge')")  # no node typed: it says so instead of asking
+    pg.wait_for_selector("#toast:has-text('Type the name or id of the node to merge into first')")
+    assert asked == []
+    pg.remove_listener("dialog", record)
     pg.fill("input[name=into]", str(into))
     pg.once("dialog", lambda d: d.accept())  # merging asks first
     pg.press("input[name=into]", "Enter")

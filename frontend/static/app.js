@@ -188,6 +188,12 @@
 
   document.addEventListener("htmx:confirm", function (ev) {
     const elt = ev.detail.elt;
+    const need = elt.dataset && elt.dataset.needsField;  // e.g. merge: a node typed first, then the question
+    if (need && elt.form && !(elt.form.elements[need] && elt.form.elements[need].value.trim())) {
+      ev.preventDefault();
+      showToast(elt.dataset.needsText || "Fill in the field first.", true);
+      return;
+    }
     if (elt.hasAttribute && elt.hasAttribute("data-needs-selection") && !document.querySelector(".grid .obj.sel, .grid .obj[data-label]")) {
       ev.preventDefault();
       const ctrl = document.querySelector('.grid[data-select="ctrl"]');
