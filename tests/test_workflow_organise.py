@@ -44,10 +44,10 @@ def test_move_refuses_cycles_and_undo(wf):
     p = wf.project
     a = _approved(wf, 0, slice(0, 3), "a")
     b = _approved(wf, 1, slice(0, 3), "b", parent_id=a)
-    with pytest.raises(WorkflowError, match="descendant"):
+    with pytest.raises(WorkflowError, match="under itself or a node below it"):
         organise.move(p, wf.A, a, b)
     cand = wf.make_node(wf.by_class[CLASSES[2]][:3])
-    with pytest.raises(WorkflowError, match="expected approved"):  # not under a candidate
+    with pytest.raises(WorkflowError, match="is candidate \\(now\\), not validated"):  # not under a candidate
         organise.move(p, wf.A, b, cand)
     organise.move(p, wf.A, b, None)
     assert node_row(p, b).parent_id is None
@@ -183,8 +183,11 @@ def test_find_node_by_id_name_path_or_candidate_name(wf):
     assert organise.find_node(p, "Copepoda>egg") == egg_c
     assert organise.find_node(p, "egg<Fish") == egg_f  # as the name fields show it
     assert organise.find_node(p, "Maybe Sagitta") == cand  # a named candidate
-    with pytest.raises(WorkflowError, match="several labels"):
+    assert organise.find_node(p, "EGG<fish") == egg_f  # case aside here too
+    with pytest.raises(WorkflowError, match="several labels: type one of egg<Copepoda, egg<Fish"):
         organise.find_node(p, "egg")
+    three = _approved(wf, 2, slice(10, 13), "3")  # a name of digits: the name, '#3' the id
+    assert organise.find_node(p, "3") == three and organise.find_node(p, "#3") == 3
     with pytest.raises(WorkflowError, match="no node is called 'shrimp'"):
         organise.find_node(p, "shrimp")
     wf.make_node(wf.by_class[CLASSES[0]][4:8], name="maybe sagitta")

@@ -78,7 +78,7 @@ def test_approve_names_marks_seen_and_undo(wf):
     assert node.members_version > v0 and n_events(p) == ev0 + 1
     st = _statuses(p, nid)
     assert sum(v == "validated" for v in st.values()) == 5 and sum(v == "predicted" for v in st.values()) == 15
-    with pytest.raises(WorkflowError, match="is approved"):
+    with pytest.raises(WorkflowError, match="is validated \\(now\\), not candidate"):
         validate.approve(p, wf.A, nid)
     undo.undo_last(p, wf.A)
     node = node_row(p, nid)
@@ -194,7 +194,7 @@ def test_undo_of_a_split_is_refused_once_someone_approved_the_new_node(wf):
     new = validate.split(p, wf.B, nid)
     validate.approve(p, wf.A, new, name="epsilon")
     before, events = (member_set(p, nid), member_set(p, new)), n_events(p)
-    with pytest.raises(WorkflowError, match=f"cannot undo this split: node {new}, which it made, holds"):
+    with pytest.raises(WorkflowError, match=f"cannot undo this split: node {new}, which it made, has been worked on since"):
         undo.undo_last(p, wf.B)
     assert (member_set(p, nid), member_set(p, new)) == before and n_events(p) == events
     assert node_row(p, new).status == "approved"
@@ -219,6 +219,30 @@ def test_undo_of_an_approve_is_refused_once_someone_grew_the_node(wf):
     undo.undo_last(p, wf.A)
     assert node_row(p, nid).status == "candidate"
     check_counts(p)
+
+
+def test_undo_of_a_split_is_refused_once_someone_removed_from_the_new_node(wf):
+    p = wf.project
+    nid = wf.make_node(wf.by_class[CLASSES[0]][:20] + wf.by_class[CLASSES[2]][:12])
+    new = validate.split(p, wf.B, nid)
+    validate.remove(p, wf.A, new, sorted(member_set(p, new))[:1])
+    with pytest.raises(WorkflowError, match=f"node {new}, which it made, has been worked on since"):
+        undo.undo_last(p, wf.B)
+    assert node_row(p, new) is not None
+    check_counts(p)
+
+
+def test_merge_into_a_node_that_only_groups_others_is_refused(wf):
+    from morphocluster.workflow import organise
+
+    p = wf.project
+    a = wf.make_node(wf.by_class[CLASSES[0]][:5], status="approved", name="a", member_status="validated")
+    top = organise.umbrella(p, wf.A, [a], "group")
+    other = wf.make_node(wf.by_class[CLASSES[1]][:5], status="approved", name="b", member_status="validated")
+    with pytest.raises(WorkflowError, match="groups other nodes and holds no objects of its own"):
+        validate.merge(p, wf.A, other, top)
+    validate.merge(p, wf.A, other, a)  # into one of its classes: fine
+    assert len(member_set(p, a)) == 10
 
 
 def test_dissolve_split_and_merge_from_a_screen_shown_before_an_approve_are_refused(wf):

@@ -48,7 +48,9 @@ def get_node(s, node_id: int, statuses=None) -> Node:
     if statuses is not None and node.status not in statuses:
         if node.status == "dissolved":
             raise WorkflowError(f"node {node_id} was dissolved: its objects went back to the pool")
-        raise WorkflowError(f"node {node_id} is {node.status}, expected {' or '.join(statuses)}")
+        wanted = " or ".join("validated" if st == "approved" else st for st in statuses)
+        have = "validated" if node.status == "approved" else node.status
+        raise WorkflowError(f"node {node_id} is {have} (now), not {wanted}: reload the page")
     return node
 
 
@@ -65,8 +67,8 @@ def check_claim(node: Node, user_id) -> None:
 def check_version(node: Node, members_version) -> None:
     """Raise WorkflowError if the screen showed another version of the node's members."""
     if members_version is not None and int(members_version) != node.members_version:
-        raise WorkflowError(f"node {node.id} changed since it was shown (version "
-                            f"{members_version} shown, {node.members_version} now); reload it")
+        raise WorkflowError(f"node {node.id} changed since it was shown (someone decided on it "
+                            "meanwhile); reload it")
 
 
 def claim(s, node: Node, user_id, minutes: float) -> bool:

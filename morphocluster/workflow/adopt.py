@@ -58,14 +58,16 @@ def label_for_name(s, name: str, targets=None) -> tuple[dict, str]:
         raise WorkflowError(f"{name!r} is not a label name")
     if name in have:
         return have, name
-    for lab, shown in display.items():
-        if shown == name and lab in have:
-            return have, lab
+    for same in (str, str.casefold):  # as the name fields show it ('egg<Fish', 'egg<fish')
+        for lab, shown in display.items():
+            if same(shown) == same(name) and lab in have:
+                return have, lab
     for same in (str, str.casefold):  # exactly, else ignoring case ('Copepoda' is 'copepoda')
         hits = sorted(lab for lab in have if same(lab) == same(name)
                       or same(lab.rsplit(">", 1)[-1]) == same(name))
         if len(hits) > 1:
-            raise WorkflowError(f"{name!r} names several labels ({', '.join(hits[:4])}): type the path")
+            shown = [display.get(lab, lab) for lab in hits[:4]]
+            raise WorkflowError(f"{name!r} names several labels: type one of {', '.join(shown)}")
         if hits:
             return have, hits[0]
     return have, name

@@ -65,15 +65,20 @@ def known_names(project, prefix: str = "", limit: int = 50, imported: bool = Tru
 
 
 def find_node(project, text: str) -> int:
-    """Return the id of the live node that `text` means: its id ('12' or '#12'), or a name as
+    """Return the id of the live node that `text` means: its id ('#12', or '12' where no node is
+    called so), or a name as
     the name fields offer it (a label, its path or `name<parent`, case aside; a label that
     several nodes share means its largest node), or a candidate's name when only one has it."""
     text = (text or "").strip()
     if not text:
         raise WorkflowError("type a node's name or id")
-    if text.lstrip("#").isdigit():
-        return int(text.lstrip("#"))
+    if text.startswith("#") and text[1:].isdigit():
+        return int(text[1:])
     with project.session() as s:
+        if text.isdigit():  # a node may be called '3': its name wins, '#3' is always the id
+            named = s.scalars(select(Node.id).where(Node.name == text, Node.status.in_(LIVE))
+                              .order_by(Node.id)).first()
+            return named if named is not None else int(text)
         have, lab = label_for_name(s, text)
         if lab in have:
             return have[lab]
@@ -105,7 +110,7 @@ def move(project, user_id, node_id, new_parent_id) -> None:
         if new_parent_id is not None:
             get_node(s, new_parent_id, ("approved",))
             if node.id in _ancestors(s, int(new_parent_id)):
-                raise WorkflowError(f"cannot move node {node.id} under its own descendant {new_parent_id}")
+                raise WorkflowError(f"cannot move node {node.id} under itself or a node below it")
         ch = Change(s, user_id)
         ch.set_node(node, parent_id=None if new_parent_id is None else int(new_parent_id))
         ch.finish("move", {"node": node.id, "parent": new_parent_id}, bump=False)

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from sqlalchemy import delete, func, select
 
-from ..store import Event, Membership, Node, NodeCache, Rejection
+from ..store import Event, Membership, Node, NodeCache, Rejection, utcnow
 from ._core import Change, WorkflowError, chunks, restore_node_fields
 
 NOT_UNDOABLE = ("undo",)
@@ -34,11 +34,22 @@ def undo_last(project, user_id) -> dict:
         # back to the previous membership, unless someone changed the object again since
         cur = ch.current([m[0] for m in rev["moves"]])
         groups, skipped, fields = defaultdict(list), 0, 0
+        made = set(rev["created"])
         for pk, prev_node, prev_status, new_node, new_status in rev["moves"]:
             if cur.get(pk, (None, None)) != (new_node, new_status):
+                if new_node in made:  # someone worked on a node this decision made
+                    raise WorkflowError(
+                        f"cannot undo this {ev.action}: node {new_node}, which it made, has been "
+                        "worked on since (by someone else); decide on that node instead")
                 skipped += 1
                 continue
             groups[(prev_node, prev_status)].append(pk)
+        for nid in made:
+            node = s.get(Node, nid)
+            if node is not None and node.claimed_by not in (None, user_id) and \
+                    node.claimed_until is not None and node.claimed_until > utcnow():
+                raise WorkflowError(f"cannot undo this {ev.action}: someone is working on node "
+                                    f"{nid}, which it made; decide on that node instead")
         for (nid, st), pks in groups.items():
             if nid is not None and s.get(Node, nid) is None:
                 nid, st = None, None

@@ -218,6 +218,11 @@ def merge(project, user_id, node_id, into_id, members_version=None) -> int:
         check_claim(node, user_id)
         check_claim(into, user_id)
         check_version(node, members_version)
+        if not into.n_members and s.scalar(select(Node.id).where(Node.parent_id == into.id,
+                                                                Node.status != "dissolved").limit(1)):
+            raise WorkflowError(f"node {into.id} ({into.name or 'unnamed'}) groups other nodes and holds "
+                                "no objects of its own: merge into one of its classes, or move this "
+                                "node under it")
         ch = Change(s, user_id)
         cur = ch.current(member_pks(s, node.id))
         # into an approved node, members nobody validated become 'predicted'
