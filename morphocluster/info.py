@@ -67,13 +67,22 @@ def summarize(project: Project) -> dict:
 
 
 def _index_state(project, n_objects: int) -> dict | None:
+    """The active feature set's rows and its index: whether either is behind the objects."""
+    import h5py
+
     name = project.config.get("active_features")
-    path = project.index_dir / f"{name}.json"
-    if not name or not path.is_file():
+    if not name:
         return None
-    meta = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        with h5py.File(project.features_dir / f"{name}.h5", "r") as h:
+            rows = len(h["object_id"])
+    except (OSError, KeyError):
+        rows = None
+    path = project.index_dir / f"{name}.json"
+    meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     return {"kind": meta.get("kind"), "n": meta.get("n"), "pca": meta.get("pca"),
-            "behind": meta.get("n") != n_objects}
+            "without_features": max(0, n_objects - rows) if rows is not None else None,
+            "behind": bool(meta) and rows is not None and meta.get("n") != rows}
 
 
 def _half_done(project) -> list[dict]:
@@ -115,12 +124,18 @@ def format_summary(summary: dict) -> str:
     lines.append("Nodes: " + (", ".join(f"{k} {v}" for k, v in nodes.items()) if nodes else "none"))
     lines.append(f"Objects in approved nodes: {summary['objects_in_approved_nodes']}")
     ix = summary.get("index")
-    if ix:
+    if ix and ix.get("without_features"):
+        lines.append(f"Objects without features: {ix['without_features']} (imported since): run "
+                     "`morphocluster features` (only they are computed), then `morphocluster index`")
+    if ix and ix.get("kind"):
         lines.append(f"Index: {ix['kind']} over {ix['n']} objects" + (f", PCA {ix['pca']}" if ix["pca"] else "")
-                     + ("; behind the objects: run `morphocluster index` again" if ix["behind"] else ""))
+                     + ("; behind the features: run `morphocluster index` again" if ix["behind"] else ""))
     elif summary.get("active_features"):
         lines.append("Index: none yet (searches run exactly): run `morphocluster index`")
     for f in summary.get("half_done_features", []):
+        if f.get("error") == "in use by another process":
+            lines.append(f"Feature set being computed: {f['name']} (in use by another process: wait for that run)")
+            continue
         state = f.get("error") or f"{f['done']} of {f['total']} objects done"
         lines.append(f"Half-done feature set: {f['name']} ({state}); `morphocluster features` resumes it")
     for j in summary.get("active_jobs", []):

@@ -272,6 +272,7 @@ def test_cli_train_predict_accept_and_model_file(wf, tmp_path):
     assert not ws.far_too(p)
     res = r.invoke(main, ["suggest", str(p.root), "--far-too"])
     assert res.exit_code == 0 and "far from every label: suggested too" in res.output and ws.far_too(p)
+    assert "of them far from every label (suggested too: --far-too)" in res.output  # the summary too
     r.invoke(main, ["suggest", str(p.root), "--no-far-too"])
     assert not ws.far_too(p)
 

@@ -87,7 +87,7 @@ def suggest(project_path, do_train, do_predict, accept_above, label, model_file,
                 project, include_predicted=not validated_only)
         if do_predict or out or not (do_train or accept_above is not None):
             preds = sg.predict(project, model)
-            _summary(preds)
+            _summary(preds, wf.far_too(project))
             if out:
                 _write_csv(project, preds, Path(out))
                 click.echo(f"wrote {out}")
@@ -99,10 +99,12 @@ def suggest(project_path, do_train, do_predict, accept_above, label, model_file,
         project.close()
 
 
-def _summary(preds) -> None:
-    known = ~preds.unknown
+def _summary(preds, far_too: bool = False) -> None:
+    known = ~preds.unknown | (far_too & ~preds.dead)  # with the switch on, far ones are suggested too
+    far = int((preds.unknown & ~preds.dead).sum())
     click.echo(f"{len(preds)} unlabelled objects: {int(known.sum())} suggested, "
-               f"{int(preds.unknown.sum())} unknown (far from every label; cluster them)")
+               + (f"{far} of them far from every label (suggested too: --far-too)" if far_too else
+                  f"{int(preds.unknown.sum())} unknown (far from every label; cluster them)"))
     by = Counter(preds.label[known])
     hi = Counter(preds.label[known & (preds.confidence >= 0.9)])
     click.echo(f"{'label':40s} {'suggested':>10s} {'conf>=0.9':>10s}")
