@@ -269,7 +269,20 @@
       if (!figs.some((f) => f.getAttribute("tabindex") === "0")) figs[0].setAttribute("tabindex", "0");
     });
   }
-  document.addEventListener("DOMContentLoaded", () => keyboardGrid());
+  // working from the keyboard: after a decision the new screen's objects get the focus back
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Tab" || ev.key.startsWith("Arrow") || ev.key === " ") sessionStorage.setItem("mc-kbd", "1");
+  }, true);
+  document.addEventListener("pointerdown", () => sessionStorage.removeItem("mc-kbd"), true);
+  function refocus() {
+    const a = document.activeElement;
+    if (!sessionStorage.getItem("mc-kbd") || (a && a !== document.body) || document.querySelector("dialog[open]")) return;
+    keyboardGrid();
+    const fig = document.querySelector('.grid[data-select] .obj[tabindex="0"]');
+    if (fig) fig.focus({preventScroll: true});
+  }
+  document.addEventListener("DOMContentLoaded", () => { keyboardGrid(); refocus(); });
+  document.addEventListener("htmx:afterSettle", refocus);
   // the sticky toolbar sits right under the header, however many lines the header wraps to
   function headerHeight() {
     const h = document.querySelector("header.top");
@@ -341,7 +354,8 @@
     if (tag === "input" || tag === "textarea" || tag === "select" || ev.target.isContentEditable) return;
     if (ev.key === "+" || ev.key === "=" || ev.key === "-") { zoom(ev.key === "-" ? -16 : 16); return; }
     if (ev.key === "l") {
-      const fig = [...document.querySelectorAll(".grid .obj:hover")].find((f) => f.querySelector("button.relabel"));
+      const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest(".grid .obj");
+      const fig = [focused, ...document.querySelectorAll(".grid .obj:hover")].find((f) => f && f.querySelector("button.relabel"));
       if (fig) { ev.preventDefault(); startRelabel(fig); }
       return;
     }
