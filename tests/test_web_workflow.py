@@ -7,7 +7,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from morphocluster.store import Event, Membership, Node, Object, Rejection
+from morphocluster.store import Event, Membership, Node, Rejection
 from test_web_fixtures import (CLASSES, IN_NODE, app, client_as, web_project,  # noqa: F401
                                web_template)
 
@@ -252,24 +252,6 @@ def test_object_page_neighbours_and_more_like_this(client_as, web_project):
     resp = c.post(f"/tree/from-object/{pk}", headers=hx(token))
     assert resp.status_code == 204 and resp.headers["HX-Redirect"].startswith("/grow/")
     assert c.get("/object/999999").status_code == 404
-
-
-def test_find_an_object_by_its_id(client_as, web_project):
-    p, info = web_project
-    c, _ = client_as("ann")
-    pk = info["by_class"]["copepod_calanoid"][3]
-    with p.session() as s:
-        oid = s.get(Object, pk).object_id
-    assert 'action="/object/find"' in c.get("/").get_data(as_text=True)  # in the header of every page
-    for typed in (oid, f" {oid} ", f"#{pk}", oid.upper() if oid.upper() != oid else oid):
-        resp = c.get("/object/find", query_string={"q": typed})
-        assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/object/{pk}"), typed
-    part = c.get("/object/find", query_string={"q": "COPEPOD_CAL"}).get_data(as_text=True)
-    n = len(info["by_class"]["copepod_calanoid"])
-    assert f"{min(n, 48)} objects" in part and part.count("/thumb/") == min(n, 48)
-    for nothing in ("no such thing", "%", "c_p"):  # % and _ are no wildcards
-        html = c.get("/object/find", query_string={"q": nothing}).get_data(as_text=True)
-        assert "No object id contains" in html and "/thumb/" not in html, nothing
 
 
 def test_undo_through_the_ui(client_as, web_project):

@@ -95,18 +95,35 @@ def node_info(node_id: int) -> dict:
             raise WorkflowError(f"node {node_id} not found")
         other = (n.claimed_by is not None and n.claimed_by != g.user["id"]
                  and n.claimed_until is not None and n.claimed_until > utcnow())
-        return {"id": n.id, "name": n.name, "status": n.status, "n_members": n.n_members,
+        parent = s.get(Node, n.parent_id) if n.parent_id is not None else None
+        return {"id": n.id, "name": n.name, "display": _display(s, n), "status": n.status,
+                "parent_name": _display(s, parent) if parent is not None else None,
+                "n_members": n.n_members,
                 "members_version": n.members_version, "parent_id": n.parent_id,
                 "claimed_by_other": s.get(User, n.claimed_by).username if other else None}
 
 
+def _display(s, n) -> str | None:
+    """A node's name as the labels show it: 'egg<Fish' where another validated node is 'egg'."""
+    from sqlalchemy import func, select
+
+    from ..labels import node_labels
+    from ..store import Node
+
+    if not n.name or n.status != "approved" or s.scalar(select(func.count()).select_from(Node).where(
+            Node.name == n.name, Node.status == "approved")) < 2:
+        return n.name
+    shown = node_labels(s).get(n.id)
+    return shown.display if shown else n.name
+
+
 def node_title(node_id: int) -> str:
-    """'copepod (#12)', or 'node 12' when it has no name."""
+    """'copepod (#12)', 'egg<Fish (#13)' where the name repeats, or 'node 12' without a name."""
     from ..store import Node
 
     with project().session() as s:
         node = s.get(Node, node_id)
-        name = node.name if node is not None else None
+        name = _display(s, node) if node is not None else None
     return f"{name} (#{node_id})" if name else f"node {node_id}"
 
 
