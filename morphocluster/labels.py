@@ -217,6 +217,17 @@ def find_objects(project, text: str, limit: int = 48) -> list[tuple[int, str]]:
         if hit:
             return [tuple(r) for r in hit]
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        return [tuple(r) for r in s.execute(
+        rows = [tuple(r) for r in s.execute(
             select(Object.id, Object.object_id).where(Object.object_id.ilike(like, escape="\\"))
             .order_by(Object.id).limit(limit)).all()]
+        if rows or text.isascii():
+            return rows
+        # SQLite ignores the case of ASCII letters only ('CAFÉ' against 'café'): look in Python
+        needle = text.casefold()
+        for r in s.execute(select(Object.id, Object.object_id).order_by(Object.id)
+                           .execution_options(yield_per=10000)):
+            if needle in r.object_id.casefold():
+                rows.append(tuple(r))
+                if len(rows) >= limit:
+                    break
+        return rows

@@ -41,3 +41,18 @@ def test_a_name_used_twice_is_shown_with_its_parent(client_as, web_project):
     assert '<span id="node-name">egg&lt;Copepoda</span>' in page and 'value="Copepoda"' in page
     assert "Grow <span" in c.get(f"/grow/{b}").get_data(as_text=True)
     assert "egg&lt;Fish</span>" in c.get(f"/grow/{b}").get_data(as_text=True)
+
+
+def test_find_ignores_the_case_of_accented_letters_too(client_as, web_project):
+    p, info = web_project
+    c, _ = client_as("ann")
+    with p.transaction() as s:
+        some = s.get(Object, info["by_class"]["copepod_calanoid"][0])
+        new = Object(object_id="Café_ü/42", path=some.path, width=some.width, height=some.height)
+        s.add(new)
+        s.flush()
+        pk = new.id
+    resp = c.get("/object/find", query_string={"q": "CAFÉ_Ü"})  # SQLite's LIKE folds ASCII only
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/object/{pk}")
+    html = c.get("/object/find", query_string={"q": "#999999"}).get_data(as_text=True)
+    assert "No object has the internal id 999999" in html
