@@ -272,6 +272,8 @@ def test_merge_moves_members_and_children_and_undo(wf):
     validate.merge(p, wf.A, y, x)
     assert member_set(p, x) == set(wf.by_class[CLASSES[0]][:20])
     assert node_row(p, y).status == "dissolved" and node_row(p, child).parent_id == x
+    with pytest.raises(WorkflowError, match=f"node {y} was merged into node {x}"):
+        validate.approve(p, wf.A, y)  # a stale screen of it says where its objects went
     st = _statuses(p, x)
     assert {st[pk] for pk in wf.by_class[CLASSES[0]][:10]} == {"validated"}
     assert {st[pk] for pk in wf.by_class[CLASSES[0]][10:20]} == {"predicted"}
@@ -279,6 +281,7 @@ def test_merge_moves_members_and_children_and_undo(wf):
     undo.undo_last(p, wf.A)
     assert member_set(p, y) == set(wf.by_class[CLASSES[0]][10:20])
     assert node_row(p, y).status == "candidate" and node_row(p, child).parent_id == y
+    assert "merged_into" not in (node_row(p, y).params or {})  # the undo takes the note back
     check_counts(p)
 
 

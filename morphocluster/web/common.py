@@ -98,6 +98,7 @@ def node_info(node_id: int) -> dict:
         parent = s.get(Node, n.parent_id) if n.parent_id is not None else None
         return {"id": n.id, "name": n.name, "display": _display(s, n), "status": n.status,
                 "parent_name": _display(s, parent) if parent is not None else None,
+                "merged_into": (n.params or {}).get("merged_into") if n.status == "dissolved" else None,
                 "n_members": n.n_members,
                 "members_version": n.members_version, "parent_id": n.parent_id,
                 "claimed_by_other": s.get(User, n.claimed_by).username if other else None}

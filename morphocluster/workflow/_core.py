@@ -47,7 +47,9 @@ def get_node(s, node_id: int, statuses=None) -> Node:
         raise WorkflowError(f"node {node_id} not found")
     if statuses is not None and node.status not in statuses:
         if node.status == "dissolved":
-            raise WorkflowError(f"node {node_id} was dissolved: its objects went back to the pool")
+            into = (node.params or {}).get("merged_into")
+            raise WorkflowError(f"node {node_id} was merged into node {into}" if into else
+                                f"node {node_id} was dissolved: its objects went back to the pool")
         wanted = " or ".join("validated" if st == "approved" else st for st in statuses)
         have = "validated" if node.status == "approved" else node.status
         raise WorkflowError(f"node {node_id} is {have} (now), not {wanted}: reload the page")

@@ -235,7 +235,7 @@ def merge(project, user_id, node_id, into_id, members_version=None) -> int:
             ch.assign(pks, into.id, st)
         for child in s.scalars(select(Node).where(Node.parent_id == node.id)):
             ch.set_node(child, parent_id=node.parent_id if child.id == into.id else into.id)
-        ch.set_node(node, status="dissolved")
+        ch.set_node(node, status="dissolved", params={**(node.params or {}), "merged_into": into.id})
         node.claimed_by, node.claimed_until = None, None
         ch.finish("merge", {"node": node.id, "into": into.id, "n": len(cur)})
         return len(cur)
