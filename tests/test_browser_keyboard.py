@@ -80,3 +80,18 @@ def test_select_with_the_keyboard_then_remove_and_grow(server, page):
     pg.keyboard.press("Enter")
     pg.wait_for_selector("#toast:has-text('Accepted 3')")
     assert _members(p, node_id) == before | set(ranked[:3])
+
+
+def test_a_refusal_stays_until_read_and_a_click_dismisses_it(server, page):
+    base, p, info = server
+    pg = page
+    log_in(pg, base, "ann")
+    pg.goto(f"{base}/validate/{info['nodes'][CLASSES[1]]}")
+    pg.wait_for_selector("#grid .obj")
+    pg.mouse.move(5, 5)
+    pg.keyboard.press("r")  # nothing selected: refused
+    pg.wait_for_selector("#toast:has-text('Select objects first')")
+    pg.wait_for_timeout(5500)  # an information fades after about 4.7 s; a refusal stays
+    assert "Select objects first" in pg.inner_text("#toast")
+    pg.click("#toast")
+    assert pg.inner_text("#toast").strip() == ""

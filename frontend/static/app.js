@@ -215,12 +215,19 @@
 
   function fadeLater(t) {
     clearTimeout(t._timer);
+    // a refusal or an error stays until the next message or a click on it: it may need reading twice
+    if (t.querySelector(".error") || t.classList.contains("error")) return;
     t._timer = setTimeout(() => {
       t.classList.add("fade");
       // empty it once faded, so that a later swap does not bring the old message back
       t._timer = setTimeout(() => { t.textContent = ""; t.classList.remove("fade"); }, 700);
     }, 4000);
   }
+
+  document.addEventListener("click", function (ev) {
+    const t = ev.target.closest && ev.target.closest("#toast");
+    if (t) { clearTimeout(t._timer); t.textContent = ""; }
+  });
 
   document.addEventListener("htmx:responseError", function (ev) {
     const div = document.createElement("div");
@@ -252,79 +259,10 @@
     if (t && t.textContent.trim()) fadeLater(t);
   });
 
-  // the objects of a grid are reached with the keyboard too: Tab to the grid, arrows between its
-  // objects, Space selects (as a click; on grow, as Ctrl-click), Enter clicks (on grow: the first
-  // wrong object); one tab stop per grid
-  function keyboardGrid(root) {
-    (root || document).querySelectorAll(".grid[data-select]").forEach((grid) => {
-      const figs = [...grid.querySelectorAll(".obj")];
-      if (!figs.length) return;
-      figs.forEach((f) => {
-        if (!f.hasAttribute("tabindex")) f.setAttribute("tabindex", "-1");
-        f.setAttribute("role", "button");
-        if (!f.hasAttribute("aria-pressed")) f.setAttribute("aria-pressed", "false");
-        const img = f.querySelector("img");
-        if (img && !f.hasAttribute("aria-label")) f.setAttribute("aria-label", img.alt);
-      });
-      if (!figs.some((f) => f.getAttribute("tabindex") === "0")) figs[0].setAttribute("tabindex", "0");
-    });
-  }
-  // working from the keyboard: after a decision the new screen's objects get the focus back
-  document.addEventListener("keydown", (ev) => {
-    if (ev.key === "Tab" || ev.key.startsWith("Arrow") || ev.key === " ") sessionStorage.setItem("mc-kbd", "1");
-  }, true);
-  document.addEventListener("pointerdown", () => sessionStorage.removeItem("mc-kbd"), true);
-  function refocus() {
-    const a = document.activeElement;
-    if (!sessionStorage.getItem("mc-kbd") || (a && a !== document.body) || document.querySelector("dialog[open]")) return;
-    keyboardGrid();
-    const fig = document.querySelector('.grid[data-select] .obj[tabindex="0"]');
-    if (fig) fig.focus({preventScroll: true});
-  }
-  document.addEventListener("DOMContentLoaded", () => { keyboardGrid(); refocus(); });
-  document.addEventListener("htmx:afterSettle", refocus);
-  // the sticky toolbar sits right under the header, however many lines the header wraps to
-  function headerHeight() {
-    const h = document.querySelector("header.top");
-    if (h) document.documentElement.style.setProperty("--header-h", h.offsetHeight + "px");
-  }
-  document.addEventListener("DOMContentLoaded", headerHeight);
-  window.addEventListener("resize", headerHeight);
-  document.addEventListener("htmx:afterSettle", () => keyboardGrid());
-
-  function moveFocus(fig, key) {
-    const figs = [...gridOf(fig).querySelectorAll(".obj")];
-    const i = figs.indexOf(fig);
-    const cols = Math.max(1, figs.filter((f) => f.offsetTop === figs[0].offsetTop).length);
-    const step = {ArrowLeft: -1, ArrowRight: 1, ArrowUp: -cols, ArrowDown: cols, Home: -i, End: figs.length - 1 - i}[key];
-    const next = figs[Math.max(0, Math.min(figs.length - 1, i + step))];
-    fig.setAttribute("tabindex", "-1");
-    next.setAttribute("tabindex", "0");
-    next.focus();
-  }
-
-  function gridKey(ev) {
-    const fig = ev.target.closest && ev.target.closest(".obj");
-    if (!fig || fig !== ev.target || !gridOf(fig) || ev.ctrlKey || ev.metaKey || ev.altKey) return false;
-    if (["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End"].includes(ev.key)) {
-      ev.preventDefault();
-      moveFocus(fig, ev.key);
-      return true;
-    }
-    if (ev.key === " " || ev.key === "Enter") {
-      ev.preventDefault();
-      touched = true;
-      const ctrl = ev.key === " " && gridOf(fig).dataset.select === "ctrl";
-      fig.dispatchEvent(new MouseEvent("click", {bubbles: true, cancelable: true, ctrlKey: ctrl, shiftKey: ev.shiftKey}));
-      return true;
-    }
-    return false;
-  }
-
+  document.addEventListener("mc:touched", () => { touched = true; }); // a key of keys.js decided
   document.addEventListener("keydown", function (ev) {
     // a dialog (the keys help) is open: its keys are its own, none decides the screen behind it
     if (document.querySelector("dialog[open]")) return;
-    if (gridKey(ev)) return;
     if (ev.target.id === "relabel-input" && (ev.key === "Enter" || ev.key === "Escape")) {
       ev.preventDefault();
       finishRelabel(ev.target, ev.key === "Enter");
