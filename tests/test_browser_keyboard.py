@@ -89,6 +89,7 @@ def test_a_refusal_stays_until_read_and_a_click_dismisses_it(server, page):
     pg.goto(f"{base}/validate/{info['nodes'][CLASSES[1]]}")
     pg.wait_for_selector("#grid .obj")
     pg.mouse.move(5, 5)
+    pg.wait_for_timeout(600)  # not a key pressed as the screen appeared
     pg.keyboard.press("r")  # nothing selected: refused
     pg.wait_for_selector("#toast:has-text('Select objects first')")
     pg.wait_for_timeout(5500)  # an information fades after about 4.7 s; a refusal stays
