@@ -50,6 +50,7 @@ def test_screen_reject_confirm_then_undo(labelled):
     html = c.get(f"/suggest/{nid}").get_data(as_text=True)
     shown = pks_in(html)
     assert 0 < len(shown) <= 50 and "estimated precision" in html
+    assert len(re.findall(r'<span class="conf" aria-hidden="true">\d+</span>', html)) == len(shown)
     before = members(p, nid)
     bad = shown[:1]
     resp = c.post(f"/suggest/{nid}/decide", headers=hx(token),
