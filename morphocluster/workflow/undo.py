@@ -17,8 +17,9 @@ def undo_last(project, user_id) -> dict:
 
     Objects that someone changed again since are left as they are now (counted as `skipped`;
     node fields changed since, as `skipped_fields`). A decision that made a node which someone
-    has put objects or nodes into since is not undone (WorkflowError): that would leave them in
-    a node that is gone; nor an approve of a node grown since (it would unlabel its growth).
+    has since worked on, put objects or nodes into, or holds a claim on is not undone
+    (WorkflowError): that would take their work away with the node; nor an approve of a node
+    grown since (it would unlabel its growth).
     """
     with project.transaction() as s:
         ev = s.scalars(select(Event).where(Event.user_id == user_id, Event.undone_by.is_(None),
