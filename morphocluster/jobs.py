@@ -59,7 +59,7 @@ def start_job(project, kind: str, params: dict | None = None, user_id: int | Non
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; one of {', '.join(KINDS)}")
     params = dict(params or {})
-    fail_interrupted(project)  # a job whose process is gone does not block the next one
+    fail_interrupted(project, known_only=True)  # a job whose process is gone does not block the next
     with _START_LOCK, project.transaction() as s:
         busy = s.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().first()
         if busy is not None:
@@ -161,23 +161,25 @@ def _this_process() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid())}
 
 
-def _alive(owner: dict | None) -> bool:
-    """Whether the process that runs a job is still there (only known on this machine)."""
+def _alive(owner: dict | None, unknown: bool = False) -> bool:
+    """Whether the process that runs a job is still there; `unknown` where that cannot be told
+    (a job of another machine, or one that recorded no process)."""
     if not owner or owner.get("host") != socket.gethostname():
-        return False
+        return unknown
     started = _started(int(owner.get("pid", -1)))
     return started is not None and started == owner.get("started")
 
 
-def fail_interrupted(project) -> int:
+def fail_interrupted(project, known_only: bool = False) -> int:
     """Mark jobs whose process is gone (a stopped server or script) as failed; return how many.
 
-    A server calls it when it starts, and `start_job` before it checks for a running job. A job
-    that another process on this machine still runs is left alone.
-    """
+    A server calls it when it starts: a job that another process on this machine still runs is
+    left alone, one of another machine is taken for gone, as before. `start_job` calls it with
+    `known_only`: only jobs of this machine whose process is gone."""
     with project.transaction() as s:
         jobs = s.scalars(select(Job).where(Job.state.in_(ACTIVE_STATES))).all()
-        gone = [j.id for j in jobs if not _alive(getattr(s.get(Meta, _owner_key(j.id)), "value", None))]
+        gone = [j.id for j in jobs if not _alive(getattr(s.get(Meta, _owner_key(j.id)), "value", None),
+                                                 unknown=known_only)]
         if gone:
             s.execute(update(Job).where(Job.id.in_(gone)).values(
                 state="failed", active=False, finished_at=utcnow(),
