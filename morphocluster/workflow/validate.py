@@ -40,6 +40,10 @@ def next_node(project, user_id, claim_minutes: float = 30, round: int | None = N
 def take(project, user_id, node_id, claim_minutes: float = 30) -> bool:
     """Claim a candidate node that a user opens (from the queue, a link), unless someone else
     holds it; return whether the user holds it now. Claims are not decisions: no event."""
+    with project.session() as s:  # a read first: most views need no write (and no write lock)
+        node = get_node(s, node_id)
+        if node.status != "candidate":
+            return False
     with project.transaction() as s:
         node = get_node(s, node_id)
         return node.status == "candidate" and claim(s, node, user_id, claim_minutes)
