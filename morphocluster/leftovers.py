@@ -40,3 +40,24 @@ def remove_leftovers(folder: Path, pattern: str) -> list[Path]:
             p.unlink(missing_ok=True)
         removed.append(p)
     return removed
+
+
+def remove_orphan_image_folders(project) -> list[Path]:
+    """Delete image folders that a killed import moved in but never committed: named with the
+    id of a process that is gone, and named by no import run (each committed run records its
+    folder). Folders of earlier versions, without a process id, are left alone."""
+    from sqlalchemy import select
+
+    from .store import ImportRun
+
+    folders = [p for p in project.images_dir.iterdir() if p.is_dir()] if project.images_dir.is_dir() else []
+    gone = [p for p in folders if (m := re.fullmatch(r"\d{8}-\d{6}-(\d+)-[0-9a-f]{6}", p.name))
+            and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1)))]
+    if not gone:
+        return []
+    with project.session() as s:
+        recorded = {(r or {}).get("images_folder") for r in s.scalars(select(ImportRun.report))}
+    removed = [p for p in gone if p.name not in recorded]
+    for p in removed:
+        shutil.rmtree(p, ignore_errors=True)
+    return removed

@@ -37,3 +37,28 @@ def test_an_export_removes_the_temporary_files_of_killed_exports(labelled, tmp_p
     (out / f".other.zip.tmp{dead}").write_bytes(b"another output's: left alone")
     export(labelled, "ecotaxa", out / "e.zip")
     assert sorted(p.name for p in out.iterdir()) == sorted(["e.zip", f".other.zip.tmp{dead}"])
+
+
+def test_image_folders_of_killed_imports_are_removed_and_committed_ones_kept(project, copy_shared):
+    from sqlalchemy import select
+
+    from morphocluster.store import Object
+
+    src = copy_shared("ifcb-sample/training_data")
+    import_sources(project, [src / "Mesodinium_major"], progress=False)
+    with project.session() as s:
+        kept = {p.split("/")[0] for p in s.scalars(select(Object.path))}
+    dead, live = _dead_pid(), os.getppid()
+    orphan = project.images_dir / f"20260101-000000-{dead}-abcdef"  # moved in, never committed
+    (orphan / "x").mkdir(parents=True)
+    (orphan / "x" / "a.png").write_bytes(b"400 images that no object names")
+    running = project.images_dir / f"20260101-000000-{live}-fedcba"  # an import committing now
+    running.mkdir()
+    old = project.images_dir / "20250101-000000-abcdef"  # an earlier version's folder
+    old.mkdir()
+    r = import_sources(project, [src / "Strombidium-like"], progress=False)
+    assert r.added > 0
+    names = {p.name for p in project.images_dir.iterdir()}
+    assert orphan.name not in names and {running.name, old.name} <= names and kept <= names
+    with project.session() as s:  # every object's image is still there
+        assert all(project.image_path(p).is_file() for p in s.scalars(select(Object.path)))

@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from ..images import is_image_name
-from ..leftovers import remove_leftovers
+from ..leftovers import remove_leftovers, remove_orphan_image_folders
 from .batch import Batch, Candidate  # noqa: F401  (re-exported)
 from .report import ImportFailed, ImportReport
 
@@ -132,6 +132,7 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
     report = ImportReport(strict=strict)
     project.cache_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(project.cache_dir, r"import-(\d+)-.*")  # of imports that were killed
+    remove_orphan_image_folders(project)
     trees = []
     used: set[str] = set()
     with tempfile.TemporaryDirectory(dir=project.cache_dir, prefix=f"import-{os.getpid()}-") as work:

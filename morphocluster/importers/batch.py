@@ -65,7 +65,8 @@ class Batch:
         self.updates: list[tuple[str, dict]] = []  # (object id, columns to change)
         self.report = report
         self.work = work
-        self.token = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        # the images' folder; the process id tells a killed import's folder (`orphan_folders`)
+        self.token = datetime.now().strftime("%Y%m%d-%H%M%S-") + f"{os.getpid()}-" + secrets.token_hex(3)
         self.stage = work / "stage"
         self.candidates: list[Candidate] = []
         self._n_scratch = 0
@@ -237,6 +238,8 @@ class Batch:
         report = self.report
         report.added = len(rows)
         report.updated = len(self.updates)
+        if rows:
+            report.extra["images_folder"] = self.token
         if self.ecotaxa_columns:
             report.extra[ECOTAXA_META_KEY] = [[n, t] for n, t in self.ecotaxa_columns.items()]
         final = self.project.images_dir / self.token
