@@ -6,6 +6,8 @@ UMAP (on a 32-d PCA) for up to `UMAP_MAX` objects, PCA beyond that; the coordina
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sqlalchemy import select
 
@@ -57,8 +59,10 @@ def compute_map(project, method: str | None = None, force: bool = False) -> str:
 
         # PCA initialisation: the spectral one costs minutes on large graphs
         Z = reduce_features(X, "pca:32")
-        xy = umap.UMAP(n_components=2, n_neighbors=15, init="pca", random_state=0,
-                       low_memory=True).fit_transform(Z)
+        with warnings.catch_warnings():  # "n_jobs overridden by random_state": as meant (repeatable)
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            xy = umap.UMAP(n_components=2, n_neighbors=15, init="pca", random_state=0,
+                           low_memory=True).fit_transform(Z)
     project.cache_dir.mkdir(exist_ok=True)
     tmp = project.cache_dir / (FILE + ".tmp.npz")
     np.savez(tmp, pks=fm.pks, xy=xy.astype(np.float32), feature_set=fm.name, method=method)

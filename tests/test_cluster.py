@@ -28,8 +28,14 @@ def _members(project):
 
 def test_round_writes_candidate_nodes(built):
     project, truth = built
-    r = cluster_round(project, min_cluster_size=8, reduce="pca:16", user_id=None, map2d=False)
+    from morphocluster.store import User
+
+    with project.transaction() as s:
+        s.add(User(id=7, username="boss", password_hash="!", role="admin"))
+    r = cluster_round(project, min_cluster_size=8, reduce="pca:16", user_id=7, map2d=False)
     assert r.round == 1 and len(r.node_ids) >= 3 and 0 < r.n_clustered < r.n_pool == 240
+    with project.session() as s:  # proposals: who started the round labelled nothing (the approver will)
+        assert set(s.scalars(select(Membership.added_by))) == {None}
     with project.session() as s:
         nodes = s.execute(select(Node).where(Node.id.in_(r.node_ids))).scalars().all()
         rows = s.execute(select(Object.object_id, Membership.node_id, Membership.status)

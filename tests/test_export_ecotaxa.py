@@ -170,6 +170,9 @@ def test_default_exports_only_labelled_into_a_folder(copy_shared, tmp_path):
     import_sources(p, [src], progress=False)
     ours = label_some(p)
     rep = export(p, "ecotaxa", tmp_path / "folder", with_images=True)
+    assert "--with-images" not in rep.summary()
+    bare = export(p, "ecotaxa", tmp_path / "bare.zip")  # the table alone: said so
+    assert "for an EcoTaxa import with the images, export again with --with-images" in bare.summary()
     header, types, rows = _read_tsv(tmp_path / "folder" / "ecotaxa_export.tsv")
     assert header[:8] == ["object_id", "img_file_name", "object_annotation_category",
                           "object_annotation_status", "object_annotation_person_name",

@@ -56,3 +56,12 @@ def test_find_ignores_the_case_of_accented_letters_too(client_as, web_project):
     assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/object/{pk}")
     html = c.get("/object/find", query_string={"q": "#999999"}).get_data(as_text=True)
     assert "No object has the internal id 999999" in html
+
+
+def test_approving_under_a_name_in_use_says_they_form_one_class(client_as, web_project):
+    p, info = web_project
+    c, token = client_as("ann")
+    a, b = info["nodes"]["copepod_calanoid"], info["nodes"]["acantharia_protist"]
+    approve(c, token, a, name="copepod")
+    approve(c, token, b, name="Copepod")  # the spelling in use, and the same class
+    assert f"&#39;copepod&#39; also names node #{a}: one class" in c.get("/").get_data(as_text=True)

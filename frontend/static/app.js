@@ -60,6 +60,7 @@
     inp.focus();
   }
 
+  const newNames = new Set(); // new labels this screen's annotator said yes to (a page's lifetime)
   function finishRelabel(inp, apply, checked) {
     const fig = inp.closest(".obj");
     if (inp.dataset.pending) return; // its name is being checked (a dialog may be open)
@@ -68,7 +69,10 @@
       const value = inp.value.trim();
       inp.dataset.pending = "1";
       knownLabel(value).then((known) => {
-        const ok = known || window.confirm(`"${value}" is not a label yet. Make it a new label?`);
+        // asked once per new name on a screen: the next objects given it are not asked about
+        const ok = known || newNames.has(value.toLowerCase()) ||
+          window.confirm(`"${value}" is not a label yet. Make it a new label?`);
+        if (ok && !known) newNames.add(value.toLowerCase());
         delete inp.dataset.pending;
         if (ok) finishRelabel(inp, true, true); else if (!inp.hidden) inp.focus();
       });

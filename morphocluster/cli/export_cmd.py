@@ -10,7 +10,7 @@ FORMATS = ("ecotaxa", "csv", "imagefolder", "hdf5", "morphocluster-tree")
 
 
 @click.command("export")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
               help="ecotaxa: TSV (+images) for EcoTaxa; csv: one row per object; imagefolder: "
                    "OUT/<label>/<object_id>.<ext>; hdf5: features with labels; morphocluster-tree: "

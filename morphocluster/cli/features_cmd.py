@@ -10,7 +10,7 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 
 
 @click.command("features")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 @click.option("--extractor", default="efficientnet-lite0+morphometric", show_default=True,
               help="efficientnet-lite0 (ImageNet; head and block 11 pooled), efficientnet-lite0-head "
                    "(the head alone), morphometric, pixels, torchscript:PATH, state-dict:PATH, "
@@ -61,7 +61,7 @@ def features(project, extractor, name, batch_size, device, workers, size, invert
 
 
 @click.command("train")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 @click.option("--name", default="trained", show_default=True, help="Name of the new feature set.")
 @click.option("--epochs", default=None, type=click.IntRange(1), help="Training epochs (default: by size).")
 @click.option("--size", default=None, type=click.IntRange(32), help="Input size in pixels.")
@@ -98,7 +98,7 @@ def train(project, name, epochs, size, batch_size, device, workers, invert, no_l
 
 
 @click.command("index")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 @click.option("--pca", type=click.IntRange(1), default=None, help="Reduce to N dimensions by PCA first.")
 @click.option("--kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto", show_default=True,
               help="auto: exact up to 200,000 objects, IVF above.")

@@ -12,7 +12,7 @@ FORMAT_CHOICES = ["auto", "folder", "class-folders", "index-csv", "ecotaxa", "mo
 
 
 @click.command("import")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True,
               help="Source format; auto detects it per source.")

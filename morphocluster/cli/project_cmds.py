@@ -23,7 +23,7 @@ def init(project, database_url):
 
 
 @click.command("info")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(project, as_json):
     """Show counts of objects, image sizes, imported labels and nodes of PROJECT."""

@@ -23,7 +23,7 @@ def run_server(project, host: str, port: int, threads: int = 8, proxies: int | N
 
 
 @click.command("serve")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
@@ -51,7 +51,7 @@ def _password(password: str | None, generate: bool) -> tuple[str, bool]:
 
 
 @user.command("add")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 @click.argument("username")
 @click.option("--role", type=click.Choice(["admin", "annotator", "viewer"]), default="annotator",
               show_default=True)
@@ -73,7 +73,7 @@ def user_add(project, username, role, password, generate):
 
 
 @user.command("passwd")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 @click.argument("username")
 @click.option("--password", envvar="MORPHOCLUSTER_PASSWORD", default=None,
               help="The new password, at least 6 characters (default: asked for; or set "
@@ -93,7 +93,7 @@ def user_passwd(project, username, password, generate):
 
 
 @user.command("role")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 @click.argument("username")
 @click.argument("role", type=click.Choice(["admin", "annotator", "viewer", "disabled"]))
 def user_role(project, username, role):
@@ -108,7 +108,7 @@ def user_role(project, username, role):
 
 
 @user.command("list")
-@click.argument("project", type=click.Path(exists=True, file_okay=False))
+@click.argument("project", type=click.Path(file_okay=False))
 def user_list(project):
     """List the users of PROJECT."""
     from ..users import list_users

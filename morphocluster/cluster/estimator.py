@@ -16,6 +16,7 @@ shared with other CPU-bound jobs):
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
@@ -60,7 +61,9 @@ def reduce_features(X: np.ndarray, spec, random_state: int = 0, fit_rows=None) -
     um = umap.UMAP(n_components=dims, n_neighbors=min(15, len(fit) - 1), min_dist=0.0,
                    random_state=random_state,
                    low_memory=True, n_jobs=1 if random_state is not None else -1)
-    um.fit(fit)
+    with warnings.catch_warnings():  # "n_jobs overridden by random_state": as meant (repeatable)
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        um.fit(fit)
     return (um.embedding_ if fit_rows is None and len(fit) == len(X)
             else um.transform(X)).astype(np.float32)
 

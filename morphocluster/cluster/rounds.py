@@ -184,7 +184,7 @@ def _write(project, pool, labels, stale, user_id, params, timings) -> RoundResul
         for a in range(0, len(pks), 50_000):
             s.execute(insert(Membership), [
                 {"object_pk": int(pk), "node_id": int(nid), "status": "cluster",
-                 "added_by": user_id, "added_at": now}
+                 "added_by": None, "added_at": now}  # a proposal: whoever approves it labels them
                 for pk, nid in zip(pks[a:a + 50_000], nids[a:a + 50_000])])
         node_ids = [n.id for n in nodes]
         log_event(s, user_id, "cluster_round", {

@@ -46,6 +46,9 @@ def export(project, format: str, out, labels: str = "validated", with_images: bo
         report = fn(project, out, labels=labels, with_images=with_images, **options)
     except OSError as exc:
         raise ExportError(_os_message(out, exc)) from exc
+    if format == "ecotaxa" and not with_images and report.n_objects:
+        report.warnings.append("the table names image files that are not in the export; for an "
+                               "EcoTaxa import with the images, export again with --with-images")
     if report.n_objects == 0:
         from sqlalchemy import func, select
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, g, redirect, request, url_for
 
 from ..workflow import validate as wf
-from ..workflow.organise import find_node
+from ..workflow.organise import find_node, namesakes
 from . import project
 from .common import (count, gave_typed, int_list, message, node_info, node_title, redirect_to, relabels, render,
                      role_required, toast)
@@ -70,9 +70,12 @@ def approve(node_id: int):
     name = wf.approve(project(), g.user["id"], node_id, name=request.form.get("name") or None,
                       seen_pks=seen, members_version=_version(), moved=moved, removed=marked)
     removed = len(set(marked) - set(moved))
+    same = namesakes(project(), node_id) if name else []
     flash(f"Node {node_id} approved" + (f" as {name}" if name else " (no name yet)")
           + (f"; {removed} selected removed" if removed else "")
-          + (f"; {gave_typed(len(moved))}" if moved else "") + ".")
+          + (f"; {gave_typed(len(moved))}" if moved else "") + "."
+          + (f" {name!r} also names node {', '.join(f'#{i}' for i in same)}: one class (to keep one "
+             "node, merge them on a node page)." if same else ""))
     if request.form.get("then") == "grow":
         return redirect_to(url_for("grow.show", node_id=node_id))
     return redirect_to(url_for("validate.next"))

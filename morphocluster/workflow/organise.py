@@ -92,6 +92,18 @@ def find_node(project, text: str) -> int:
     return ids[0]
 
 
+def namesakes(project, node_id) -> list[int]:
+    """Other validated nodes with the same name and parent as this one: together one class."""
+    with project.session() as s:
+        node = s.get(Node, int(node_id))
+        if node is None or not node.name:
+            return []
+        return list(s.scalars(select(Node.id).where(
+            Node.name == node.name, Node.status == "approved", Node.id != node.id,
+            Node.parent_id.is_(None) if node.parent_id is None else Node.parent_id == node.parent_id)
+            .order_by(Node.id)))
+
+
 def _ancestors(s, node_id):
     seen = []
     while node_id is not None:
