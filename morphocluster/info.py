@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import func, select
 
-from .jobs import _alive
+from .jobs import owner_alive
 from .project import Project
 from .store import ImportRun, Job, Membership, Meta, Node, Object
 
@@ -47,7 +47,7 @@ def summarize(project: Project) -> dict:
         )
         jobs = [{"id": j.id, "kind": j.kind, "state": j.state, "message": j.message,
                  "since": j.created_at.isoformat(timespec="seconds") if j.created_at else None,
-                 "alive": _alive(getattr(s.get(Meta, f"job_owner:{j.id}"), "value", None))}
+                 "alive": owner_alive(getattr(s.get(Meta, f"job_owner:{j.id}"), "value", None))}
                 for j in s.scalars(select(Job).where(Job.state.in_(("queued", "running"))))]
     return {
         "project": str(project.root),

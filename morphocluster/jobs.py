@@ -121,6 +121,8 @@ def _summary(result) -> str | None:
 def _set(project, job_id: int, **values) -> None:
     with project.transaction() as s:
         s.execute(update(Job).where(Job.id == job_id).values(**values))
+        if values.get("state") in ("done", "failed"):  # ended: who ran it no longer matters
+            s.execute(delete(Meta).where(Meta.key == _owner_key(job_id)))
 
 
 def get_job(project, job_id: int) -> dict | None:
@@ -161,7 +163,7 @@ def _this_process() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid())}
 
 
-def _alive(owner: dict | None, unknown: bool = False) -> bool:
+def owner_alive(owner: dict | None, unknown: bool = False) -> bool:
     """Whether the process that runs a job is still there; `unknown` where that cannot be told
     (a job of another machine, or one that recorded no process)."""
     if not owner or owner.get("host") != socket.gethostname():
@@ -178,7 +180,7 @@ def fail_interrupted(project, known_only: bool = False) -> int:
     `known_only`: only jobs of this machine whose process is gone."""
     with project.transaction() as s:
         jobs = s.scalars(select(Job).where(Job.state.in_(ACTIVE_STATES))).all()
-        gone = [j.id for j in jobs if not _alive(getattr(s.get(Meta, _owner_key(j.id)), "value", None),
+        gone = [j.id for j in jobs if not owner_alive(getattr(s.get(Meta, _owner_key(j.id)), "value", None),
                                                  unknown=known_only)]
         if gone:
             s.execute(update(Job).where(Job.id.in_(gone)).values(

@@ -67,6 +67,8 @@ def test_one_job_at_a_time(web_project):
     failed = next(j for j in jobs.list_jobs(p) if j["kind"] == "cluster")
     assert failed["state"] == "failed" and "interrupted" in failed["error"]
     assert jobs.list_jobs(p)[0]["state"] == "done" and jobs.list_jobs(p)[0]["error"] is None
+    with p.session() as s:  # an ended job's process record is gone with it
+        assert s.get(Meta, f"job_owner:{jobs.list_jobs(p)[0]['id']}") is None
     with pytest.raises(ValueError, match="unknown job kind"):
         jobs.start_job(p, "dance")
 
