@@ -147,6 +147,12 @@ def accept(node_id: int):
     threshold = request.form.get("threshold", type=float)
     if threshold is None or not 0.0 <= threshold <= 1.0:
         return message("Choose a confidence between 0 and 1.", "error")
+    counted = request.form.get("counted", type=int)
+    now = wf.accept_preview(project(), node_id, threshold)["n"]
+    if counted is not None and counted != now:  # the model retrained, or others decided, since
+        return _reshow(node_id, f"The suggestions changed since {count(counted, 'was', 'were')} counted: "
+                       f"{count(now, 'suggestion')} ≥ {threshold:g} now. Accept again to take them.",
+                       threshold=threshold, error=True)
     n = wf.accept_above(project(), g.user["id"], node_id, threshold,
                         members_version=request.form.get("members_version", type=int))
     wf.refresh(project())
@@ -154,7 +160,7 @@ def accept(node_id: int):
                    threshold=threshold)
 
 
-def _reshow(node_id: int, text: str, threshold: float = 0.95):
+def _reshow(node_id: int, text: str, threshold: float = 0.95, error: bool = False):
     state, scr = _screen(node_id)
     if scr is not None and not scr.pks:
         flash(text)
@@ -162,7 +168,7 @@ def _reshow(node_id: int, text: str, threshold: float = 0.95):
     preview = wf.accept_preview(project(), node_id, threshold, state) if state else None
     # the next ordinary screen (a sample check is over once decided), the threshold kept
     return render("suggest_screen.html", node=node_info(node_id), screen=scr, status=wf.status(project()),
-                  preview=preview, thresholds=THRESHOLDS, check=None, htmx=True) + toast(text)
+                  preview=preview, thresholds=THRESHOLDS, check=None, htmx=True) + toast(text, "error" if error else "info")
 
 
 __all__ = ["bp", "WorkflowError"]
