@@ -100,7 +100,9 @@ def suggest(project_path, do_train, do_predict, accept_above, label, model_file,
 
 
 def _summary(preds, far_too: bool = False) -> None:
-    known = ~preds.unknown | (far_too & ~preds.dead)  # with the switch on, far ones are suggested too
+    from ..workflow.suggest import suggested
+
+    known = suggested(preds, far_too)  # with the switch on, far ones are suggested too
     far = int((preds.unknown & ~preds.dead).sum())
     click.echo(f"{len(preds)} unlabelled objects: {int(known.sum())} suggested, "
                + (f"{far} of them far from every label (suggested too: --far-too)" if far_too else

@@ -147,14 +147,14 @@ def accept(node_id: int):
     threshold = request.form.get("threshold", type=float)
     if threshold is None or not 0.0 <= threshold <= 1.0:
         return message("Choose a confidence between 0 and 1.", "error")
-    counted = request.form.get("counted", type=int)
-    now = wf.accept_preview(project(), node_id, threshold)["n"]
-    if counted is not None and counted != now:  # the model retrained, or others decided, since
-        return _reshow(node_id, f"The suggestions changed since {count(counted, 'was', 'were')} counted: "
-                       f"{count(now, 'suggestion')} ≥ {threshold:g} now. Accept again to take them.",
-                       threshold=threshold, error=True)
-    n = wf.accept_above(project(), g.user["id"], node_id, threshold,
-                        members_version=request.form.get("members_version", type=int))
+    try:
+        n = wf.accept_above(project(), g.user["id"], node_id, threshold,
+                            members_version=request.form.get("members_version", type=int),
+                            counted=request.form.get("counted", type=int))
+    except wf.CountChanged as exc:  # the model retrained, or others decided, since the count
+        return _reshow(node_id, f"The suggestions changed since {count(exc.counted, 'was', 'were')} "
+                       f"counted: {count(exc.now, 'suggestion')} ≥ {threshold:g} now. Accept again to "
+                       "take them.", threshold=threshold, error=True)
     wf.refresh(project())
     return _reshow(node_id, f"Accepted {count(n, 'suggestion')} with confidence ≥ {threshold:g} (predicted).",
                    threshold=threshold)

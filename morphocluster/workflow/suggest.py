@@ -82,12 +82,14 @@ def _with_setting(project, st: State | None) -> State | None:
     return st
 
 
+def suggested(preds, far_too: bool) -> np.ndarray:
+    """Which predictions are suggestions: those not far from every label, or with `far_too`
+    every one but those that all labels were rejected for."""
+    return ~preds.unknown | (far_too & ~preds.dead)
+
+
 def _open(st: State) -> np.ndarray:
-    p = st.preds
-    shown = ~p.unknown
-    if st.far_too:
-        shown = shown | ~p.dead  # not those that every label was rejected for
-    return ~st.done & shown
+    return ~st.done & suggested(st.preds, st.far_too)
 
 
 def overview(project, state: State | None = None) -> list[dict]:
@@ -249,14 +251,26 @@ def accept_preview(project, node_id, threshold: float, state: State | None = Non
             "checked": checked, "n_checked": n_checked}
 
 
+class CountChanged(WorkflowError):
+    """The suggestions an accept would take are not as many as the annotator was shown."""
+
+    def __init__(self, counted: int, now: int):
+        super().__init__(f"the suggestions changed since {counted} were counted: {now} now")
+        self.counted, self.now = counted, now
+
+
 def accept_above(project, user_id, node_id, threshold: float, members_version=None,
-                 state: State | None = None, below: float = 2.0) -> int:
+                 state: State | None = None, below: float = 2.0, counted: int | None = None) -> int:
     """Accept every open suggestion of the node with threshold <= confidence < below as
-    'predicted'. One event ('suggest_accept')."""
+    'predicted'. One event ('suggest_accept'). With `counted` (what `accept_preview` showed):
+    CountChanged, taking nothing, if that many are not what it would take now (a retrain, or
+    decisions elsewhere)."""
     st = _with_setting(project, state or refresh(project))
     if st is None:
         raise WorkflowError("no suggestions yet")
     idx = _band(st, _open_order(st, node_id), (threshold, below))
+    if counted is not None and int(counted) != len(idx):
+        raise CountChanged(int(counted), len(idx))
     pks = [int(p) for p in st.preds.pks[idx]]
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved",))
