@@ -101,6 +101,17 @@ def _displays(approved: dict[int, tuple]):
         yield nid, names, display_of[names]
 
 
+def node_display(session, node: Node) -> str | None:
+    """A node's name as its label is shown: 'egg<Fish' where another validated node is 'egg'
+    (the whole tree is read only then)."""
+    if not node.name or node.status != "approved" or session.scalar(
+            select(func.count()).select_from(Node).where(Node.name == node.name,
+                                                          Node.status == "approved")) < 2:
+        return node.name
+    shown = node_labels(session).get(node.id)
+    return shown.display if shown else node.name
+
+
 def user_names(session) -> dict[int, str]:
     return dict(session.execute(select(User.id, User.username)).all())
 

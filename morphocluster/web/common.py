@@ -7,6 +7,7 @@ from functools import wraps
 
 from flask import abort, g, redirect, render_template, request
 
+from ..labels import node_display
 from ..users import may
 from . import project  # noqa: F401  (re-exported for the blueprints)
 
@@ -96,26 +97,12 @@ def node_info(node_id: int) -> dict:
         other = (n.claimed_by is not None and n.claimed_by != g.user["id"]
                  and n.claimed_until is not None and n.claimed_until > utcnow())
         parent = s.get(Node, n.parent_id) if n.parent_id is not None else None
-        return {"id": n.id, "name": n.name, "display": _display(s, n), "status": n.status,
-                "parent_name": _display(s, parent) if parent is not None else None,
+        return {"id": n.id, "name": n.name, "display": node_display(s, n), "status": n.status,
+                "parent_name": node_display(s, parent) if parent is not None else None,
                 "merged_into": (n.params or {}).get("merged_into") if n.status == "dissolved" else None,
                 "n_members": n.n_members,
                 "members_version": n.members_version, "parent_id": n.parent_id,
                 "claimed_by_other": s.get(User, n.claimed_by).username if other else None}
-
-
-def _display(s, n) -> str | None:
-    """A node's name as the labels show it: 'egg<Fish' where another validated node is 'egg'."""
-    from sqlalchemy import func, select
-
-    from ..labels import node_labels
-    from ..store import Node
-
-    if not n.name or n.status != "approved" or s.scalar(select(func.count()).select_from(Node).where(
-            Node.name == n.name, Node.status == "approved")) < 2:
-        return n.name
-    shown = node_labels(s).get(n.id)
-    return shown.display if shown else n.name
 
 
 def node_title(node_id: int) -> str:
@@ -124,7 +111,7 @@ def node_title(node_id: int) -> str:
 
     with project().session() as s:
         node = s.get(Node, node_id)
-        name = _display(s, node) if node is not None else None
+        name = node_display(s, node) if node is not None else None
     return f"{name} (#{node_id})" if name else f"node {node_id}"
 
 
