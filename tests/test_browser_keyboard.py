@@ -17,14 +17,20 @@ def _members(p, node_id):
         return set(s.scalars(select(Membership.object_pk).where(Membership.node_id == node_id)))
 
 
-def test_no_screen_key_acts_behind_the_keys_help(server, page):
-    """`?` then `a` approved the node behind the dialog; Esc then cleared the selection."""
+def _validate_screen(server, pg):
+    """Log in as ann and open the validate screen of a seed node; return (project, node id)."""
     base, p, info = server
-    pg = page
     log_in(pg, base, "ann")
     node_id = info["nodes"][CLASSES[1]]
     pg.goto(f"{base}/validate/{node_id}")
     pg.wait_for_selector("#grid .obj")
+    return p, node_id
+
+
+def test_no_screen_key_acts_behind_the_keys_help(server, page):
+    """`?` then `a` approved the node behind the dialog; Esc then cleared the selection."""
+    pg = page
+    p, node_id = _validate_screen(server, pg)
     pg.click('#grid .obj[data-rank="2"]')
     pg.mouse.move(5, 5)
     pg.keyboard.press("?")
@@ -40,12 +46,9 @@ def test_no_screen_key_acts_behind_the_keys_help(server, page):
 
 
 def test_select_with_the_keyboard_then_remove_and_grow(server, page):
-    base, p, info = server
+    base = server[0]
     pg = page
-    log_in(pg, base, "ann")
-    node_id = info["nodes"][CLASSES[1]]
-    pg.goto(f"{base}/validate/{node_id}")
-    pg.wait_for_selector("#grid .obj")
+    p, node_id = _validate_screen(server, pg)
     assert pg.locator('#grid .obj[tabindex="0"]').count() == 1  # one tab stop for the grid
     pg.locator('#grid .obj[data-rank="0"]').focus()
     pg.keyboard.press("ArrowRight")
@@ -83,11 +86,8 @@ def test_select_with_the_keyboard_then_remove_and_grow(server, page):
 
 
 def test_a_refusal_stays_until_read_and_a_click_dismisses_it(server, page):
-    base, p, info = server
     pg = page
-    log_in(pg, base, "ann")
-    pg.goto(f"{base}/validate/{info['nodes'][CLASSES[1]]}")
-    pg.wait_for_selector("#grid .obj")
+    _validate_screen(server, pg)
     pg.mouse.move(5, 5)
     pg.wait_for_timeout(600)  # not a key pressed as the screen appeared
     pg.keyboard.press("r")  # nothing selected: refused
