@@ -10,9 +10,10 @@ from flask import Flask
 
 from .. import frontend_dir
 
-# blueprint modules in registration order (auth first: it guards every other route)
-MODULES = ("auth", "home", "images", "objects", "validate", "grow", "organise", "history",
-           "jobs_views", "users_views")
+# modules in registration order: converters before any route, then auth (it guards every other
+# route), security (headers on every response), then the blueprints by domain
+MODULES = ("converters", "auth", "security", "home", "images", "objects", "validate", "grow",
+           "organise", "history", "jobs_views", "users_views")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
