@@ -1,10 +1,12 @@
-"""Nearest-neighbour search over the active features through FAISS.
+"""Nearest-neighbour search over the active features' working matrix through FAISS.
 
-`build_index` saves an index of the active feature set in the project's index/ folder: exact
-(flat) below EXACT_MAX vectors, IVF above (or HNSW on request), optionally after a PCA fitted
-once and stored beside it. `search` uses the saved index when it matches the current feature
-matrix and an in-memory exact index otherwise. Restricted searches over a small subset are
-answered exactly on that subset, so every index kind returns correct restricted results.
+`build_index` saves an index of the working matrix (see `features.working`) in the project's
+index/ folder: exact (flat) below EXACT_MAX vectors; above, IVF with 8-bit scalar-quantised
+vectors (a quarter of the working matrix's float32 size), whose top hits are re-ranked exactly
+on the working matrix; HNSW on request; optionally after a further PCA. `search` uses the saved
+index when it matches the current matrix and an in-memory exact index otherwise. Restricted
+searches over a small subset are answered exactly on that subset, and large ones may name
+the objects to leave out instead of those allowed.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ EXACT_MAX = 200_000      # above this many vectors `auto` builds IVF
 # exactly on a gathered copy of them (faster and exact, vs. IDSelector filtering inside IVF/HNSW)
 SUBSET_EXACT_MAX = 50_000
 SUBSET_EXACT_BYTES = 256 << 20
-KINDS = ("auto", "flat", "ivf", "hnsw")
+KINDS = ("auto", "flat", "ivf", "ivfflat", "hnsw")
+RERANK = 4               # an IVF-SQ8 search fetches this many times k, re-ranked exactly
+ADD_CHUNK = 262_144      # vectors added to an index at a time
 
 _CACHE: dict = {}
 
@@ -71,36 +75,45 @@ def build_index(project, pca: int | None = None, kind: str = "auto", nlist: int 
     build = f"{fm.name}-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
     meta_path = _paths(project, fm.name)[1]
     idx_path, pca_path = project.index_dir / f"{build}.faiss", project.index_dir / f"{build}.pca"
-    X = np.ascontiguousarray(fm.X)
     meta = {"features": fm.name, "n": int(n), "dim_in": int(d), "pca": None,
             "fingerprint": _fingerprint(fm), "index_file": idx_path.name}
+    rng = np.random.default_rng(0)
+
+    def sample(m):
+        return fm.X[np.sort(rng.choice(n, m, replace=False))] if n > m else fm.X[:]
+
+    mat = None
     if pca:
         if not 0 < pca < d:
             raise ValueError(f"--pca {pca}: must be below the feature dimension {d} (1 to {d - 1})")
         mat = faiss.PCAMatrix(d, int(pca))
-        sample = X if n <= 100_000 else X[np.random.default_rng(0).choice(n, 100_000, replace=False)]
-        mat.train(sample)
-        X = mat.apply(X)
+        mat.train(np.ascontiguousarray(sample(100_000)))
         faiss.write_VectorTransform(mat, str(pca_path))
         meta["pca"], meta["pca_file"] = int(pca), pca_path.name
         ev = faiss.vector_to_array(mat.eigenvalues)
         meta["pca_variance_kept"] = round(float(ev[:pca].sum() / max(ev.sum(), 1e-12)), 4)
-    dim = X.shape[1]
+    dim = int(pca) if pca else d
+
+    def t(X):
+        return np.ascontiguousarray(X if mat is None else mat.apply(np.ascontiguousarray(X)))
+
     if kind == "auto":
         kind = "flat" if n <= EXACT_MAX else "ivf"
     if kind == "flat":
         index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
-    elif kind == "ivf":
+    elif kind in ("ivf", "ivfflat"):
         # sqrt(n) lists keeps k-means training to a minute on 2 cores at 1M vectors
         nlist = nlist or int(np.clip(np.sqrt(n), 1, max(1, n // 39)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
-        train = X if n <= 50 * nlist else X[np.random.default_rng(0).choice(n, 50 * nlist, replace=False)]
-        index.train(train)
+        quantizer = faiss.IndexFlatL2(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist) if kind == "ivfflat" else \
+            faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit)
+        index.train(t(sample(min(n, max(50 * nlist, 10_000)))))
         meta["nlist"] = int(nlist)
     else:
         index = faiss.IndexIDMap2(faiss.IndexHNSWFlat(dim, hnsw_m))
         meta["hnsw_m"] = hnsw_m
-    index.add_with_ids(X, fm.pks)
+    for a in range(0, n, ADD_CHUNK):
+        index.add_with_ids(t(fm.X[a:a + ADD_CHUNK]), fm.pks[a:a + ADD_CHUNK])
     meta.update(kind=kind, dim=int(dim), build_seconds=round(time.perf_counter() - t0, 3))
     faiss.write_index(index, str(idx_path))
     _replace_text(meta_path, json.dumps(meta, indent=2))
@@ -135,15 +148,11 @@ class _Searcher:
 
     def __init__(self, fm, index, meta, pca=None):
         self.fm, self.index, self.meta, self.pca = fm, index, meta, pca
-        self._Xt = None
         self.subset = None  # (hash of allowed pks, their rows in index space, their pks)
 
-    @property
-    def Xt(self):
-        """The matrix in index space (after PCA)."""
-        if self._Xt is None:
-            self._Xt = self.fm.X if self.pca is None else self.pca.apply(np.ascontiguousarray(self.fm.X))
-        return self._Xt
+    def rows(self, rows):
+        """The working rows `rows` in index space (after PCA)."""
+        return np.ascontiguousarray(self.transform(np.ascontiguousarray(self.fm.X[rows])))
 
     def transform(self, q):
         return q if self.pca is None else self.pca.apply(q)
@@ -170,7 +179,8 @@ def _searcher(project):
                         "Run `morphocluster index` again.", fm.name)
     if s is None:
         index = faiss.IndexIDMap2(faiss.IndexFlatL2(fm.X.shape[1]))
-        index.add_with_ids(np.ascontiguousarray(fm.X), fm.pks)
+        for a, X in fm.X.chunks(ADD_CHUNK):
+            index.add_with_ids(np.ascontiguousarray(X), fm.pks[a:a + ADD_CHUNK])
         s = _Searcher(fm, index, {"kind": "flat", "saved": False})
     _CACHE.clear()
     _CACHE[key] = s
@@ -181,7 +191,7 @@ def _params(s, k, sel=None, nprobe=None, frac=1.0):
     import faiss
 
     kind = s.meta["kind"]
-    if kind == "ivf":
+    if kind in ("ivf", "ivfflat"):
         nl = s.meta["nlist"]
         # probe enough lists to see ~20 k allowed candidates, and at least 1/16 of them for recall
         want = 20 * k * nl / max(s.meta["n"] * frac, 1)
@@ -200,7 +210,7 @@ def _exact_subset(s, q, k, allowed):
     if s.subset is None or s.subset[0] != key:
         rows = s.fm.rows_of(allowed)
         rows = rows[rows >= 0]
-        s.subset = (key, np.ascontiguousarray(s.Xt[rows]), s.fm.pks[rows])
+        s.subset = (key, s.rows(rows), s.fm.pks[rows])
     _, Xs, pks_s = s.subset
     if len(pks_s) == 0:
         return (np.full((len(q), k), np.inf, dtype=np.float32), np.full((len(q), k), -1, dtype=np.int64))
@@ -230,37 +240,72 @@ def _few_threads(nq: int):
         faiss.omp_set_num_threads(before)
 
 
-def search(project, queries, k: int, allowed_pks=None, nprobe: int | None = None):
+def search(project, queries, k: int, allowed_pks=None, nprobe: int | None = None,
+           excluded_pks=None):
     """Return (squared L2 distances, Object.ids) of the k nearest objects to each query.
 
-    Queries are in the feature space of the active set (PCA, if the index has one, is applied
-    here; distances are then in PCA space). With `allowed_pks`, only those objects are
-    candidates. Missing neighbours have pk -1.
+    Queries are working rows (`load_matrix(project).X`; a further PCA, if the index has one, is
+    applied here and distances are then in its space). With `allowed_pks`, only those objects
+    are candidates; with `excluded_pks`, all but those (cheaper when few are left out).
+    Missing neighbours have pk -1.
     """
     s = _searcher(project)
     q = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
     if q.shape[1] != s.fm.X.shape[1]:
         raise ValueError(f"query dimension {q.shape[1]} != feature dimension {s.fm.X.shape[1]}")
     with _few_threads(len(q)):
-        return _search(s, np.ascontiguousarray(s.transform(q)), k, allowed_pks, nprobe)
+        return _search(s, np.ascontiguousarray(s.transform(q)), k, allowed_pks, nprobe,
+                       excluded_pks)
 
 
-def _search(s, q, k, allowed_pks, nprobe):
+def _search(s, q, k, allowed_pks, nprobe, excluded_pks=None):
     import faiss
 
-    k = max(1, min(int(k), len(s.fm.pks)))
+    n = len(s.fm.pks)
+    k = max(1, min(int(k), n))
     if allowed_pks is None:
-        return s.index.search(q, k, params=_params(s, k, nprobe=nprobe))
+        sel, frac = None, 1.0
+        if excluded_pks is not None and len(excluded_pks):
+            excluded = np.unique(np.asarray(excluded_pks, dtype=np.int64))
+            out = s.fm.rows_of(excluded)
+            out = out[out >= 0]
+            if n - len(out) <= SUBSET_EXACT_MAX:  # few left: name them instead
+                keep = np.ones(n, bool)
+                keep[out] = False
+                return _search(s, q, k, s.fm.pks[keep], nprobe)
+            inner = faiss.IDSelectorBatch(np.ascontiguousarray(excluded))
+            sel = faiss.IDSelectorNot(inner)
+            sel.referenced_objects = [inner]  # the C++ object keeps a bare pointer to it
+            frac = (n - len(out)) / max(n, 1)
+        return _index_search(s, q, k, sel, nprobe, frac)
     allowed = np.asarray(allowed_pks, dtype=np.int64)
     if len(allowed) > 1 and not (allowed[1:] > allowed[:-1]).all():  # sorting 1M ids costs ~0.1 s
         allowed = np.unique(allowed)
     k = max(1, min(k, len(allowed)))
-    n = len(s.fm.pks)
     # approximate indexes can miss neighbours inside a small subset; flat scans all n otherwise
     dim = s.meta.get("dim", s.fm.X.shape[1])
     small = len(allowed) <= SUBSET_EXACT_MAX or len(allowed) * dim * 4 <= SUBSET_EXACT_BYTES
     if small and (s.meta["kind"] != "flat" or 8 * len(allowed) <= n):
         return _exact_subset(s, q, k, allowed)
     sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed))
-    frac = len(allowed) / max(n, 1)
-    return s.index.search(q, k, params=_params(s, k, sel=sel, nprobe=nprobe, frac=frac))
+    return _index_search(s, q, k, sel, nprobe, len(allowed) / max(n, 1))
+
+
+def _index_search(s, q, k, sel, nprobe, frac):
+    """Search the index; quantised hits are re-ranked on the exact working rows."""
+    if s.meta["kind"] != "ivf":
+        return s.index.search(q, k, params=_params(s, k, sel=sel, nprobe=nprobe, frac=frac))
+    kk = min(RERANK * k, len(s.fm.pks))
+    _, I = s.index.search(q, kk, params=_params(s, kk, sel=sel, nprobe=nprobe, frac=frac))
+    D = np.full(I.shape, np.inf, np.float32)
+    found = I >= 0
+    if found.any():
+        hit = np.unique(I[found])
+        X = s.rows(s.fm.rows_of(hit))
+        pos = np.searchsorted(hit, I[found])
+        qi = np.nonzero(found)[0]
+        D[found] = ((X[pos] - q[qi]) ** 2).sum(axis=1)
+    order = np.argsort(D, axis=1, kind="stable")[:, :k]
+    D, I = np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
+    I[~np.isfinite(D)] = -1
+    return D, I

@@ -37,8 +37,10 @@ def test_efficientnet_end_to_end(small):
     fm = load_matrix(small)
     assert len(fm.pks) == 18 and set(fm.object_ids) == set(load_features(small)[0])
     # the head's pooled output (unit length), then block 11's (BLOCK_SCALE long)
-    np.testing.assert_allclose(np.linalg.norm(fm.X[:, :1280], axis=1), 1, atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(fm.X[:, 1280:], axis=1), BLOCK_SCALE, atol=1e-5)
+    F = fm.full_rows(np.arange(len(fm.pks)))
+    assert F.shape[1] == fm.dim_in > fm.X.shape[1]  # the working matrix is a PCA of them
+    np.testing.assert_allclose(np.linalg.norm(F[:, :1280], axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(F[:, 1280:], axis=1), BLOCK_SCALE, atol=1e-5)
     head = extract_features(small, "efficientnet-lite0-head", size=64, num_workers=0, progress=False)
     assert head == "efficientnet-lite0-head"
     with h5py.File(feature_path(small, head)) as h:

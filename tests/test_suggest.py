@@ -88,11 +88,14 @@ def test_train_predict_on_project(wf):
     assert acc > 0.6
     assert ((preds.confidence > 0) & (preds.confidence <= 1)).all()
     assert (preds.node_id > 0).all()
-    # the projection of all objects is kept on disk: a new process predicts the same
+    # no copy of all objects' projection is kept: a new process predicts the same from the
+    # saved model and the working matrix
     import morphocluster.suggest as sg
+    from morphocluster.features import matrix
 
-    assert (p.cache_dir / "suggest_projection.npz").is_file()
+    assert not (p.cache_dir / "suggest_projection.npz").exists()
     sg._PROJECTIONS.clear()
+    matrix._CACHE.clear()
     again = predict(p, load_model(p))
     assert np.array_equal(again.label, preds.label)
     assert np.allclose(again.confidence, preds.confidence, atol=1e-6)

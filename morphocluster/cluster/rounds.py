@@ -26,6 +26,9 @@ DEFAULT_MIN_SAMPLES = 1
 DEFAULT_METHOD = "leaf"
 DEFAULT_REDUCE = "pca:64"
 DEFAULT_BACKEND = "knn"
+# above this many free objects a round clusters a random sample of this size and gives the
+# others the nearest cluster (HDBSCAN's time and memory grow faster than linearly)
+AUTO_SAMPLE = 250_000
 
 
 @dataclass
@@ -119,6 +122,8 @@ def cluster_round(project, min_cluster_size=None, min_samples=None, method=DEFAU
         min_cluster_size = next_min_cluster_size(prev and prev.get("min_cluster_size"), len(pool))
     if min_samples is None:
         min_samples = DEFAULT_MIN_SAMPLES
+    if sample is None and len(pool) > 2 * AUTO_SAMPLE:
+        sample = AUTO_SAMPLE
     est = SeedClusterer(min_cluster_size=min_cluster_size, min_samples=min_samples, method=method,
                         reduce=reduce, sample=sample, backend=backend, random_state=random_state,
                         progress=lambda f, m: tell(0.05 + 0.75 * f, m))

@@ -25,52 +25,49 @@ N_COMPONENTS = 128
 _PROJECTIONS: dict = {}
 
 
-def projection(fm, n_components: int = N_COMPONENTS, cache_dir=None):
-    """Return (mean, components, Z) for a feature matrix: a PCA fitted on a fixed sample of all
-    objects (so it does not change with the labels) and every object projected, cached per
-    feature matrix in this process and, with `cache_dir`, on disk; retraining then never
-    projects all objects again."""
+def projection(fm, n_components: int = N_COMPONENTS):
+    """Return (mean, components): the model's PCA of the working rows, fitted on a fixed sample of
+    all objects (so it does not change with the labels), cached per feature matrix."""
     key = (fm.name, id(fm), n_components)
     hit = _PROJECTIONS.get(key)
     if hit is None:
-        hit = _load_projection(fm, n_components, cache_dir)
-    if hit is None:
         rng = np.random.default_rng(0)
-        sample = fm.X[np.sort(rng.choice(len(fm.X), min(len(fm.X), 10000), replace=False))]
-        mean, comps = fit_projection(sample, n_components)
-        Z = np.empty((len(fm.X), comps.shape[1]), np.float32)
-        for a in range(0, len(fm.X), CHUNK):
-            np.matmul(fm.X[a:a + CHUNK] - mean, comps, out=Z[a:a + CHUNK])
-        hit = (mean, comps, Z)
-        if cache_dir is not None:
-            _save_projection(fm, n_components, cache_dir, hit)
+        hit = fit_projection(fm.X[np.sort(rng.choice(len(fm.X), min(len(fm.X), 10000),
+                                                     replace=False))], n_components)
     _PROJECTIONS.clear()
     _PROJECTIONS[key] = hit
     return hit
 
 
-def _projection_stamp(fm, n_components) -> str:
-    return f"{fm.name}:{len(fm.pks)}:{int(fm.pks.sum())}:{float(fm.X[:64].sum()):.6g}:{n_components}"
+class _Take:
+    """Rows of a matrix read a slice at a time (what `SuggestionModel.suggest` asks for)."""
+
+    def __init__(self, get, rows):
+        self.get, self.rows = get, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, sl):
+        return self.get(self.rows[sl])
 
 
-def _load_projection(fm, n_components, cache_dir):
-    path = Path(cache_dir or "/nonexistent") / "suggest_projection.npz"
-    try:
-        with np.load(path) as z:
-            if str(z["stamp"]) != _projection_stamp(fm, n_components):
-                return None
-            return z["mean"], z["components"], z["Z"]
-    except (OSError, KeyError, ValueError):
-        return None
+def _work_fit(model):
+    """The working-matrix fit a model was trained behind, or None (trained on the features)."""
+    c = getattr(model, "work_components_", None)
+    return None if c is None or c.size == 0 else (model.work_mean_, c)
 
 
-def _save_projection(fm, n_components, cache_dir, hit) -> None:
-    path = Path(cache_dir) / "suggest_projection.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("suggest_projection.tmp.npz")
-    np.savez(tmp, stamp=np.asarray(_projection_stamp(fm, n_components)), mean=hit[0],
-             components=hit[1], Z=hit[2])
-    tmp.replace(path)
+def _rows_for(model, fm, rows):
+    """The rows as the model takes them: working rows when the model was trained on this
+    project's working matrix, else the full features (through the model's own working fit)."""
+    mine, theirs = fm.fit, _work_fit(model)
+    if (mine is None and theirs is None) or (mine is not None and theirs is not None and all(
+            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(mine, theirs))):
+        return _Take(fm.X.__getitem__, rows)
+    if theirs is None:
+        return _Take(fm.full_rows, rows)
+    return _Take(lambda r: (fm.full_rows(r) - theirs[0]) @ theirs[1], rows)
 
 
 class SuggestError(RuntimeError):
@@ -130,9 +127,11 @@ def train(project, include_predicted: bool = True, save: bool = True, **params) 
         raise SuggestError(f"{project.root}: suggestions need labelled objects of at least 2 labels "
                            f"(approve and name some clusters first); found {len(set(ls.labels[keep]))}")
     params.setdefault("n_components", N_COMPONENTS)
-    mean, comps, _ = projection(fm, params["n_components"], project.cache_dir)
+    mean, comps = projection(fm, params["n_components"])
     model = SuggestionModel(**params).fit(fm.X[rows[keep]], ls.labels[keep].astype(str),
                                           sample_weight=w[keep], projection=(mean, comps))
+    model.work_mean_, model.work_components_ = fm.fit or (np.zeros(0, np.float32),
+                                                          np.zeros((0, 0), np.float32))
     model.meta_ = {"feature_set": fm.name, "features": feature_signature(project, fm.name),
                    "n_train": int(keep.sum()),
                    "n_validated": int((ls.status[keep] == "validated").sum()),
@@ -170,10 +169,12 @@ def check_model(project, model: SuggestionModel) -> None:
     theirs = meta.get("feature_set", "?")
     hint = (f"compute matching features here (`morphocluster features {project.root} --extractor "
             "...`, with the same options) or train a model here")
-    if fm.X.shape[1] != model.n_features_in_:
-        raise SuggestError(f"the model was trained on {theirs!r} features ({model.n_features_in_} "
+    fit = _work_fit(model)
+    width = fit[1].shape[0] if fit is not None else model.n_features_in_
+    if fm.dim_in != width:
+        raise SuggestError(f"the model was trained on {theirs!r} features ({width} "
                            f"per object); the active feature set here, {fm.name!r}, has "
-                           f"{fm.X.shape[1]}: {hint}")
+                           f"{fm.dim_in}: {hint}")
     mine = feature_signature(project, fm.name)
     differ = [k for k in SIGNATURE if k in mine and k in (meta.get("features") or {})
               and mine[k] != meta["features"][k]]
@@ -219,12 +220,9 @@ def predict(project, model: SuggestionModel | None = None) -> Predictions:
             bad = [index[lab] for lab in labs if lab in index]
             if i is not None and bad:
                 forbidden[i] = bad
-    mean, comps, Z = projection(fm, model.components_.shape[1], project.cache_dir)
-    if model.components_.shape == comps.shape and np.array_equal(model.components_, comps) \
-            and np.array_equal(model.mean_, mean):
-        cls, conf, ratio, second = model.suggest(Z[rows], forbidden, reduced=True, runner_up=True)
-    else:  # a model from elsewhere: its own projection
-        cls, conf, ratio, second = model.suggest(fm.X[rows], forbidden, runner_up=True)
+    # read a chunk at a time: no copy of all free objects' features
+    cls, conf, ratio, second = model.suggest(_rows_for(model, fm, rows), forbidden,
+                                             runner_up=True)
     labels = model.classes_[cls].astype(object)
     runner = model.classes_[np.maximum(second, 0)].astype(object)
     runner[second < 0] = None

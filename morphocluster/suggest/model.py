@@ -19,6 +19,7 @@ import numpy as np
 MODEL_NAME = "suggest_model.npz"
 CHUNK = 65536
 CV_MAX = 10000  # training rows of each cross-validation fold at most
+_WORKING = ("work_mean_", "work_components_")
 _FITTED = ("classes_", "mean_", "components_", "coef_", "intercept_", "temperature_", "ref_",
            "ref_class_", "radius_", "oof_class_", "oof_pred_", "oof_confidence_")
 
@@ -122,23 +123,15 @@ def _nn_dist(Z: np.ndarray, R: np.ndarray, exclude_self: bool = False) -> np.nda
 
 
 def fit_projection(S, n_components: int = 128, random_state: int = 0):
-    """Return (mean, components) of a PCA of the rows S by subspace iteration; the components
-    are scaled to unit average variance per axis."""
+    """Return (mean, components) of a PCA of (at most 10,000 of) the rows S, the components
+    scaled to unit average variance per axis."""
+    from ..features.working import fit_pca
+
     rng = np.random.default_rng(random_state)
     S = np.asarray(S, np.float32)
     if len(S) > 10000:
         S = S[rng.choice(len(S), 10000, replace=False)]
-    mean = S.mean(axis=0).astype(np.float32)
-    S = S - mean
-    G = (S.T @ S).astype(np.float64) / max(len(S) - 1, 1)
-    r = max(1, min(n_components, G.shape[0], len(S)))
-    Q = np.linalg.qr(G @ rng.standard_normal((G.shape[0], min(r + 16, G.shape[0]))))[0]
-    for _ in range(2):
-        Q = np.linalg.qr(G @ Q)[0]
-    vals, V = np.linalg.eigh(Q.T @ G @ Q)
-    top = np.argsort(vals)[::-1][:r]
-    scale = math.sqrt(max(vals[top].sum(), 1e-12) / r)
-    return mean, ((Q @ V[:, top]) / scale).astype(np.float32)
+    return fit_pca(S, n_components, random_state)
 
 
 class SuggestionModel:
@@ -360,6 +353,9 @@ class SuggestionModel:
         params = {k: getattr(self, k) for k in inspect.signature(type(self)).parameters}
         arrays = {k: np.asarray(getattr(self, k)) for k in _FITTED + ("oof_ratio_",)}
         arrays["classes_"] = np.asarray(self.classes_).astype(str)
+        for k in _WORKING:  # the working-matrix fit the model was trained behind, if any
+            if getattr(self, k, None) is not None:
+                arrays[k] = np.asarray(getattr(self, k))
         tmp = path.with_name(path.name + ".tmp.npz")
         meta = json.dumps(getattr(self, "meta_", {}), default=str)
         np.savez(tmp, params=np.asarray(repr(params)), meta=np.asarray(meta), **arrays)
@@ -377,6 +373,8 @@ class SuggestionModel:
                 for k in _FITTED + ("oof_ratio_",):
                     setattr(model, k, z[k])
                 model.meta_ = json.loads(str(z["meta"])) if "meta" in z.files else {}
+                for k in _WORKING:
+                    setattr(model, k, z[k] if k in z.files else None)
         except (OSError, KeyError, ValueError, SyntaxError, EOFError) as exc:
             raise ValueError(f"{path}: not a suggestion model file ({exc})") from exc
         model.temperature_ = float(model.temperature_)

@@ -72,13 +72,14 @@ def prototypes(project, node_id: int) -> np.ndarray:
     return kmeans(X, int(n))[0].astype(np.float32)
 
 
-def _rank(project, node_id: int, allowed: np.ndarray, depth: int):
+def _rank(project, node_id: int, excluded: np.ndarray, n_allowed: int, depth: int):
     """Return (pks, distances, complete) ranked by smallest distance to the prototypes."""
     protos = prototypes(project, node_id)
-    if len(protos) == 0 or len(allowed) == 0:
+    if len(protos) == 0 or n_allowed == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32), True
-    k = min(depth, len(allowed))
-    D, I = index.search(project, protos, k, allowed_pks=allowed)
+    k = min(depth, n_allowed)
+    # the objects left out are named, not the allowed ones: far fewer on a large project
+    D, I = index.search(project, protos, k, excluded_pks=excluded)
     d, i = D.ravel(), I.ravel()
     ok = i >= 0
     d, i = d[ok], i[ok]
@@ -87,7 +88,7 @@ def _rank(project, node_id: int, allowed: np.ndarray, depth: int):
     _, first = np.unique(i, return_index=True)
     first.sort()
     d, i = d[first], i[first]
-    complete = k >= len(allowed)
+    complete = k >= n_allowed
     if not complete:  # beyond the smallest k-th distance an object might still be missing
         kth = D[:, k - 1][I[:, k - 1] >= 0]
         if len(kth):
@@ -105,17 +106,16 @@ def _ranking(project, node_id: int, need: int):
     n_protos = (project.config.get("grow") or {}).get("n_prototypes")
     key = (str(project.root), int(node_id), version, fm.name, n_protos)
     hit = _CACHE.get(key)
-    allowed_now = fm.pks[~np.isin(fm.pks, excluded)]
+    n_allowed = len(fm.pks) - int(np.count_nonzero(fm.rows_of(np.unique(excluded)) >= 0))
     if hit is None or (not hit[2] and len(hit[0]) < need):
         depth = max(1000, 2 * need, 2 * len(hit[0]) if hit else 0)
-        allowed = allowed_now
-        hit = _rank(project, node_id, allowed, depth)
+        hit = _rank(project, node_id, excluded, n_allowed, depth)
         if len(_CACHE) > 32:
             _CACHE.clear()
         _CACHE[key] = hit
     pks, dist, _ = hit
     keep = ~np.isin(pks, excluded)
-    return pks[keep], dist[keep], version, len(allowed_now)
+    return pks[keep], dist[keep], version, n_allowed
 
 
 def candidates(project, node_id, offset: int = 0, limit: int = 50) -> Page:
