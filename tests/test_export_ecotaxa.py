@@ -255,6 +255,61 @@ def test_metadata_of_other_imports_gets_an_ecotaxa_prefix(tmp_path, shared_data)
     label_some(p)
     export(p, "ecotaxa", tmp_path / "out", labels="all")
     header, types, rows = _read_tsv(tmp_path / "out" / "ecotaxa_export.tsv")
-    assert "object_station_name" in header and "object_depth" in header
-    assert [r["object_station_name"] for r in rows] == ["St. 0", "St. 1", "St. 2"]
+    assert "object_Station_Name" in header and "object_depth" in header  # the case kept
+    assert [r["object_Station_Name"] for r in rows] == ["St. 0", "St. 1", "St. 2"]
     assert all(h.split("_")[0] in ("object", "sample", "acq", "process", "img") for h in header)
+
+
+def test_out_names_a_tsv_file_a_zip_or_a_folder(copy_shared, tmp_path):
+    from click.testing import CliRunner
+
+    from morphocluster.cli import main
+
+    src = copy_shared("ecotaxa-samples/import_test/m106_mn01_n2_sml")
+    p = Project.create(tmp_path / "p")
+    import_sources(p, [src], progress=False)
+    label_some(p)
+    rep = export(p, "ecotaxa", tmp_path / "x.tsv", labels="all")
+    assert (tmp_path / "x.tsv").is_file() and rep.n_objects == 3
+    header, types, rows = _read_tsv(tmp_path / "x.tsv")
+    assert header[0] == "object_id" and types[0] == "[t]" and len(rows) == 3
+    with pytest.raises(ExportError, match=r"y.tsv: a \.tsv file holds no images"):
+        export(p, "ecotaxa", tmp_path / "y.tsv", with_images=True)
+    with pytest.raises(ExportError, match=r"x.csv: .*\.zip.*\.tsv"):
+        export(p, "ecotaxa", tmp_path / "x.csv")
+    assert not (tmp_path / "y.tsv").exists() and not (tmp_path / "x.csv").exists()
+    p.close()
+    run = CliRunner()
+    for out, check in ((tmp_path / "c.tsv", "is_file"), (tmp_path / "c.zip", "is_file")):
+        res = run.invoke(main, ["export", str(p.root), "--format", "ecotaxa", "--labels", "all", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert getattr(out, check)()
+    assert zipfile.is_zipfile(tmp_path / "c.zip") and not zipfile.is_zipfile(tmp_path / "c.tsv")
+    res = run.invoke(main, ["export", str(p.root), "--format", "ecotaxa", "--out", f"{tmp_path}/d.tsv/"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "d.tsv" / "ecotaxa_export.tsv").is_file()  # a trailing / asks for a folder
+
+
+def test_column_names_keep_the_case_of_the_import(copy_shared, tmp_path):
+    src = copy_shared("ecotaxa-samples/import_test/m106_mn01_n2_sml")
+    tsv = next(src.glob("ecotaxa_*.tsv"))
+    tsv.write_text(tsv.read_text(encoding="utf-8").replace("\tobject_area\t", "\tobject_Area\t", 1)
+                   .replace("\tsample_ship\t", "\tSample_Ship\t", 1), encoding="utf-8")
+    p = Project.create(tmp_path / "p")
+    import_sources(p, [src], progress=False)
+    label_some(p)
+    export(p, "ecotaxa", tmp_path / "out.tsv", labels="all")
+    header, types, rows = _read_tsv(tmp_path / "out.tsv")
+    assert "object_Area" in header and "Sample_Ship" in header
+    assert "object_area" not in header and "sample_ship" not in header
+    assert types[header.index("object_Area")] == "[f]"
+    assert sorted(r["object_Area"] for r in rows) == ["413.0", "490.0", "929.0"]
+    export(p, "ecotaxa", tmp_path / "out.zip", labels="all", with_images=True)
+    b = Project.create(tmp_path / "b")
+    back = import_sources(b, [tmp_path / "out.zip"], progress=False)
+    assert (back.added, back.failed) == (3, 0)
+    with b.session() as s:
+        metas = list(s.scalars(select(Object.meta)))
+        cols = dict(s.get(Meta, "ecotaxa_columns").value)
+    assert all("object_Area" in m and "object_area" not in m for m in metas)
+    assert cols["object_Area"] == "f" and "Sample_Ship" in cols

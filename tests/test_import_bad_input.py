@@ -156,7 +156,9 @@ def test_stray_latin1_line_in_utf8_table_is_warned_and_the_rest_stays_utf8(proje
         import_sources(project, [src], strict=True, progress=False)
     r = import_sources(project, [src], progress=False)
     assert (r.added, r.failed) == (3, 0)
-    assert r.notes == [f"{tsv}:5: line is not valid UTF-8 (unlike the rest of the file); read as latin-1"]
+    assert r.notes == [f"{tsv}:5: line is not valid UTF-8 (unlike the rest of the file); read as latin-1",
+                       f"{tsv}:5: column 'object_lat' (2): '\u00b018.0' is not a number (the column is [f]); "
+                       "value left out"]
     with project.session() as s:
         labels = set(s.scalars(select(Object.imported_label)))
     assert {"\u00c9crevisse", "Crevette \u00e0 pattes"} <= labels

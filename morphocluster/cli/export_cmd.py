@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from . import open_project
@@ -16,7 +18,9 @@ FORMATS = ("ecotaxa", "csv", "imagefolder", "hdf5", "morphocluster-tree")
                    "OUT/<label>/<object_id>.<ext>; hdf5: features with labels; morphocluster-tree: "
                    "the original tool's tree ZIP.")
 @click.option("--out", required=True, type=click.Path(dir_okay=True),
-              help="Output file or folder (ecotaxa and imagefolder write a ZIP if it ends in .zip).")
+              help="Output file or folder (ecotaxa and imagefolder write a ZIP if it ends in .zip; "
+                   "ecotaxa writes the table alone if it ends in .tsv, and a folder if it is one, "
+                   "ends with / or has no suffix).")
 @click.option("--labels", type=click.Choice(["validated", "all"]), default="validated",
               show_default=True, help="validated: only labelled objects; all: unlabelled ones too, "
                                       "with an empty label. (morphocluster-tree always writes every "
@@ -35,8 +39,9 @@ def export(project, fmt, out, labels, with_images, overwrite):
 
     p = open_project(project)
     try:
+        folder = {"as_folder": True} if fmt == "ecotaxa" and out.endswith(("/", os.sep)) else {}
         report = run_export(p, fmt, out, labels=labels, with_images=with_images,
-                            overwrite=overwrite)
+                            overwrite=overwrite, **folder)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

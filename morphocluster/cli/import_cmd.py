@@ -9,6 +9,7 @@ import click
 from . import open_project
 
 FORMAT_CHOICES = ["auto", "folder", "class-folders", "index-csv", "ecotaxa", "morphocluster-tree"]
+SHOWN = 10  # problems and notes printed; the rest go to the report file
 
 
 @click.command("import")
@@ -22,6 +23,11 @@ FORMAT_CHOICES = ["auto", "folder", "class-folders", "index-csv", "ecotaxa", "mo
 @click.option("--update", is_flag=True,
               help="Objects already in the project take this source's imported labels, statuses "
                    "and metadata (where it gives them) instead of being skipped.")
+@click.option("--report", type=click.Path(dir_okay=False), expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__("import_report", value),
+              help="Write every problem, warning and note to this TSV file (kind, file, line, "
+                   "message). Without it, such a file is written to PROJECT/logs/ when the "
+                   "summary leaves some out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def import_(project, sources, fmt, labels_from_folders, strict, update, quiet):
     """Import images from SOURCES (folders, ZIPs, EcoTaxa exports) into PROJECT.
@@ -59,9 +65,29 @@ def import_(project, sources, fmt, labels_from_folders, strict, update, quiet):
         raise click.ClickException(str(exc)) from exc
     finally:
         p.close()
-    click.echo(report.summary())
+    click.echo(report.summary(max_messages=SHOWN))
+    _write_report(report, p.root, click.get_current_context().meta.get("import_report"))
     if report.failed and report.nothing_imported:
         click.echo("Error: nothing was imported; see the problems above", err=True)
         sys.exit(1)
     if report.failed:
         sys.exit(3)
+
+
+def _write_report(report, root, path) -> None:
+    """Write the full report to `path`, or to PROJECT/logs/ when the summary left some out."""
+    from datetime import datetime
+    from pathlib import Path
+
+    if path is None:
+        if len(report.failed_messages) <= SHOWN and len(report.notes) <= SHOWN:
+            return
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / "logs" / f"import-{report.import_id or 'nothing'}-{stamp}.tsv"
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        report.write_tsv(path)
+    except OSError as exc:
+        click.echo(f"Warning: cannot write the full report to {path} ({exc.strerror or exc})", err=True)
+        return
+    click.echo(f"Full report: {path}")

@@ -70,6 +70,43 @@ def iso_utc(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt is not None else ""
 
 
+class FileSink:
+    """Write one text file `out` (a table without images); it appears only at `commit()`."""
+
+    is_zip = False
+
+    def __init__(self, out: str | os.PathLike):
+        self.out = Path(out)
+        parent = self.out.parent
+        if not parent.is_dir():
+            raise ExportError(f"{self.out}: folder {parent} does not exist")
+        if self.out.is_dir():
+            raise ExportError(f"{self.out}: is a folder, expected a file name")
+        remove_leftovers(parent, rf"\.{re.escape(self.out.name)}\.tmp(\d+)")  # of killed exports
+        self._tmp = parent / f".{self.out.name}.tmp{os.getpid()}"
+        self._opened = False
+
+    def open_text(self, rel: str):
+        """Return the file for writing (its name is `out`'s, whatever `rel` says)."""
+        if self._opened:
+            raise ExportError(f"{self.out}: a single file holds one table only")
+        self._opened = True
+        return open(self._tmp, "w", encoding="utf-8", newline="")
+
+    def add_file(self, src: Path, rel: str) -> None:
+        raise ExportError(f"{self.out}: a single file holds no images")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            os.replace(self._tmp, self.out)
+        else:
+            self._tmp.unlink(missing_ok=True)
+        return False
+
+
 class Sink:
     """Write files into a folder or a ZIP; nothing appears at `out` until `commit()`.
 

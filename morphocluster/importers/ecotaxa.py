@@ -2,13 +2,22 @@
 
 Each table has a header row and optionally a second row of `[t]`/`[f]` (or `[n]`) type
 markers (a row where most fields look like markers; typos such as `[f` or `t` and other
-markers are reported with their column); it is tab-separated with optional quotes, UTF-8
-(with or without BOM; a line that is not UTF-8 is read as latin-1 with a warning) or wholly
-latin-1. `img_file_name` is relative to the table. Every `object_*`, `sample_*`, `acq_*` and
-`process_*` value that is not empty is kept in `Object.meta` (as text, in column order); the
-column order and types are stored once per import (ImportRun.report and Meta
-"ecotaxa_columns") so an export can reproduce them. `object_annotation_category`/`_status`
-become `imported_label`/`_status`.
+markers are reported with their column); it is tab-separated, UTF-8 (with or without BOM; a
+line that is not UTF-8 is read as latin-1 with a warning) or wholly latin-1. A row is one line
+of the file: a field quoted the CSV way ("a\tb", as EcoTaxa exports write) is unquoted, but a
+quote that does not pair up on its line stays a character (with a warning), so it never
+swallows the rows after it. `img_file_name` is relative to the table. Every `object_*`,
+`sample_*`, `acq_*` and `process_*` value that is not empty is kept in `Object.meta` (as text,
+in column order, under the column name as the table spells it); the column order and types are
+stored once per import (ImportRun.report and Meta "ecotaxa_columns") so an export can reproduce
+them. `object_annotation_category`/`_status` become `imported_label`/`_status`.
+
+Checks (each reported with file and line): a column named twice refuses the table; a row
+longer than the header is skipped, a shorter one too unless the columns it lacks are empty in
+every full row (EcoTaxa writers drop trailing empty fields): then it is kept with a warning; a
+value that is not a number in an `[f]` column, or an impossible object_date/_time (YYYYMMDD,
+HHMMSS), is left out of the metadata with a warning; a status without a category is ignored,
+in the metadata too.
 
 An object with several images (rows sharing an object_id with different `img_rank`) is shown
 by its lowest-ranked image; the others are copied too and listed, in rank order, in
@@ -20,9 +29,9 @@ is imported with its other images.
 from __future__ import annotations
 
 import csv
-import io
 import posixpath
 import re
+from datetime import date
 from pathlib import Path
 
 from .batch import Batch, Candidate, ExtraImage
@@ -35,6 +44,8 @@ STATUSES = {"predicted": "predicted", "dubious": "dubious", "validated": "valida
 TYPES = ("t", "f", "n")  # text, number; [n] (number) is found in older tables
 TYPE_RE = re.compile(r"^\[?([a-z])\]?$", re.IGNORECASE)  # [t], [f]; also typos like [f or t
 MAX_ZIP_DEPTH = 3
+_LINE_END = re.compile(r"\r\n|\r|\n")
+DATES, TIMES = ("object_date", "object_annotation_date"), ("object_time", "object_annotation_time")
 
 
 def _is_table(name: str) -> bool:
@@ -95,27 +106,60 @@ def _decode(raw: bytes, where: str, report) -> str:
     return "".join(decoded)
 
 
+def physical_lines(text: str):
+    """Return (line number, line) for every line of `text` (ends \\n, \\r\\n or \\r)."""
+    lines = _LINE_END.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return list(enumerate(lines, 1))
+
+
+def split_line(line: str, delimiter: str = "\t") -> tuple[list[str], bool]:
+    """Split one line into fields; return (fields, False) when its quotes do not pair up.
+
+    Fields quoted the CSV way are unquoted; on a line whose quotes do not pair up, every quote
+    is kept as a character (no field ever runs on to the next line).
+    """
+    if '"' not in line:
+        return line.split(delimiter), True
+    try:
+        return next(csv.reader([line], delimiter=delimiter, strict=True)), True
+    except (csv.Error, StopIteration):
+        return line.split(delimiter), False
+
+
 def read_table(path: Path, where: str, report):
-    """Return (header, types, rows as (line, fields)) or None if the file cannot be used."""
+    """Return (names, header, types, rows as (line, fields)) or None if the file cannot be used.
+
+    `names` are the column names as the table spells them, `header` the same in lower case.
+    """
     raw = path.read_bytes()
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:65536]:
         report.fail(where, "unreadable encoding (UTF-16 or binary data); save the table as UTF-8; "
                            "file skipped")
         return None
     text = _decode(raw, where, report)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quotechar='"')
     rows = []
-    try:
-        for fields in reader:
-            rows.append((reader.line_num, fields))
-    except csv.Error as exc:
-        report.fail(f"{where}:{reader.line_num}", f"malformed table ({exc}); file skipped")
-        return None
-    rows = [(n, f) for n, f in rows if any(x.strip() for x in f)]
+    for n, line in physical_lines(text):
+        fields, paired = split_line(line)
+        if not any(x.strip() for x in fields):
+            continue
+        if not paired:
+            report.warn(f"{where}:{n}", 'a quote (") that does not pair up on this line; read as a '
+                                        "character, not as CSV quoting")
+        rows.append((n, fields))
     if not rows:
         report.fail(where, "empty EcoTaxa table (no header row); file skipped")
         return None
-    header = [h.strip().lower() for h in rows[0][1]]
+    names = [h.strip() for h in rows[0][1]]
+    header = [h.lower() for h in names]
+    first: dict[str, int] = {}
+    for i, h in enumerate(header):
+        if h and h in first:
+            report.fail(f"{where}:{rows[0][0]}", f"column {names[i]!r} appears twice in the header "
+                        f"(columns {first[h] + 1} and {i + 1}); file skipped")
+            return None
+        first.setdefault(h, i)
     types = [""] * len(header)
     body = rows[1:]
     if body and _is_type_row(body[0][1]):
@@ -125,7 +169,10 @@ def read_table(path: Path, where: str, report):
         if col not in header:
             report.fail(where, f"no {col} column in the header; file skipped")
             return None
-    return header, types, body
+    if not body:
+        report.fail(where, "no object rows below the header and type rows; file skipped")
+        return None
+    return names, header, types, body
 
 
 def _is_type_row(fields) -> bool:
@@ -169,20 +216,19 @@ def _collect_table(table: Path, search_root: Path, display: str, batch: Batch, p
     parsed = read_table(table, where, report)
     if parsed is None:
         return 0
-    header, types, body = parsed
-    batch.add_ecotaxa_columns([(h, t) for h, t in zip(header, types) if h])
+    names, header, types, body = parsed
+    batch.add_ecotaxa_columns([(n, t) for n, t in zip(names, types) if n])
     col = {h: i for i, h in enumerate(header)}
-    keep = [(i, h) for i, h in enumerate(header) if h.startswith(META_PREFIXES)]
+    keep = [(i, names[i], types[i]) for i, h in enumerate(header) if h.startswith(META_PREFIXES)]
     table_dir = posixpath.dirname(table_rel)
+    filled = max((i for _, f in body if len(f) >= len(header)
+                  for i, x in enumerate(f[:len(header)]) if x.strip()), default=-1)
     objects: dict[str, dict] = {}  # object_id -> {"rank", "line", "img", "fields", "extra"}
     for line, fields in body:
         at = f"{where}:{line}"
-        if len(fields) > len(header):
-            if any(x.strip() for x in fields[len(header):]):
-                report.fail(at, f"row has {len(fields)} fields but the header has {len(header)}; row skipped")
-                continue
-            fields = fields[:len(header)]
-        fields = fields + [""] * (len(header) - len(fields))
+        fields = fit_row(fields, names, filled, at, report)
+        if fields is None:
+            continue
         oid = fields[col["object_id"]].strip()
         img = fields[col["img_file_name"]].strip()
         if not img:
@@ -232,8 +278,16 @@ def _collect_table(table: Path, search_root: Path, display: str, batch: Batch, p
             report.warn(at, f"object {oid!r}: object_annotation_status {status_text!r} without a category; "
                             "status ignored")
             status = None
-        meta = {h: fields[i] for i, h in keep if fields[i] != ""}
-        meta["object_id"] = oid
+        meta = {}
+        for i, name, typ in keep:
+            problem = bad_value(header[i], typ, fields[i].strip()) if fields[i] != "" else ""
+            if problem:
+                report.warn(at, f"column {name!r} ({i + 1}): {fields[i]!r} {problem}; value left out")
+            elif fields[i] != "":
+                meta[name] = fields[i]
+        if status_text and status is None:  # ignored: not kept as metadata either
+            meta.pop(names[col["object_annotation_status"]], None)
+        meta[names[col["object_id"]]] = oid
         extra = [ExtraImage(rank, search_root / rel, f"{prefix}/{rel}", f"{where}:{line}", img)
                  for rank, img, rel, line in sorted(o["extra"])]
         n_extra += bool(extra)
@@ -244,3 +298,51 @@ def _collect_table(table: Path, search_root: Path, display: str, batch: Batch, p
         report.note(f"{where}: {n_extra} objects have several images (img_rank); each is shown by its "
                     "lowest-ranked one, the others are kept with it and exported with it")
     return len(objects)
+
+
+def fit_row(fields: list[str], names: list[str], filled: int, at: str, report) -> list[str] | None:
+    """Return the row with as many fields as the header, or None (reported) if it cannot be.
+
+    A shorter row is kept (with a warning) only when the columns it lacks are empty in every
+    full row (`filled`: the last column with a value there); otherwise a field may be missing
+    anywhere and every value after it would land in the wrong column.
+    """
+    n, width = len(fields), len(names)
+    if n > width:
+        if any(x.strip() for x in fields[width:]):
+            report.fail(at, f"row has {n} fields but the header has {width}; row skipped")
+            return None
+        return fields[:width]
+    if n < width:
+        lacking = ", ".join(names[n:n + 3]) + (", ..." if width - n > 3 else "")
+        if filled >= n:
+            report.fail(at, f"row has {n} fields but the header has {width}: a field is missing "
+                            "and the values after it would be in the wrong columns; row skipped")
+            return None
+        report.warn(at, f"row has {n} fields but the header has {width}; its last {width - n} "
+                        f"taken as empty, as they are in the other rows ({lacking})")
+        fields = fields + [""] * (width - n)
+    return fields
+
+
+def bad_value(column: str, typ: str, value: str) -> str:
+    """Return what is wrong with a value of a number, date or time column, or ''."""
+    if typ in ("f", "n"):
+        try:
+            float(value)
+        except ValueError:
+            return "is not a number (the column is [f])"
+    if column in DATES:
+        try:
+            if not (len(value) == 8 and value.isdigit()):
+                raise ValueError
+            date(int(value[:4]), int(value[4:6]), int(value[6:]))
+        except ValueError:
+            return "is not a date (YYYYMMDD)"
+    if column in TIMES:
+        whole = value.split(".", 1)[0]
+        digits = whole.zfill(6)
+        if not (whole.isdigit() and len(digits) == 6 and int(digits[:2]) < 24
+                and int(digits[2:4]) < 60 and int(digits[4:]) < 60):
+            return "is not a time (HHMMSS)"
+    return ""

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
+
+_LINE = re.compile(r"^(.*):(\d+)$")
 
 
 class ImportFailed(RuntimeError):
@@ -14,7 +19,9 @@ class ImportReport:
     """Counts and messages of one `import_sources` call.
 
     `failed_messages` name the file and row of every problem; `notes` are remarks that need no
-    action (ignored files, extra images of EcoTaxa objects).
+    action (ignored files, extra images of EcoTaxa objects) and warnings (questionable rows that
+    were imported). `entries` holds all of them as (kind, where, message), kind "problem",
+    "warning" or "note", for `write_tsv`.
     """
 
     sources: list[str] = field(default_factory=list)
@@ -28,6 +35,7 @@ class ImportReport:
     import_id: int | None = None
     strict: bool = False
     extra: dict = field(default_factory=dict)
+    entries: list[tuple[str, str, str]] = field(default_factory=list)
 
     def fail(self, where: str, message: str) -> None:
         """Record one bad row; in strict mode stop the whole import."""
@@ -37,6 +45,7 @@ class ImportReport:
             raise ImportFailed(f"{text} (--strict: nothing was imported)")
         self.failed += 1
         self.failed_messages.append(text)
+        self.entries.append(("problem", where, message))
 
     def warn(self, where: str, message: str) -> None:
         """Record a questionable row that is still imported; in strict mode stop the import."""
@@ -44,9 +53,20 @@ class ImportReport:
         if self.strict:
             raise ImportFailed(f"{text} (--strict: nothing was imported)")
         self.notes.append(text)
+        self.entries.append(("warning", where, message))
 
     def note(self, message: str) -> None:
         self.notes.append(message)
+        self.entries.append(("note", "", message))
+
+    def write_tsv(self, path: str | Path) -> None:
+        """Write every problem, warning and note as a TSV: kind, file, line, message."""
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(["kind", "file", "line", "message"])
+            for kind, where, message in self.entries:
+                m = _LINE.match(where)
+                w.writerow([kind, *(m.groups() if m else (where, "")), message])
 
     @property
     def ok(self) -> bool:
