@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from functools import cache
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .store import User
@@ -13,6 +14,9 @@ ROLES = ("admin", "annotator", "viewer", "disabled")
 # what each role may do; a role includes everything of the roles after it. A disabled user
 # (someone who left) keeps their name in the history of what they did, but cannot log in.
 _RANK = {"viewer": 0, "annotator": 1, "admin": 2}
+# the key derivation and its cost, the same for every stored hash and for the stand-in hash an
+# unknown name is checked against, so that a login costs the same whether the name exists or not
+HASH_METHOD = "scrypt:32768:8:1"
 
 
 class UserError(ValueError):
@@ -22,6 +26,17 @@ class UserError(ValueError):
 def may(role: str | None, needed: str) -> bool:
     """Return whether `role` has at least the rights of `needed`."""
     return role in _RANK and _RANK[role] >= _RANK[needed]
+
+
+def hash_password(password: str) -> str:
+    """Return the stored form of `password` (HASH_METHOD)."""
+    return generate_password_hash(password, method=HASH_METHOD)
+
+
+@cache
+def stand_in_hash() -> str:
+    """Return a hash of a random password, made once, to check unknown names against."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def generate_password(nbytes: int = 9) -> str:
@@ -46,22 +61,24 @@ def add_user(project, username: str, password: str, role: str = "annotator") -> 
     with project.transaction() as s:
         if s.execute(select(User.id).where(User.username == username)).first():
             raise UserError(f"user {username!r} already exists")
-        user = User(username=username, password_hash=generate_password_hash(password), role=role)
+        user = User(username=username, password_hash=hash_password(password), role=role)
         s.add(user)
         s.flush()
         return _as_dict(user)
 
 
 def set_password(project, username: str, password: str) -> None:
-    """Change a user's password."""
+    """Change a user's password and end their sessions."""
     _check(username, password, None)
     with project.transaction() as s:
         user = _get(s, username)
-        user.password_hash = generate_password_hash(password)
+        user.password_hash = hash_password(password)
+        user.session_gen += 1
 
 
 def set_role(project, username: str, role: str) -> None:
-    """Change a user's role; refuse to take the role of admin from the last admin."""
+    """Change a user's role and end their sessions; refuse to take the role of admin from the
+    last admin."""
     _check(username, None, role)
     with project.transaction() as s:
         user = _get(s, username)
@@ -70,6 +87,13 @@ def set_role(project, username: str, role: str) -> None:
             if admins <= 1:
                 raise UserError(f"{username!r} is the last admin; make another user admin first")
         user.role = role
+        user.session_gen += 1
+
+
+def end_sessions(project, user_id: int) -> None:
+    """End every session of a user (their session cookies stop working)."""
+    with project.transaction() as s:
+        s.execute(update(User).where(User.id == user_id).values(session_gen=User.session_gen + 1))
 
 
 def reset_password(project, username: str) -> str:
@@ -79,8 +103,14 @@ def reset_password(project, username: str) -> str:
     return password
 
 
+def user_id(project, username: str) -> int:
+    """Return the id of the user named `username`; raise UserError if there is none."""
+    with project.session() as s:
+        return _get(s, username).id
+
+
 def list_users(project) -> list[dict]:
-    """Return every user as a dict (id, username, role, created_at)."""
+    """Return every user as a dict (id, username, role, created_at, session_gen)."""
     with project.session() as s:
         return [_as_dict(u) for u in s.scalars(select(User).order_by(User.username))]
 
@@ -93,14 +123,23 @@ def get_user(project, user_id: int) -> dict | None:
 
 
 def authenticate(project, username: str, password: str) -> dict | None:
-    """Return the user if the password is right and the user is not disabled, else None."""
+    """Return the user if the password is right and the user is not disabled, else None.
+
+    An unknown name costs one key derivation as a known one does (see HASH_METHOD); a hash made
+    with other parameters (an older version) is made again at the next good login.
+    """
     with project.session() as s:
         user = s.execute(select(User).where(User.username == username)).scalar()
         if user is None:
-            check_password_hash(generate_password_hash("x"), password)  # same time either way
+            check_password_hash(stand_in_hash(), password)
             return None
         ok = check_password_hash(user.password_hash, password) and user.role != "disabled"
-        return _as_dict(user) if ok else None
+        found = _as_dict(user) if ok else None
+        stale = ok and not user.password_hash.startswith(HASH_METHOD + "$")
+    if stale:
+        with project.transaction() as s:
+            s.get(User, found["id"]).password_hash = hash_password(password)
+    return found
 
 
 def _get(session, username: str) -> User:
@@ -111,4 +150,5 @@ def _get(session, username: str) -> User:
 
 
 def _as_dict(user: User) -> dict:
-    return {"id": user.id, "username": user.username, "role": user.role, "created_at": user.created_at}
+    return {"id": user.id, "username": user.username, "role": user.role, "created_at": user.created_at,
+            "session_gen": user.session_gen}

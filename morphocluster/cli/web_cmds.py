@@ -80,7 +80,7 @@ def user_add(project, username, role, password, generate):
                    "MORPHOCLUSTER_PASSWORD).")
 @click.option("--generate", is_flag=True, help="Make up a random password and print it.")
 def user_passwd(project, username, password, generate):
-    """Change the password of USERNAME."""
+    """Change the password of USERNAME; their web sessions end."""
     from ..users import UserError, set_password
 
     p = open_project(project)
@@ -97,7 +97,8 @@ def user_passwd(project, username, password, generate):
 @click.argument("username")
 @click.argument("role", type=click.Choice(["admin", "annotator", "viewer", "disabled"]))
 def user_role(project, username, role):
-    """Give USERNAME another ROLE; 'disabled' locks them out and keeps their name in the history."""
+    """Give USERNAME another ROLE (their web sessions end); 'disabled' locks them out and keeps
+    their name in the history."""
     from ..users import UserError, set_role
 
     try:
@@ -105,6 +106,21 @@ def user_role(project, username, role):
     except UserError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{username} is now {role}")
+
+
+@user.command("logout")
+@click.argument("project", type=click.Path(file_okay=False))
+@click.argument("username")
+def user_logout(project, username):
+    """End every web session of USERNAME (a lost laptop, a copied cookie); passwd and role do too."""
+    from ..users import UserError, end_sessions, user_id
+
+    p = open_project(project)
+    try:
+        end_sessions(p, user_id(p, username))
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Ended the sessions of {username}")
 
 
 @user.command("list")

@@ -13,7 +13,7 @@ from .models import (  # noqa: F401  (re-exported)
     Base, Event, ImportRun, Job, Membership, Meta, Node, NodeCache, Object, Rejection, User, utcnow,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # older databases are upgraded by store.migrate
 
 
 class SchemaError(RuntimeError):
@@ -93,17 +93,21 @@ def create_schema(engine: Engine) -> None:
 
 
 def check_schema(engine: Engine, where: str) -> None:
-    """Raise SchemaError unless the database has this version's schema."""
+    """Upgrade an older project database to this version's schema (`migrate`, with a message);
+    raise SchemaError for a newer one or one that is no project database."""
+    from . import migrate
+
     try:
         with Session(engine) as s:
             row = s.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
     except Exception as exc:  # no meta table: not a project database at all
         raise SchemaError(f"{where}: not a morphocluster project database ({exc.__class__.__name__})")
-    if row != SCHEMA_VERSION:
-        raise SchemaError(
-            f"{where}: project schema version {row}, this morphocluster needs {SCHEMA_VERSION}; "
-            "open it with the version that made it, or export and re-import it"
-        )
+    if row == SCHEMA_VERSION:
+        return
+    try:
+        migrate.upgrade(engine, SCHEMA_VERSION, where)
+    except migrate.MigrationError as exc:
+        raise SchemaError(str(exc)) from exc
 
 
 def log_event(session: Session, user_id: int | None, action: str, payload: dict) -> Event:

@@ -34,6 +34,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="annotator")  # admin|annotator|viewer
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # in every session cookie of this user; bumping it ends all of them (logout, new password)
+    session_gen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ImportRun(Base):

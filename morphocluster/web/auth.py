@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
+import time
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
@@ -23,12 +27,25 @@ def init_app(app):
     # failed logins per user name or client address allowed within the window (per server process)
     app.config.setdefault("LOGIN_MAX_FAILURES", 5)
     app.config.setdefault("LOGIN_WINDOW_S", 600)
+    # a session ends after this many hours without a request (MORPHOCLUSTER_SESSION_HOURS), and
+    # SESSION_MAX_DAYS after its login however busy; logout and a new password end it at once
+    app.config.setdefault("SESSION_IDLE_HOURS", _hours(os.environ.get("MORPHOCLUSTER_SESSION_HOURS") or "12"))
+    app.config.setdefault("SESSION_MAX_DAYS", 7)
+    app.permanent_session_lifetime = timedelta(hours=app.config["SESSION_IDLE_HOURS"])
     app.extensions["login_throttle"] = LoginThrottle(app.config["LOGIN_MAX_FAILURES"],
                                                      app.config["LOGIN_WINDOW_S"])
+    users.stand_in_hash()  # made now, so that the first unknown name costs what later ones do
     app.register_blueprint(bp)
     app.before_request(check_csrf)
     app.before_request(load_user)
     app.context_processor(lambda: {"csrf_token": csrf_token(), "user": g.get("user")})
+
+
+def _hours(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise RuntimeError(f"MORPHOCLUSTER_SESSION_HOURS={value!r}: give a number of hours") from None
 
 
 def csrf_token() -> str:
@@ -49,14 +66,25 @@ def check_csrf():
     return None
 
 
+def _session_user() -> dict | None:
+    """Return the session's user, or None where the session has ended: the user is gone or
+    disabled, their session generation moved on (logout, new password or role), or the
+    login is older than SESSION_MAX_DAYS."""
+    uid = session.get("user_id")
+    if uid is None:
+        return None
+    user = users.get_user(project(), uid)
+    since = session.get("since")
+    if (user is None or session.get("gen") != user["session_gen"] or not isinstance(since, int)
+            or time.time() - since > current_app.config["SESSION_MAX_DAYS"] * 86400):
+        session.clear()
+        return None
+    return user
+
+
 def load_user():
     """Put the session's user in g.user; send everyone else to the login page."""
-    g.user = None
-    uid = session.get("user_id")
-    if uid is not None:
-        g.user = users.get_user(project(), uid)
-        if g.user is None:
-            session.clear()
+    g.user = _session_user()
     if g.user is not None:
         # viewers look only: no state-changing request passes, whatever the view
         if (request.method in UNSAFE_METHODS and g.user["role"] == "viewer"
@@ -74,8 +102,13 @@ def load_user():
 
 
 def _safe_next(value: str | None) -> str:
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
+    """Return `value` if it is a path on this site, else the home page. Browsers drop tabs and
+    newlines from URLs and read a backslash as a slash, so `/<tab>/evil` means `//evil`."""
+    if (value and value.startswith("/") and "\\" not in value
+            and not any(ch.isspace() or not ch.isprintable() for ch in value)):
+        parts = urlsplit(value)
+        if not parts.scheme and not parts.netloc and not value.startswith("//"):
+            return value
     return url_for("home.index")
 
 
@@ -98,13 +131,16 @@ def login():
             throttle.succeeded(name)
             session.clear()  # a fresh session (and CSRF token) after login
             session["user_id"] = user["id"]
-            session.permanent = True
+            session["gen"] = user["session_gen"]
+            session["since"] = int(time.time())
+            session.permanent = True  # the cookie lasts SESSION_IDLE_HOURS after each request
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", error=error), status
 
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    users.end_sessions(project(), g.user["id"])  # copies of the cookie end with it
     session.clear()
     flash("Logged out.")
     return redirect(url_for("auth.login"))

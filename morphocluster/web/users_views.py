@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, request, url_for
+from flask import Blueprint, flash, g, redirect, request, session, url_for
 
 from .. import users
 from . import project
@@ -20,6 +20,14 @@ def _page(notice: str | None = None, error: str | None = None, password: dict | 
     html = render("users.html", users=users.list_users(project()), roles=users.ROLES,
                   notice=notice, error=error, password=password)
     return html, (400 if error else 200), {"Cache-Control": "no-store"}
+
+
+def _keep_own_session(name: str) -> None:
+    """A change to a user ends their sessions; the admin who changed themselves stays in this one."""
+    if name == g.user["username"]:
+        me = users.get_user(project(), g.user["id"])
+        if me is not None:
+            session["gen"] = me["session_gen"]
 
 
 @bp.route("/")
@@ -53,6 +61,7 @@ def role():
         users.set_role(project(), name, new)
     except users.UserError as exc:
         return _page(error=str(exc))
+    _keep_own_session(name)
     you = name == g.user["username"] and new != "admin"
     flash(f"{name} is now {new}" + (" (you: the admin pages are closed to you from now on)." if you else "."))
     return redirect(url_for("home.index" if you else "users_views.index"), 303)
@@ -66,4 +75,5 @@ def reset_password():
         password = users.reset_password(project(), name)
     except users.UserError as exc:
         return _page(error=str(exc))
+    _keep_own_session(name)
     return _page(notice=f"Reset the password of {name}.", password={"username": name, "password": password})
