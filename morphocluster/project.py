@@ -10,6 +10,7 @@ from typing import Iterator
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import store
+from .images import LIMITS_KEY, ImageLimits
 
 CONFIG_NAME = "morphocluster.json"
 
@@ -48,6 +49,36 @@ class Project:
     def cache_dir(self) -> Path:
         return self.root / "cache"
 
+    def image_limits(self, **override) -> ImageLimits:
+        """Return the image limits of the config's "limits" as the file now says (another
+        process may have raised them; defaults where absent), with `override` (e.g. an
+        import's options; None keeps the config's value)."""
+        self.config[LIMITS_KEY] = self._limits_on_disk()
+        try:
+            return ImageLimits.from_config(self.config, **override)
+        except (TypeError, ValueError) as exc:
+            raise ProjectError(f"{self.root / CONFIG_NAME}: {exc}") from exc
+
+    def raise_limits(self, limits: ImageLimits) -> dict:
+        """Raise the config's limits to `limits` where those are higher (so that thumbnails and
+        features take what an import let in); return the raised ones. Only "limits" changes
+        in the file."""
+        now = self.image_limits()
+        raised = {k: v for k, v in limits.to_config().items() if v > getattr(now, k)}
+        if raised:
+            self.config[LIMITS_KEY] = {**now.to_config(), **raised}
+            on_disk = json.loads((self.root / CONFIG_NAME).read_text(encoding="utf-8"))
+            self._write_config({**on_disk, LIMITS_KEY: self.config[LIMITS_KEY]})
+        return raised
+
+    def _limits_on_disk(self):
+        """The file's limits (another process, or a hand edit, may have changed them)."""
+        try:
+            cfg = json.loads((self.root / CONFIG_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return self.config.get(LIMITS_KEY)
+        return cfg.get(LIMITS_KEY) if isinstance(cfg, dict) else self.config.get(LIMITS_KEY)
+
     # --- life cycle ---------------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path, database_url: str | None = None, exist_ok: bool = False) -> "Project":
@@ -61,7 +92,8 @@ class Project:
         if root.exists() and any(root.iterdir()):
             raise ProjectError(f"{root}: folder exists and is not empty")
         root.mkdir(parents=True, exist_ok=True)
-        config = {"format": 1, "database_url": database_url, "active_features": None}
+        config = {"format": 1, "database_url": database_url, "active_features": None,
+                  LIMITS_KEY: ImageLimits().to_config()}
         project = cls(root, config)
         store.create_schema(project.engine)
         for d in (project.images_dir, project.features_dir, project.index_dir, project.cache_dir):
@@ -89,9 +121,14 @@ class Project:
         return project
 
     def save_config(self) -> None:
-        """Write the config atomically."""
+        """Write the config atomically; its limits stay as the file has them (`raise_limits`)."""
+        if (self.root / CONFIG_NAME).is_file():
+            self.config[LIMITS_KEY] = self._limits_on_disk()
+        self._write_config(self.config)
+
+    def _write_config(self, config: dict) -> None:
         tmp = self.root / (CONFIG_NAME + ".tmp")
-        tmp.write_text(json.dumps(self.config, indent=2), encoding="utf-8")
+        tmp.write_text(json.dumps(config, indent=2), encoding="utf-8")
         tmp.replace(self.root / CONFIG_NAME)
 
     def close(self) -> None:

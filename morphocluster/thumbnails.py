@@ -61,14 +61,15 @@ def thumbnail(project, pk: int, size: int = DEFAULT_SIZE) -> Path:
 
     try:
         with Image.open(src) as im:
-            im.thumbnail((size, size))
+            project.image_limits().check_size(im.size, src.name)  # before any pixel is decoded
+            im.thumbnail((size, size))  # JPEG: decoded at a reduced scale (Image.draft)
             if im.mode not in ("L", "RGB", "RGBA", "LA"):
                 im = im.convert("RGB")
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.png")
             im.save(tmp, format="PNG", optimize=False)
             tmp.replace(out)  # atomic: concurrent requests never see half a file
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ThumbnailError(f"object {pk}: cannot read image {src.name}: {exc}") from exc
     return out
 

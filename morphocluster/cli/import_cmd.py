@@ -12,6 +12,28 @@ FORMAT_CHOICES = ["auto", "folder", "class-folders", "index-csv", "ecotaxa", "mo
 SHOWN = 10  # problems and notes printed; the rest go to the report file
 
 
+class Amount(click.ParamType):
+    """A positive number with an optional k, M or G suffix (powers of 1024 for byte counts)."""
+
+    name = "amount"
+
+    def __init__(self, base: int):
+        self.base = base
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        mult = {"K": self.base, "M": self.base ** 2, "G": self.base ** 3}.get(text[-1:], 1)
+        try:
+            n = float(text[:-1] if mult > 1 else text) * mult
+        except ValueError:
+            n = 0
+        if not n >= 1:
+            self.fail(f"{value!r} is not a positive number (e.g. 64M)", param, ctx)
+        return int(n)
+
+
 @click.command("import")
 @click.argument("project", type=click.Path(file_okay=False))
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
@@ -23,13 +45,24 @@ SHOWN = 10  # problems and notes printed; the rest go to the report file
 @click.option("--update", is_flag=True,
               help="Objects already in the project take this source's imported labels, statuses "
                    "and metadata (where it gives them) instead of being skipped.")
+@click.option("--max-file-size", type=Amount(1024), default=None,
+              help="Largest image file (or image in a ZIP), in bytes (64M, 1G); default: the project's "
+                   "\"limits\" in morphocluster.json, else 64M.")
+@click.option("--max-pixels", type=Amount(1000), default=None,
+              help="Largest image in pixels, width x height (16M); default: the project's, else 16M.")
+@click.option("--max-aspect-ratio", type=click.FloatRange(1, min_open=False), default=None,
+              help="Longest image side over its shortest; default: the project's, else 100.")
+@click.option("--max-zip-ratio", type=click.FloatRange(1), default=None,
+              help="How much a ZIP entry above 1 MiB may expand (uncompressed over compressed "
+                   "size) before it is taken for a ZIP bomb; default: the project's, else 200.")
 @click.option("--report", type=click.Path(dir_okay=False), expose_value=False,
               callback=lambda ctx, param, value: ctx.meta.__setitem__("import_report", value),
               help="Write every problem, warning and note to this TSV file (kind, file, line, "
                    "message). Without it, such a file is written to PROJECT/logs/ when the "
                    "summary leaves some out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def import_(project, sources, fmt, labels_from_folders, strict, update, quiet):
+def import_(project, sources, fmt, labels_from_folders, strict, update, max_file_size, max_pixels,
+            max_aspect_ratio, max_zip_ratio, quiet):
     """Import images from SOURCES (folders, ZIPs, EcoTaxa exports) into PROJECT.
 
     \b
@@ -52,16 +85,29 @@ def import_(project, sources, fmt, labels_from_folders, strict, update, quiet):
     --strict the first problem stops the import and nothing is written.
 
     \b
+    Limits: an image above --max-file-size, --max-pixels or --max-aspect-ratio is refused
+    (reported with its file and row) before it is decoded, and so is a ZIP entry that expands
+    more than --max-zip-ratio; ZIP entries that are neither images nor tables are not
+    extracted. The defaults suit plankton vignettes. The project keeps its limits under
+    "limits" in its morphocluster.json (thumbnails and features use them too); an option
+    above the project's value raises it there once objects were imported with it, one below
+    applies to this import only.
+
+    \b
     Exit status: 0 all imported, 3 some rows failed (the rest was imported),
     1 nothing was imported (fatal error, or every row failed).
     """
     from ..importers import ImportFailed, import_sources
+    from ..project import ProjectError
 
     p = open_project(project)
     try:
+        limits = p.image_limits(max_file_size=max_file_size, max_pixels=max_pixels,
+                                max_aspect_ratio=max_aspect_ratio, max_zip_ratio=max_zip_ratio)
         report = import_sources(p, list(sources), format=fmt, labels_from_folders=labels_from_folders,
-                                strict=strict, progress=not quiet and sys.stderr.isatty(), update=update)
-    except ImportFailed as exc:
+                                strict=strict, progress=not quiet and sys.stderr.isatty(), update=update,
+                                limits=limits)
+    except (ImportFailed, ProjectError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         p.close()

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 from sqlalchemy import select
 
+from ..images import ImageLimits, check_image_file
 from ..store import Object
 from .h5 import FORMAT_VERSION, FeatureError, feature_path, replacing, set_active, write_features
 from .registry import DEFAULT, default_name, get_extractor
@@ -31,10 +32,12 @@ class _LoadError:
 
 
 class _Images:
-    """Dataset of (row, loaded image or _LoadError) for DataLoader workers."""
+    """Dataset of (row, loaded image or _LoadError) for DataLoader workers; an image beyond the
+    project's limits is refused from its header, before it is decoded."""
 
-    def __init__(self, extractor, paths, ids, start):
+    def __init__(self, extractor, paths, ids, start, limits: ImageLimits | None = None):
         self.extractor, self.paths, self.ids, self.start = extractor, paths, ids, start
+        self.limits = limits or ImageLimits()
 
     def __len__(self):
         return len(self.paths) - self.start
@@ -42,6 +45,7 @@ class _Images:
     def __getitem__(self, i):
         i += self.start
         try:
+            check_image_file(self.paths[i], self.limits, os.path.basename(self.paths[i]))
             return i, self.extractor.load(self.paths[i])
         except Exception as exc:
             return i, _LoadError(f"object {self.ids[i]!r} ({self.paths[i]}): {exc}")
@@ -108,6 +112,7 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
                         "preprocessing": "none (computed elsewhere)", "created": time.time()})
     else:
         ex = get_extractor(extractor, size=size, invert=invert, rotations=rotations)
+        limits = project.image_limits()
         final = feature_path(project, name)
         prev = _existing(final, ex)
         started = _partial_ids(final, ex) if prev is None else None
@@ -115,18 +120,20 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
             # objects were imported while the run was stopped: finish it for the objects it
             # started with (keeping the rows done), then append the others as usual
             if not _run(ex, final, started, paths[:len(started)], batch_size, device, num_workers,
-                        progress, limit):
+                        progress, limit, limits=limits):
                 return name
             prev = _existing(final, ex)
         if prev is None:
-            if not _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit):
+            if not _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit,
+                        limits=limits):
                 return name
         else:
             have = set(prev[0])
             new = [i for i, oid in enumerate(ids) if oid not in have]
             add = final.with_name(final.stem + ".additions.h5")
             if new and not _run(ex, add, [ids[i] for i in new], [paths[i] for i in new],
-                                batch_size, device, num_workers, progress, limit, finalize=False):
+                                batch_size, device, num_workers, progress, limit, finalize=False,
+                                limits=limits):
                 return name
             if new:
                 _append(final, add, ex, prev)
@@ -247,7 +254,7 @@ def _attr(v):
 
 
 def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit,
-         finalize: bool = True) -> bool:
+         finalize: bool = True, limits: ImageLimits | None = None) -> bool:
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -259,7 +266,7 @@ def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit
     n = len(ids)
     try:
         workers = default_workers() if num_workers is None else num_workers
-        loader = DataLoader(_Images(ex, paths, ids, done), batch_size=batch_size, num_workers=workers,
+        loader = DataLoader(_Images(ex, paths, ids, done, limits), batch_size=batch_size, num_workers=workers,
                             collate_fn=_collate, persistent_workers=False, worker_init_fn=die_with_parent,
                             prefetch_factor=4 if workers else None)
         bar = tqdm(total=n, initial=done, unit="img", desc=name, smoothing=0.1,

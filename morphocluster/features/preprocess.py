@@ -38,6 +38,33 @@ def pad_square(a: np.ndarray, fill: int) -> np.ndarray:
     return out
 
 
+MAX_PAD_SIDE = 2048  # beyond this the padded square (side x side bytes) is never made
+
+
+def pad_resize(a: np.ndarray, fill: int, size: int, resample) -> np.ndarray:
+    """Return `a` padded to a centred square with `fill` and resized to (size, size).
+
+    Up to MAX_PAD_SIDE (every real vignette) the square is padded, then resized; a longer
+    image is first resized to fit `size` and then padded, so memory stays within the image
+    itself instead of side² bytes (a 30000 x 1 image would need 900 MB).
+    """
+    from PIL import Image
+
+    h, w = a.shape
+    s = max(h, w)
+    if s <= MAX_PAD_SIDE:
+        a = pad_square(a, fill)
+        if s != size:
+            a = np.asarray(Image.fromarray(a).resize((size, size), resample))
+        return a
+    nw, nh = max(1, round(w * size / s)), max(1, round(h * size / s))
+    small = np.asarray(Image.fromarray(a).resize((nw, nh), resample))
+    out = np.full((size, size), fill, dtype=a.dtype)
+    y, x = (size - nh) // 2, (size - nw) // 2
+    out[y:y + nh, x:x + nw] = small
+    return out
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """Greyscale -> (invert) -> pad to square with the background colour -> resize to `size`.
@@ -60,11 +87,8 @@ class Preprocess:
 
         if self.invert:
             a = 255 - a
-        a = pad_square(a, background_level(a))
-        if a.shape[0] != self.size:
-            mode = Image.BILINEAR if self.resample == "bilinear" else Image.BICUBIC
-            a = np.asarray(Image.fromarray(a).resize((self.size, self.size), mode))
-        return a
+        mode = Image.BILINEAR if self.resample == "bilinear" else Image.BICUBIC
+        return pad_resize(a, background_level(a), self.size, mode)
 
     def attrs(self) -> dict:
         return asdict(self)

@@ -7,7 +7,6 @@ format. See `batch` for the all-or-nothing policy for the good rows.
 from __future__ import annotations
 
 import fnmatch
-import io
 import os
 import tempfile
 import zipfile
@@ -52,10 +51,10 @@ def _detect_zip(zf: zipfile.ZipFile, depth: int = 0) -> str | None:
     def nested(member):
         if depth >= 2:
             return None
-        try:
-            with zipfile.ZipFile(io.BytesIO(zf.read(member))) as inner:
+        try:  # streamed, not read into memory: the entry may be large
+            with zf.open(member) as fh, zipfile.ZipFile(fh) as inner:
                 return _detect_zip(inner, depth + 1)
-        except (zipfile.BadZipFile, OSError):
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError):
             return None
 
     return _detect_names(names, nested)
@@ -116,7 +115,8 @@ def _prefix(path: Path, used: set[str]) -> str:
 
 
 def import_sources(project, sources, format: str = "auto", labels_from_folders: bool = False,
-                   strict: bool = False, progress: bool = True, update: bool = False) -> ImportReport:
+                   strict: bool = False, progress: bool = True, update: bool = False,
+                   limits=None) -> ImportReport:
     """Import every source into `project` and return what was added, skipped and failed.
 
     Bad rows are reported (file and row) and skipped; the good objects of all sources are
@@ -124,6 +124,9 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
     nothing is written. Re-importing the same objects (same id, same image bytes) skips them;
     with `update` they take this source's imported labels, statuses and metadata instead (where
     the source gives them; also for sources without the images, e.g. an EcoTaxa table alone).
+    `limits` (images.ImageLimits; default: the project's) refuses images and ZIP entries that are
+    too large, too many pixels or too long, and entries that expand like ZIP bombs; where it is
+    above the project's and objects were added, the project's limits are raised to it.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -136,7 +139,7 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
     trees = []
     used: set[str] = set()
     with tempfile.TemporaryDirectory(dir=project.cache_dir, prefix=f"import-{os.getpid()}-") as work:
-        batch = Batch(project, report, Path(work), update=update)
+        batch = Batch(project, report, Path(work), update=update, limits=limits or project.image_limits())
         for src in sources:
             src = Path(src)
             try:
@@ -155,6 +158,11 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
                 trees.append(src)
         if batch.candidates or report.failed or not trees:
             batch.commit(progress=progress)
+    if report.added and limits is not None:
+        raised = project.raise_limits(limits)  # thumbnails and features must take what came in
+        if raised:
+            report.note("the project's limits are raised to what this import allowed ("
+                        + ", ".join(f"{k} {v:g}" for k, v in raised.items()) + ") in morphocluster.json")
     for src in trees:
         try:
             from ..export.tree import import_tree

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
-from ..images import ImageError, check_image_bytes
+from ..images import ImageError, ImageLimits, check_image_bytes
 from ..store import ImportRun, Meta, Object, utcnow
 from .report import ImportFailed, ImportReport
 
@@ -59,8 +59,13 @@ class Candidate:
 class Batch:
     """Everything one `import_sources` call will add, committed by `commit`."""
 
-    def __init__(self, project, report: ImportReport, work: Path, update: bool = False):
+    def __init__(self, project, report: ImportReport, work: Path, update: bool = False,
+                 limits: ImageLimits | None = None):
         self.project = project
+        self.limits = limits or ImageLimits()
+        # what `unpack_zip` refused (target path -> (where, why)): reported on the row naming it
+        self.refused: dict[str, tuple[str, str]] = {}
+        report.limits, report.refused = self.limits, self.refused
         self.update = update  # objects already stored take this source's labels and metadata
         self.updates: list[tuple[str, dict]] = []  # (object id, columns to change)
         self.report = report
@@ -115,14 +120,20 @@ class Batch:
 
     def _stage_one(self, cand: Candidate):
         """Read, decode and stage one image; return (width, height) or an error message."""
+        limit = self.limits.max_file_size
         try:
-            data = cand.src.read_bytes()
+            with open(cand.src, "rb") as fh:
+                n_bytes = os.fstat(fh.fileno()).st_size
+                data = fh.read(limit + 1) if n_bytes <= limit else b""  # never more than the limit
         except FileNotFoundError:
+            if str(cand.src) in self.refused:
+                return f"image {cand.image_name}: {self.refused[str(cand.src)][1]}"
             return f"image file {cand.image_name} not found"
         except OSError as exc:
             return f"cannot read image {cand.image_name} ({exc.strerror or exc})"
         try:
-            size = check_image_bytes(data, cand.image_name)
+            self.limits.check_file_size(max(n_bytes, len(data)), cand.image_name)
+            size = check_image_bytes(data, cand.image_name, self.limits)
         except ImageError as exc:
             return str(exc)
         dest = os.path.join(self._stage_str, cand.rel)
@@ -150,6 +161,10 @@ class Batch:
     def commit(self, progress: bool = True) -> ImportReport:
         """Check every candidate, stage the good ones and commit them in one transaction."""
         report = self.report
+        named = {str(c.src) for c in self.candidates} | {str(e.src) for c in self.candidates for e in c.extra}
+        for target, (where, why) in self.refused.items():
+            if target not in named:
+                report.fail(where, f"{why}; entry skipped")
         cands = self._dedupe()
         existing = self._existing([c.object_id for c in cands])
         todo = []
