@@ -54,6 +54,66 @@ def write_features(path: Path, object_ids, features: np.ndarray, attrs: dict | N
         h.attrs["complete"] = True
 
 
+class FeatureWriter:
+    """Write a feature file a block of rows at a time (rows in the order of `object_ids`).
+
+    `dtype` float16 halves the file (the working matrix is float16 anyway). The file is
+    written under a temporary name and renamed into place by `close()`, so a stopped write
+    leaves no half file under the real name.
+    """
+
+    def __init__(self, path: Path, object_ids, dim: int, attrs: dict | None = None,
+                 dtype: str = "float32"):
+        self.path, self.n, self.dim = Path(path), len(object_ids), int(dim)
+        if dtype not in ("float32", "float16"):
+            raise FeatureError(f"{path}: features are stored as float32 or float16, not {dtype}")
+        if self.dim <= 0 or self.n == 0:
+            raise FeatureError(f"{path}: {self.n} objects x {self.dim} features: nothing to write")
+        self.tmp = self.path.with_suffix(".h5.tmp")
+        self.h = h5py.File(self.tmp, "w")
+        self.ds = self.h.create_dataset("features", shape=(self.n, self.dim), dtype=dtype,
+                                        chunks=(min(4096, self.n), self.dim))
+        self.h.create_dataset("object_id", data=np.asarray(object_ids, dtype=object),
+                              dtype=h5py.string_dtype())
+        for k, v in (attrs or {}).items():
+            self.h.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+        self.h.attrs["format_version"] = FORMAT_VERSION
+        self.h.attrs["complete"] = False
+        self.done = 0
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append the next rows."""
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[1] != self.dim or self.done + len(rows) > self.n:
+            raise FeatureError(f"{self.path}: rows of shape {rows.shape} after {self.done} of "
+                               f"{self.n} x {self.dim}")
+        self.ds[self.done:self.done + len(rows)] = rows
+        self.done += len(rows)
+
+    def close(self) -> None:
+        """Mark the file complete and put it in place (an error if rows are missing)."""
+        try:
+            if self.done != self.n:
+                raise FeatureError(f"{self.path}: {self.done} of {self.n} rows written")
+            self.h.attrs["complete"] = True
+            self.h.close()
+            self.tmp.replace(self.path)
+        finally:
+            if self.h.id.valid:
+                self.h.close()
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is None:
+            self.close()
+        else:
+            self.h.close()
+            self.tmp.unlink(missing_ok=True)
+
+
 def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """Return (object_ids, features, attrs) of a complete feature file."""
     if not path.is_file():
