@@ -25,17 +25,21 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 @click.option("--rotations", type=click.Choice(["1", "2", "4", "8"]), default="1", show_default=True,
               help="Average CNN features over this many turned (8: and mirrored) copies of each "
                    "image: better for organisms in any orientation, that many times slower.")
+@click.option("--store", type=click.Choice(["float32", "float16"]), default="float32",
+              show_default=True, help="How the full features are kept on disk (float16: half the "
+                                      "size; the interactive parts use a float16 PCA anyway).")
 @click.option("--no-activate", is_flag=True, help="Keep the current active feature set.")
 @click.option("--list", "list_", is_flag=True, help="List the feature sets and exit.")
 @click.option("--activate", "activate_name", default=None, help="Make this existing feature set active and exit.")
 def features(project, extractor, name, batch_size, device, workers, size, invert, rotations,
-             no_activate, list_, activate_name):
+             store, no_activate, list_, activate_name):
     """Compute the feature vector of every object of PROJECT into a named feature set.
 
     An interrupted run continues where it stopped when run again with the same options. Run
     again on a complete set with the same options, it computes only the objects imported since
     and appends them (the rows already there do not change); to compute everything afresh,
-    choose another --name.
+    choose another --name. At the end the set's working matrix (a PCA of it, which index,
+    clustering, growth and suggestions use) is brought up to date.
     """
     from ..features import FeatureError, list_feature_sets, set_active
     from ..features.extract import extract_features
@@ -54,7 +58,7 @@ def features(project, extractor, name, batch_size, device, workers, size, invert
             return
         done = extract_features(p, extractor, name=name, batch_size=batch_size, device=device,
                                 num_workers=workers, size=size, invert=invert, activate=not no_activate,
-                                rotations=int(rotations))
+                                rotations=int(rotations), store=store)
     except (FeatureError, ImageError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Wrote feature set {done}" + ("" if no_activate else " (active)"))
@@ -99,20 +103,42 @@ def train(project, name, epochs, size, batch_size, device, workers, invert, no_l
 
 @click.command("index")
 @click.argument("project", type=click.Path(file_okay=False))
-@click.option("--pca", type=click.IntRange(1), default=None, help="Reduce to N dimensions by PCA first.")
-@click.option("--kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto", show_default=True,
-              help="auto: exact up to 200,000 objects, IVF above.")
+@click.option("--pca", type=click.IntRange(1), default=None,
+              help="Reduce the working matrix further to N dimensions by PCA first.")
+@click.option("--kind", type=click.Choice(["auto", "flat", "ivf", "ivfflat", "hnsw"]), default="auto",
+              show_default=True, help="auto: exact up to 200,000 objects, ivf above (8-bit "
+                                      "vectors, top hits re-ranked exactly); ivfflat keeps "
+                                      "float32 vectors (4x the memory).")
 @click.option("--nlist", type=click.IntRange(1), default=None, help="IVF lists (default sqrt(n)).")
-def index(project, pca, kind, nlist):
-    """Build the nearest-neighbour index over PROJECT's active feature set."""
+@click.option("--refit", is_flag=True, help="Fit the working matrix's PCA anew on a sample of the "
+                                            "features, then project every object again.")
+@click.option("--working-dim", type=click.IntRange(2, 1024), default=None,
+              help="Components of the working matrix (default 128; saved in the project; "
+                   "implies --refit).")
+def index(project, pca, kind, nlist, refit, working_dim):
+    """Build the nearest-neighbour index over PROJECT's active feature set.
+
+    The index, and everything interactive, works on the set's working matrix: a PCA of the
+    features in float16 (128 components; a set of at most 128 features is used as it is),
+    made once and brought up to date here when objects were added.
+    """
     from ..features import FeatureError
+    from ..features.h5 import active_name
+    from ..features.working import build_working
     from ..index import build_index
 
     p = open_project(project)
     try:
+        if working_dim:
+            p.config["working"] = {**(p.config.get("working") or {}), "dim": int(working_dim)}
+            p.save_config()
+        w = build_working(p, active_name(p), refit=refit or bool(working_dim),
+                          progress=lambda f, m: None)
         meta = build_index(p, pca=pca, kind=kind, nlist=nlist)
     except (FeatureError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    extra = f", PCA {meta['dim_in']} -> {meta['dim']}" if meta["pca"] else ""
-    click.echo(f"Built {meta['kind']} index of {meta['n']} x {meta['dim']} ({meta['features']}{extra}) "
-               f"in {meta['build_seconds']:.1f} s")
+    how = f"PCA {w['dim_in']} -> {w['dim']}, {w['dtype']}" if w["pca"] else f"{w['dim']} features as they are"
+    extra = f", then PCA {meta['dim_in']} -> {meta['dim']}" if meta["pca"] else ""
+    click.echo(f"Working matrix of {w['n']:,} objects ({how}); built {meta['kind']} index of "
+               f"{meta['n']:,} x {meta['dim']} ({meta['features']}{extra}) in "
+               f"{meta['build_seconds']:.1f} s")

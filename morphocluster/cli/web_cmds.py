@@ -15,11 +15,25 @@ def run_server(project, host: str, port: int, threads: int = 8, proxies: int | N
     from ..web import create_app
 
     app = create_app({"PROJECT": project, **({"PROXIES": proxies} if proxies is not None else {})})
+    _prepare_working(project)
     if not list_users(project):
         click.echo(f"Note: no users yet; add one with `morphocluster user add {project.root} NAME "
                    "--role admin`", err=True)
     click.echo(f"Serving {project.root} on http://{host}:{port}/  (Ctrl-C stops)")
     waitress_serve(app, host=host, port=port, threads=threads, ident="morphocluster")
+
+
+def _prepare_working(project) -> None:
+    """Make the active set's working matrix now, not in the first page request that needs it
+    (a project made before there were working matrices has none)."""
+    from ..features.h5 import feature_path
+    from ..features.working import build_working, is_current
+
+    name = project.config.get("active_features")
+    if not name or not feature_path(project, name).is_file() or is_current(project, name):
+        return
+    click.echo(f"Making the working matrix of feature set {name} (once; it is kept) ...")
+    build_working(project, name)
 
 
 @click.command("serve")

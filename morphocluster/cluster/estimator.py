@@ -41,23 +41,33 @@ def parse_reduce(spec) -> tuple[str, int]:
     return kind, int(dims)
 
 
+def _float(X) -> np.ndarray:
+    """X as float32, or as it is when already float16 or float32."""
+    X = np.asarray(X)
+    return X if X.dtype in (np.float16, np.float32) else X.astype(np.float32)
+
+
 def reduce_features(X: np.ndarray, spec, random_state: int = 0, fit_rows=None) -> np.ndarray:
     """Reduce X by PCA or UMAP (fitted on `fit_rows` when given); 'none' returns X."""
     kind, dims = parse_reduce(spec)
-    X = np.asarray(X, dtype=np.float32)
-    fit = X if fit_rows is None else X[fit_rows]
+    X = _float(X)  # float16 (the working matrix) stays so until reduced, a chunk at a time
+    fit = np.asarray(X if fit_rows is None else X[fit_rows], np.float32)
     # a pool smaller than the target dimension (late rounds) cannot be reduced to it
     if kind == "none" or dims >= X.shape[1] or (kind == "umap" and len(fit) < 4 * (dims + 1)):
-        return X
+        return np.asarray(X, np.float32)
     if kind == "pca":
         from sklearn.decomposition import PCA
 
         dims = min(dims, len(fit))
         pca = PCA(dims, random_state=random_state, svd_solver="full" if dims == len(fit) else "randomized")
         pca.fit(fit[:200_000])
-        return pca.transform(X).astype(np.float32)
+        Z = np.empty((len(X), dims), np.float32)
+        for a in range(0, len(X), 262_144):
+            Z[a:a + 262_144] = pca.transform(np.asarray(X[a:a + 262_144], np.float32))
+        return Z
     import umap
 
+    X = np.asarray(X, np.float32)
     um = umap.UMAP(n_components=dims, n_neighbors=min(15, len(fit) - 1), min_dist=0.0,
                    random_state=random_state,
                    low_memory=True, n_jobs=1 if random_state is not None else -1)
@@ -144,7 +154,7 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
             self.progress(frac, msg)
 
     def fit(self, X, y=None):
-        X = np.asarray(X, dtype=np.float32)
+        X = _float(X)
         if X.ndim != 2:
             raise ClusterParamError(f"X must be 2-D, got shape {X.shape}")
         n = len(X)

@@ -83,10 +83,14 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
+STORE_TYPES = {"float32": "f4", "float16": "f2"}
+
+
 def extract_features(project, extractor: str = DEFAULT, name: str | None = None, batch_size: int = 64,
                      device: str = "auto", num_workers: int | None = None, size: int | None = None,
                      invert: bool = False, activate: bool = True, progress: bool = True,
-                     limit: int | None = None, rotations: int = 1) -> str:
+                     limit: int | None = None, rotations: int = 1, store: str = "float32",
+                     working: bool = True) -> str:
     """Compute the features of every object into the feature set `name`; return the name.
 
     If `name` already holds the features of some objects, made by the same extractor with the
@@ -96,7 +100,11 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
     file when called again with the same arguments. `limit` stops
     after that many new rows (leaving the partial file), which tests use to simulate a stop.
     `rotations` (1, 2, 4, 8): average CNN features over turned copies (that many times slower).
+    `store` float16 halves the file (a new set only; appended rows take the file's type).
+    `working`: bring the set's working matrix up to date at the end (see `working`).
     """
+    if store not in STORE_TYPES:
+        raise FeatureError(f"features are stored as {' or '.join(STORE_TYPES)}, not {store!r}")
     name = name or default_name(extractor)
     ids, paths = project_objects(project)
     if not ids:
@@ -112,6 +120,7 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
                         "preprocessing": "none (computed elsewhere)", "created": time.time()})
     else:
         ex = get_extractor(extractor, size=size, invert=invert, rotations=rotations)
+        ex.store_dtype = STORE_TYPES[store]
         limits = project.image_limits()
         final = feature_path(project, name)
         prev = _existing(final, ex)
@@ -137,6 +146,10 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
                 return name
             if new:
                 _append(final, add, ex, prev)
+    if working:
+        from .working import build_working
+
+        build_working(project, name)
     if activate:
         set_active(project, name)
     return name
@@ -232,7 +245,8 @@ def _write_appended(final, add, ex, old_ids, attrs, tmp) -> None:
         if Y.shape[1] != d:
             raise FeatureError(f"{add}: {Y.shape[1]} dimensions, but {final} has {d}")
         n = n_old + len(new_ids)
-        F = out.create_dataset("features", shape=(n, d), dtype="f4", chunks=(min(4096, n), d))
+        F = out.create_dataset("features", shape=(n, d), dtype=old["features"].dtype,
+                               chunks=(min(4096, n), d))
         for i in range(0, n_old, COPY_ROWS):
             j = min(i + COPY_ROWS, n_old)
             F[i:j] = old["features"][i:j]
@@ -278,7 +292,8 @@ def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit
                     raise FeatureError(batch.message)
                 F = ex.transform(batch)
                 if "features" not in h:
-                    h.create_dataset("features", shape=(n, F.shape[1]), dtype="f4",
+                    h.create_dataset("features", shape=(n, F.shape[1]),
+                                     dtype=getattr(ex, "store_dtype", "f4"),
                                      chunks=(min(1024, n), F.shape[1]))
                 h["features"][rows[0]:rows[-1] + 1] = F
                 done = int(rows[-1]) + 1
@@ -324,7 +339,7 @@ def _finalize(h, ex, partial):
             out.attrs[k] = v
         out.create_dataset("object_id", data=h["object_id"].asstr()[:].astype(object),
                            dtype=h5py.string_dtype())
-        F = out.create_dataset("features", shape=ds.shape, dtype="f4", chunks=ds.chunks)
+        F = out.create_dataset("features", shape=ds.shape, dtype=ds.dtype, chunks=ds.chunks)
         for i in range(0, ds.shape[0], COPY_ROWS):
             j = min(i + COPY_ROWS, ds.shape[0])
             F[i:j] = np.asarray(rows(i, j), np.float32)

@@ -104,7 +104,7 @@ def load_matrix(project, name: str | None = None) -> FeatureMatrix:
     pks, mm, fit, meta = load_working(project, name)
     from .working import working_dir
 
-    src = np.load(working_dir(project, name) / "src.npy")
+    src = np.load(working_dir(project, name) / "src.npy", mmap_mode="r")
     fm = FeatureMatrix(pks, Rows(mm), name, fit, meta, path, src)
     _CACHE.clear()
     _CACHE[key] = fm

@@ -6,7 +6,9 @@ components scaled to unit average variance) in float16, rows in `Object.id` orde
 mapped from `features/<name>.working/`. Several processes then share one copy through the
 page cache and none holds an N x full-width array. A feature set no wider than `WORKING_DIM`
 is kept as it is (float32, no PCA). Objects whose features are appended later are projected
-with the same fit; `build_working(refit=True)` fits anew.
+with the same fit; `build_working(refit=True)` fits anew. A build is written into
+`<name>.working.build/` and put in place when complete; one that was stopped part way resumes
+from the row it got to (`build.json`), and one that another live process runs is refused.
 
 Files: `meta.json` (written last: what the other files are, and the feature file they were
 made from), `fit.npz` (mean, components), `matrix.npy` (n x k), `pks.npy` (Object.id per row,
@@ -133,7 +135,14 @@ def build_working(project, name: str, dim: int | None = None, refit: bool = Fals
             if start and ids[start - 1] != old.get("last_id"):
                 start = 0  # not an append: the file was rewritten
         out = working_dir(project, name)
-        if start:
+        tmp = out.with_name(out.name + ".build")
+        stamp = _source_stamp(path)
+        plan = {"source": stamp, "start": start, "dim": k, "refit": bool(refit)}
+        done = _resumable(tmp, plan)
+        if done is not None:
+            with np.load(tmp / "fit.npz") as z:
+                fit = (z["mean"], z["components"]) if "mean" in z else None
+        elif start:
             with np.load(out / "fit.npz") as z:
                 fit = (z["mean"], z["components"]) if "mean" in z else None
         elif d > k:
@@ -141,31 +150,62 @@ def build_working(project, name: str, dim: int | None = None, refit: bool = Fals
             fit = fit_pca(read_sample(ds), k)
         kept = fit[1].shape[1] if fit is not None else d
         dtype = np.float16 if fit is not None else np.float32
-        tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            meta = _write(project, path, h, ids, start, fit, kept, dtype, out, tmp, tell)
-        except BaseException:
+        if done is None:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            tmp.mkdir(parents=True)
+            if fit is not None:
+                np.savez(tmp / "fit.npz", mean=fit[0], components=fit[1])
+            else:
+                np.savez(tmp / "fit.npz")
+        meta = _write(project, path, h, ids, start, fit, kept, dtype, out, tmp, tell,
+                      plan, done)
     meta.update(format=FORMAT, features=name, dim_in=int(d), dim=int(kept),
                 dtype=np.dtype(dtype).name, pca=fit is not None, last_id=str(ids[-1]),
-                source=_source_stamp(path), seconds=round(time.perf_counter() - t0, 2))
+                source=stamp, seconds=round(time.perf_counter() - t0, 2))
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    (tmp / "build.json").unlink()
     _swap(tmp, out)
     log.info("working matrix of %s: %d objects x %d (%s) in %.1f s", name, meta["n"], kept,
              meta["dtype"], meta["seconds"])
     return meta
 
 
-def _write(project, path, h, ids, start, fit, kept, dtype, out, tmp, tell) -> dict:
+def _resumable(tmp: Path, plan: dict) -> int | None:
+    """Return the feature row where a stopped build of the same plan got to, else None.
+
+    A build that another live process is running is refused (FeatureError)."""
+    try:
+        state = json.loads((tmp / "build.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    pid = int(state.get("pid", 0))
+    if pid and pid != os.getpid() and state.get("host") == os.uname().nodename:
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:  # someone else's process
+            alive = True
+        if alive:
+            raise FeatureError(f"{tmp}: process {pid} is making this working matrix; wait for it")
+    if state.get("plan") != plan or not (tmp / "matrix.npy").is_file():
+        return None
+    return int(state.get("done", 0))
+
+
+def _progress(tmp: Path, plan: dict, done: int) -> None:
+    state = {"pid": os.getpid(), "host": os.uname().nodename, "plan": plan, "done": int(done)}
+    part = tmp / "build.json.part"
+    part.write_text(json.dumps(state), encoding="utf-8")
+    part.replace(tmp / "build.json")
+
+
+def _write(project, path, h, ids, start, fit, kept, dtype, out, tmp, tell, plan,
+           done=None) -> dict:
+    """Write the matrix, from feature row `done` on when resuming a stopped build."""
     ds = h["features"]
     n = ds.shape[0]
-    if fit is not None:
-        np.savez(tmp / "fit.npz", mean=fit[0], components=fit[1])
-    else:
-        np.savez(tmp / "fit.npz")
     # the new rows' Object.ids; with the old ones, all rows sorted by Object.id
     new_pks = _pks_of(project, ids[start:])
     src = np.arange(start, n, dtype=np.int64)
@@ -185,20 +225,23 @@ def _write(project, path, h, ids, start, fit, kept, dtype, out, tmp, tell) -> di
     dest = np.empty(n, np.int64)  # feature-file row -> matrix row
     dest[:] = -1
     dest[srcs] = np.arange(len(srcs))
-    X = np.lib.format.open_memmap(tmp / "matrix.npy", mode="w+", dtype=dtype,
-                                  shape=(len(pks), kept))
-    del X  # header written; rows go in with positioned writes (no mapped pages to count)
+    if done is None:
+        X = np.lib.format.open_memmap(tmp / "matrix.npy", mode="w+", dtype=dtype,
+                                      shape=(len(pks), kept))
+        del X  # header written; rows go in with positioned writes (no mapped pages to count)
     offset = _data_offset(tmp / "matrix.npy")
     row_bytes = kept * np.dtype(dtype).itemsize
     fd = os.open(tmp / "matrix.npy", os.O_WRONLY)
     try:
-        if start:  # the rows made before, copied over in their new places
+        if start and done is None:  # the rows made before, copied over in their new places
             old = np.load(out / "matrix.npy", mmap_mode="r")
             old_dest = dest[np.load(out / "src.npy")]
             for a in range(0, len(old), CHUNK):
                 _put(fd, offset, row_bytes, old_dest[a:a + CHUNK], np.asarray(old[a:a + CHUNK]))
             del old
-        for a in range(start, n, CHUNK):
+        first = start if done is None else done
+        _progress(tmp, plan, first)
+        for a in range(first, n, CHUNK):
             b = min(a + CHUNK, n)
             rows = dest[a:b]
             ok = rows >= 0
@@ -206,6 +249,7 @@ def _write(project, path, h, ids, start, fit, kept, dtype, out, tmp, tell) -> di
                 F = ds[a:b][ok]
                 Z = F if fit is None else (F - fit[0]) @ fit[1]
                 _put(fd, offset, row_bytes, rows[ok], Z.astype(dtype))
+            _progress(tmp, plan, b)
             tell((b - start) / max(n - start, 1), f"projected {b:,} of {n:,} objects")
     finally:
         os.close(fd)
@@ -257,7 +301,7 @@ def load_working(project, name: str):
         meta = build_working(project, name)
     d = working_dir(project, name)
     X = np.load(d / "matrix.npy", mmap_mode="r")
-    pks = np.load(d / "pks.npy")
+    pks = np.load(d / "pks.npy", mmap_mode="r")
     with np.load(d / "fit.npz") as z:
         fit = (z["mean"], z["components"]) if "mean" in z else None
     return pks, X, fit, meta
