@@ -223,7 +223,9 @@ def find_objects(project, text: str, limit: int = 48) -> list[tuple[int, str]]:
         return []
     with project.session() as s:
         hit = s.execute(select(Object.id, Object.object_id).where(Object.object_id == text)).all()
-        if not hit and text.startswith("#") and text[1:].isdigit():
+        # '#12' is an internal id: ASCII digits that a 64-bit id column can hold
+        if not hit and text.startswith("#") and text[1:].isascii() and text[1:].isdigit() \
+                and len(text) <= 20 and int(text[1:]) < 2**63:
             hit = s.execute(select(Object.id, Object.object_id).where(Object.id == int(text[1:]))).all()
         if hit:
             return [tuple(r) for r in hit]

@@ -305,9 +305,10 @@ def test_home_shows_progress_queue_and_map(client_as, web_project):
     html = c.get("/").get_data(as_text=True)
     assert re.search(r'id="n-labelled">16<', html) and re.search(r'id="n-approved">1<', html)
     assert re.search(r'id="n-grown">0<', html)
-    ranked = pks_in(c.get(f"/grow/{info['nodes']['copepod_calanoid']}").get_data(as_text=True))
+    html = c.get(f"/grow/{info['nodes']['copepod_calanoid']}").get_data(as_text=True)
+    version = re.search(r'name="members_version" value="(\d+)"', html).group(1)
     c.post(f"/grow/{info['nodes']['copepod_calanoid']}/accept", headers=hx(token),
-           data={"shown": str(ranked[0])})
+           data={"shown": str(pks_in(html)[0]), "members_version": version})
     html = c.get("/").get_data(as_text=True)
     assert re.search(r'id="n-grown">1<', html) and re.search(r'id="n-labelled">17<', html)
     assert "copepod" in html and f"/validate/{info['nodes']['acantharia_protist']}" in html

@@ -82,7 +82,9 @@ def test_accept_until_first_wrong_and_undo(wf):
         assert s.scalars(select(Rejection.object_pk).where(Rejection.node_id == nid)).all() == [page.pks[7]]
     assert page.pks[7] not in grow.candidates(p, nid, 0, 200).pks
     with pytest.raises(WorkflowError, match="ranking"):
-        grow.accept_until(p, wf.A, nid, 0, wrong_pk=-5)
+        now = grow.candidates(p, nid, 0, 1)
+        grow.accept_until(p, wf.A, nid, 0, shown_pks=now.pks, wrong_pk=-5,
+                          members_version=now.members_version)
     undo.undo_last(p, wf.A)
     assert member_set(p, nid) == set(wf.by_class[CLASSES[0]][:15])
     with p.session() as s:
@@ -311,7 +313,7 @@ def test_web_page_search_continues_after_a_restart(web_project, shared_data):
 
     c, token = start(p)
     approve(c, token, node_id)
-    html = c.get(f"/grow/{node_id}/search?restart=1").get_data(as_text=True)
+    html = c.get(f"/grow/{node_id}/search").get_data(as_text=True)
     first = pks_in(html)
     html = c.post(f"/grow/{node_id}/search/judge", headers=hx(token), data={"ok": "1"}).get_data(as_text=True)
     second = pks_in(html)

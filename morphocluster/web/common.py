@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import wraps
 
 from flask import abort, g, redirect, render_template, request
@@ -10,6 +11,7 @@ from flask import abort, g, redirect, render_template, request
 from ..labels import node_display
 from ..users import may
 from . import project  # noqa: F401  (re-exported for the blueprints)
+from .converters import MAX_ID
 
 
 def is_htmx() -> bool:
@@ -36,17 +38,55 @@ def role_required(role: str):
 
 
 def int_list(name: str) -> list[int]:
-    """Return the integers of a repeated or comma-separated form field."""
+    """Return the ids of a repeated or comma-separated form field (400 for one that is not)."""
     out = []
     for value in request.form.getlist(name):
         for part in value.split(","):
             part = part.strip()
             if part:
-                try:
-                    out.append(int(part))
-                except ValueError:
-                    abort(400, description=f"{name}: {part!r} is not a number")
+                out.append(_bounded(name, part, 0, MAX_ID))
     return out
+
+
+def arg_int(name: str, default: int | None = None, lo: int = 0, hi: int = MAX_ID,
+            form: bool = False) -> int | None:
+    """Return the integer query (or, with `form`, form) field `name`, or `default` when it is
+    absent or empty; 400 with a clear message when it is not an integer in lo..hi."""
+    raw = (request.form if form else request.args).get(name)
+    if raw is None or not raw.strip():
+        return default
+    return _bounded(name, raw.strip(), lo, hi)
+
+
+def form_int(name: str, default: int | None = None, lo: int = 0, hi: int = MAX_ID) -> int | None:
+    """`arg_int` for a form field."""
+    return arg_int(name, default, lo, hi, form=True)
+
+
+def arg_float(name: str, default: float | None = None, lo: float = 0.0, hi: float = 1.0,
+              form: bool = False) -> float | None:
+    """Return the number in query (or form) field `name`, or `default` when it is absent or
+    empty; 400 when it is not a finite number in lo..hi."""
+    raw = ((request.form if form else request.args).get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        abort(400, description=f"{name}: {raw[:40]!r} is not a number")
+    if not lo <= value <= hi:  # NaN fails this too
+        abort(400, description=f"{name}: {raw[:40]} is out of range ({lo:g} to {hi:g})")
+    return value
+
+
+def _bounded(name: str, text: str, lo: int, hi: int) -> int:
+    # digits only (an optional minus): int() would take '1_000', ' 7' or a 10,000-digit string
+    if not re.fullmatch(r"-?[0-9]{1,20}", text):
+        abort(400, description=f"{name}: {text[:40]!r} is not a whole number")
+    value = int(text)
+    if not lo <= value <= hi:
+        abort(400, description=f"{name}: {value} is out of range ({lo} to {hi})")
+    return value
 
 
 def relabels(name: str = "relabel") -> dict[int, str]:
@@ -59,9 +99,9 @@ def relabels(name: str = "relabel") -> dict[int, str]:
     except ValueError:
         abort(400, description=f"{name}: not JSON")
     if not isinstance(data, dict) or not all(
-            str(k).isdigit() and isinstance(v, str) and v.strip() for k, v in data.items()):
+            re.fullmatch(r"[0-9]{1,20}", k) and isinstance(v, str) and v.strip() for k, v in data.items()):
         abort(400, description=f'{name}: expected {{"object id": "label name", ...}}')
-    return {int(k): v.strip() for k, v in data.items()}
+    return {_bounded(name, k, 0, MAX_ID): v.strip() for k, v in data.items()}
 
 
 def message(text: str, kind: str = "info", status: int = 200):

@@ -11,7 +11,7 @@ from .. import users
 from ..workflow import WorkflowError
 from ..workflow import undo as wf
 from . import project
-from .common import count, message, node_info, render, role_required, toast
+from .common import arg_int, count, message, node_info, render, role_required, toast
 
 bp = Blueprint("history", __name__)
 
@@ -45,7 +45,7 @@ def undo():
 def _page_after_undo(current_url: str) -> str | None:
     """Return where to go when the current page is about a node the undo removed or changed so
     that the page no longer applies (None: reload the current page)."""
-    m = re.match(r"/(validate|grow|tree/node|suggest)/(\d+)", urlparse(current_url).path)
+    m = re.match(r"/(validate|grow|tree/node|suggest)/([0-9]{1,18})(?![0-9])", urlparse(current_url).path)
     if not m:
         return None
     try:
@@ -62,8 +62,8 @@ def _page_after_undo(current_url: str) -> str | None:
 @bp.route("/events")
 @role_required("admin")
 def events():
-    page = max(0, request.args.get("page", 0, type=int))
     per = 100
+    page = arg_int("page", 0, hi=10**9)
     rows = wf.log(project(), limit=per + 1, offset=page * per)
     names = {u["id"]: u["username"] for u in users.list_users(project())}
     return render("events.html", events=rows[:per], names=names, page=page, more=len(rows) > per)

@@ -6,10 +6,11 @@ from flask import Blueprint, abort, g, request
 
 from .. import jobs
 from . import project
-from .common import message, render, role_required, toast
+from .common import form_int, message, render, role_required, toast
 
 bp = Blueprint("jobs_views", __name__, url_prefix="/jobs")
 
+MAX_CLUSTER_SIZE = 1_000_000  # a cluster round's min_cluster_size: at least 2 (HDBSCAN)
 LABELS = {"features": "Compute features", "index": "Build the index", "cluster": "Cluster round"}
 
 
@@ -40,8 +41,9 @@ def start(kind: str):
     params = {}
     if kind == "cluster":
         params["user_id"] = g.user["id"]
-        if request.form.get("min_cluster_size", type=int):
-            params["min_cluster_size"] = request.form.get("min_cluster_size", type=int)
+        size = form_int("min_cluster_size", lo=2, hi=MAX_CLUSTER_SIZE)  # empty: automatic
+        if size is not None:
+            params["min_cluster_size"] = size
     try:
         job_id = jobs.start_job(project(), kind, params, user_id=g.user["id"])
     except jobs.JobBusy as exc:

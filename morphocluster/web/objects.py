@@ -6,7 +6,7 @@ from flask import Blueprint, abort, redirect, request, url_for
 
 from ..labels import find_objects, object_record
 from . import project
-from .common import render
+from .common import arg_int, render
 
 bp = Blueprint("objects", __name__, url_prefix="/object")
 
@@ -49,6 +49,6 @@ def show(pk: int):
     if info is None:
         abort(404, description=f"no object with id {pk}")
     node = info.pop("node")
-    k = min(200, max(1, request.args.get("k", 24, type=int)))
+    k = min(200, max(1, arg_int("k", 24)))
     near, error = neighbours(p, pk, k)
     return render("object.html", obj=info, node=node, near=near, near_error=error, k=k)

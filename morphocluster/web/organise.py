@@ -10,7 +10,7 @@ from markupsafe import escape
 from ..workflow import organise as wf
 from ..workflow import validate as wf_validate
 from . import project
-from .common import count, int_list, message, node_info, node_title, redirect_to, render, role_required
+from .common import count, form_int, int_list, message, node_info, node_title, redirect_to, render, role_required
 
 bp = Blueprint("organise", __name__, url_prefix="/tree")
 
@@ -93,7 +93,7 @@ def move(node_id: int):
 def merge(node_id: int):
     into = wf.find_node(project(), request.form.get("into", ""))
     wf.merge(project(), g.user["id"], node_id, into,
-             members_version=request.form.get("members_version", type=int))
+             members_version=form_int("members_version"))
     flash(f"Node {node_id} merged into {node_title(into)}.")
     return redirect_to(url_for("organise.node", node_id=into))
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, abort, flash, g, request, url_for
 
 from ..workflow import WorkflowError
 from ..workflow import suggest as wf
 from . import project
-from .common import count, int_list, message, node_info, redirect_to, relabels, render, role_required, toast
+from .common import (arg_float, count, form_int, int_list, message, node_info, redirect_to, relabels, render,
+                     role_required, toast)
+from .converters import MAX_ID
 
 bp = Blueprint("suggest", __name__, url_prefix="/suggest")
 
@@ -86,9 +90,9 @@ def show(node_id: int):
     With `?check=T`: a random sample of the suggestions with confidence >= T, to check what
     accepting them all would give.
     """
-    check = request.args.get("check", type=float)
+    check = arg_float("check")
     state, scr = _screen(node_id, check)
-    threshold = check if check is not None else request.args.get("threshold", default=0.95, type=float)
+    threshold = check if check is not None else arg_float("threshold", 0.95)
     preview = wf.accept_preview(project(), node_id, threshold, state) if state else None
     return render("suggest_screen.html", node=node_info(node_id), screen=scr, status=wf.status(project()),
                   preview=preview, thresholds=THRESHOLDS, check=check)
@@ -97,7 +101,7 @@ def show(node_id: int):
 @bp.route("/<int:node_id>/preview")
 def preview(node_id: int):
     """How many suggestions an accept-above would take and their estimated precision."""
-    threshold = request.args.get("threshold", default=0.95, type=float)
+    threshold = arg_float("threshold", 0.95)
     p = wf.accept_preview(project(), node_id, threshold)
     return render("suggest_preview.html", preview=p, node_id=node_id, htmx=True)
 
@@ -113,10 +117,10 @@ def decide(node_id: int):
     shown = int_list("shown")
     if not shown:
         return message("Nothing was shown to confirm.", "error")
-    check = request.form.get("check", type=float)
+    check = arg_float("check", form=True)
     moves = {**_moves(), **relabels()}
     r = wf.decide(project(), g.user["id"], node_id, shown, int_list("pks"),
-                  members_version=request.form.get("members_version", type=int),
+                  members_version=form_int("members_version"),
                   band=(check, 2.0) if check is not None else None, moved=moves)
     text = f"Confirmed {r['confirmed']}, rejected {r['rejected']}" + (
         f", moved {r['moved']} to their other label" if r["moved"] else "") + (
@@ -134,8 +138,9 @@ def _moves() -> dict[int, int]:
     for value in request.form.getlist("moves"):
         for part in filter(None, (x.strip() for x in value.split(","))):
             pk, _, node = part.partition(":")
-            if not (pk.isdigit() and node.isdigit()):
-                abort(400, description=f"moves: {part!r} is not object:node")
+            if not (re.fullmatch(r"[0-9]{1,19}", pk) and re.fullmatch(r"[0-9]{1,19}", node)
+                    and max(int(pk), int(node)) <= MAX_ID):
+                abort(400, description=f"moves: {part[:60]!r} is not object:node")
             out[int(pk)] = int(node)
     return out
 
@@ -145,12 +150,12 @@ def _moves() -> dict[int, int]:
 def accept(node_id: int):
     """Accept every open suggestion of the label at or above the chosen confidence (predicted)."""
     threshold = request.form.get("threshold", type=float)
-    if threshold is None or not 0.0 <= threshold <= 1.0:
+    if threshold is None or not 0.0 <= threshold <= 1.0:  # NaN too
         return message("Choose a confidence between 0 and 1.", "error")
     try:
         n = wf.accept_above(project(), g.user["id"], node_id, threshold,
-                            members_version=request.form.get("members_version", type=int),
-                            counted=request.form.get("counted", type=int))
+                            members_version=form_int("members_version"),
+                            counted=form_int("counted"))
     except wf.CountChanged as exc:  # the model retrained, or others decided, since the count
         return _reshow(node_id, f"The suggestions changed since {count(exc.counted, 'was', 'were')} "
                        f"counted: {count(exc.now, 'suggestion')} ≥ {threshold:g} now. Accept again to "

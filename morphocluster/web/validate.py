@@ -7,8 +7,8 @@ from flask import Blueprint, current_app, flash, g, redirect, request, url_for
 from ..workflow import validate as wf
 from ..workflow.organise import find_node, namesakes
 from . import project
-from .common import (count, gave_typed, int_list, message, node_info, node_title, redirect_to, relabels, render,
-                     role_required, toast)
+from .common import (arg_int, count, form_int, gave_typed, int_list, message, node_info, node_title,
+                     redirect_to, relabels, render, role_required, toast)
 
 bp = Blueprint("validate", __name__, url_prefix="/validate")
 
@@ -24,7 +24,7 @@ def _ctx(node_id: int) -> dict:
 
 
 def _version():
-    return request.form.get("members_version", type=int)
+    return form_int("members_version")
 
 
 @bp.route("/", endpoint="next")
@@ -54,9 +54,9 @@ def show(node_id: int):
 def members(node_id: int):
     """One more page of thumbnails (htmx, loaded when the previous page's end is revealed)."""
     size = current_app.config["PAGE_SIZE"]
-    offset = max(0, request.args.get("offset", 0, type=int))
+    offset = arg_int("offset", 0)
     page = wf.members(project(), node_id, offset, size)
-    shown_version = request.args.get("v", type=int)
+    shown_version = arg_int("v")
     if shown_version is not None and shown_version != page.members_version:
         return render("_changed.html", url=url_for("validate.show", node_id=node_id), htmx=True)
     return render("_members.html", **_ctx(node_id), page=page, size=size, htmx=True)
@@ -85,11 +85,12 @@ def approve(node_id: int):
 @role_required("annotator")
 def remove(node_id: int):
     pks, moved = int_list("pks"), relabels()
-    if request.form.get("from_rank") not in (None, ""):
+    from_rank = form_int("from_rank")
+    if from_rank is not None:
         if moved:
             return message("Remove selected first: it takes the labels typed; then remove from here on.",
                            "error")
-        n = wf.remove_from(project(), g.user["id"], node_id, int(request.form["from_rank"]),
+        n = wf.remove_from(project(), g.user["id"], node_id, from_rank,
                            members_version=_version())
     elif pks or moved:
         n = wf.remove(project(), g.user["id"], node_id, pks, members_version=_version(), moved=moved)

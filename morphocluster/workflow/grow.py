@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from .. import index
 from ..features.matrix import load_matrix
-from ..store import Event, Membership, Node, Rejection
+from ..store import Event, Membership, Node, Rejection, utcnow
 from ._core import Change, Page, WorkflowError, check_claim, check_version, get_node, member_pks
 from ._stats import kmeans, member_features, node_stats
 from .adopt import move_to_labels, split_own, targets_arg
@@ -138,6 +138,24 @@ def _check_free(ch: Change, node: Node, pks) -> None:
         raise WorkflowError(f"objects {sorted(taken)[:5]} already belong to another approved node")
 
 
+def _held_by_others(ch: Change, node: Node, pks) -> set[int]:
+    """Return the objects of `pks` in a candidate node that someone else has claimed (is
+    validating now): a grow decision leaves them where they are."""
+    now, held = utcnow(), {}
+    out = set()
+    for p, (nid, _) in ch.current(pks).items():
+        if nid == node.id:
+            continue
+        if nid not in held:
+            n = ch.s.get(Node, nid)
+            held[nid] = (n.status == "candidate" and n.claimed_by is not None
+                         and n.claimed_by != ch.user_id and n.claimed_until is not None
+                         and n.claimed_until > now)
+        if held[nid]:
+            out.add(p)
+    return out
+
+
 def _check_not_members(ch: Change, node: Node, pks) -> None:
     members = [p for p, (nid, _) in ch.current(pks).items() if nid == node.id]
     if members:
@@ -145,12 +163,14 @@ def _check_not_members(ch: Change, node: Node, pks) -> None:
 
 
 def accept(project, user_id, node_id, object_pks, shown_pks=(), members_version=None,
-           moved=None, rejected=()) -> int:
+           moved=None, rejected=(), held=None) -> int:
     """Add objects to an approved node: shown ones 'validated', the others 'predicted'.
 
     `moved` (object -> another approved node's id, or a label name; a new name makes a node):
     rejected for this node instead, and each goes straight to that label as 'validated'.
     `rejected`: never offered to the node again. One event, so one undo takes back the screen.
+    Members of a candidate node that someone else has claimed stay there (added to the list
+    `held` when one is given).
     """
     moved = targets_arg(moved)
     rejected = sorted({int(p) for p in rejected} - set(moved))
@@ -162,6 +182,8 @@ def accept(project, user_id, node_id, object_pks, shown_pks=(), members_version=
         moved, own = split_own(s, moved, node.id)  # given this node's own label: accepted
         pks = sorted(({int(p) for p in object_pks} | set(own)) - set(moved) - set(rejected))
         ch = Change(s, user_id)
+        kept = _held_by_others(ch, node, pks + list(moved))
+        pks, moved = [p for p in pks if p not in kept], {p: t for p, t in moved.items() if p not in kept}
         _check_free(ch, node, pks)
         if moved or rejected:
             _check_not_members(ch, node, list(moved) + rejected)
@@ -170,35 +192,51 @@ def accept(project, user_id, node_id, object_pks, shown_pks=(), members_version=
         ch.assign([p for p in pks if p in shown], node.id, "validated")
         ch.assign([p for p in pks if p not in shown], node.id, "predicted")
         ch.finish("grow_accept", {"node": node.id, "n": len(pks), "n_shown": sum(p in shown for p in pks),
-                                  "moved": len(moved), "rejected": len(rejected)})
+                                  "moved": len(moved), "rejected": len(rejected), "held": len(kept)})
+    if held is not None:
+        held.extend(sorted(kept))
     return len(pks)
 
 
 def accept_until(project, user_id, node_id, first_wrong_rank: int, shown_pks=(), wrong_pk=None,
-                 members_version=None, rejected=()) -> int:
+                 members_version=None, rejected=(), held=None) -> int:
     """Accept every candidate ranked above the first wrong one and reject that one.
 
-    `first_wrong_rank` at or past the end of the ranking accepts everything and rejects nothing.
-    `rejected` (objects marked wrong on the screen) are rejected too, wherever they rank.
+    Only what the screen showed is taken: `shown_pks` (the candidates on the screen, from rank
+    0) and `members_version` (the node's, as shown) are required, `first_wrong_rank` may be at
+    most len(shown_pks) (the end of the screen: accept all of it, reject nothing), and of the
+    candidates ranked above it only the shown ones are accepted. `rejected` (objects marked
+    wrong on the screen) are rejected too, wherever they rank. Members of a candidate node that
+    someone else has claimed stay there (added to the list `held` when one is given).
     """
     rank = int(first_wrong_rank)
     if rank < 0:
         raise WorkflowError(f"rank {rank} is negative")
+    shown_list = [int(p) for p in shown_pks]
+    if not shown_list or members_version is None:
+        raise WorkflowError("accept until needs the objects the screen showed and the node's members "
+                            "version it showed; reload the candidates")
+    if rank > len(shown_list):
+        raise WorkflowError(f"rank {rank} is past the {len(shown_list)} objects shown; reload the "
+                            "candidates")
     page = candidates(project, node_id, 0, rank + 1)
-    if members_version is not None and int(members_version) != page.members_version:
+    if int(members_version) != page.members_version:
         raise WorkflowError(f"node {node_id} changed since its candidates were shown; reload them")
     if wrong_pk is not None and (len(page.pks) <= rank or page.pks[rank] != int(wrong_pk)):
         raise WorkflowError(f"the ranking of node {node_id} changed; object {wrong_pk} is no "
                             f"longer at rank {rank}; reload the candidates")
     marked = {int(p) for p in rejected}
-    good = [p for p in page.pks[:rank] if p not in marked]
+    shown = set(shown_list)
+    # above the rank, and shown: an object that moved up since the screen was made is not taken
+    good = [p for p in page.pks[:rank] if p not in marked and p in shown]
     wrong = sorted(set(page.pks[rank:rank + 1]) | marked)
-    shown = {int(p) for p in shown_pks}
     with project.transaction() as s:
         node = get_node(s, node_id, ("approved",))
         check_claim(node, user_id)
         check_version(node, page.members_version)
         ch = Change(s, user_id)
+        kept = _held_by_others(ch, node, good)
+        good = [p for p in good if p not in kept]
         _check_free(ch, node, good)
         ch.assign([p for p in good if p in shown], node.id, "validated")
         ch.assign([p for p in good if p not in shown], node.id, "predicted")
@@ -206,7 +244,9 @@ def accept_until(project, user_id, node_id, first_wrong_rank: int, shown_pks=(),
         ch.reject(node.id, wrong)
         ch.finish("grow_until", {"node": node.id, "rank": rank, "n": len(good),
                                  "wrong": page.pks[rank] if len(page.pks) > rank else None,
-                                 "rejected": len(wrong)})
+                                 "rejected": len(wrong), "held": len(kept)})
+    if held is not None:
+        held.extend(sorted(kept))
     return len(good)
 
 

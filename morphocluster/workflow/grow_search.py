@@ -33,6 +33,7 @@ class GrowSearch:
         self.ranking = None  # what the ranking depended on when the search started
         self.n_pages = None
         self._page = None
+        self.restarted = False  # set by load_search: a saved search was given up (node changed)
 
     @property
     def current(self) -> Page | None:
@@ -150,7 +151,8 @@ def _search_key(user_id, node_id) -> str:
 
 def load_search(project, user_id, node_id, page_size: int = 50) -> GrowSearch:
     """Return the user's saved page search of the node, or a fresh one if there is none, it used
-    another page size, or the node changed since."""
+    another page size, or the node changed since (then its `restarted` is True). Reads only:
+    nothing is saved until `save_search`."""
     with project.session() as s:
         row = s.get(Meta, _search_key(user_id, node_id))
         state = row.value if row is not None else None
@@ -159,7 +161,9 @@ def load_search(project, user_id, node_id, page_size: int = 50) -> GrowSearch:
             return GrowSearch.from_state(project, node_id, state)
         except (WorkflowError, KeyError, TypeError, ValueError):
             pass
-    return GrowSearch(project, node_id, page_size)
+    fresh = GrowSearch(project, node_id, page_size)
+    fresh.restarted = bool(state)
+    return fresh
 
 
 def save_search(project, user_id, search: GrowSearch) -> None:
