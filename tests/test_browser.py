@@ -258,7 +258,7 @@ def test_enter_in_the_merge_box_merges_and_messages_do_not_come_back(server, pag
     pg.click('#grid .obj[data-rank="0"]')
     pg.keyboard.press("r")
     pg.wait_for_selector("#toast:has-text('Removed 1 object')")
-    pg.wait_for_function("document.getElementById('toast').textContent.trim() === ''", timeout=8000)
+    pg.wait_for_function("() => document.getElementById('toast').textContent.trim() === ''", timeout=8000)
     pg.fill("input.name-input", "x")  # the names datalist asks the server (an htmx request)
     pg.wait_for_timeout(700)
     assert pg.inner_text("#toast").strip() == ""

@@ -64,7 +64,7 @@ def test_select_with_the_keyboard_then_remove_and_grow(server, page):
     pg.wait_for_selector("#toast:has-text('Removed 2 objects')")
     assert not gone & _members(p, node_id) and len(_members(p, node_id)) == IN_NODE - 2
     # the new screen's objects have the focus again, and `l` gives the focused one its label
-    pg.wait_for_function("document.activeElement && document.activeElement.matches('#grid .obj')")
+    pg.wait_for_function("() => document.activeElement && document.activeElement.matches('#grid .obj')")
     pg.keyboard.press("l")
     pg.wait_for_selector("#grid .obj input.relabel-input:not([hidden])")
     pg.keyboard.press("Escape")

@@ -105,8 +105,7 @@
     const field = document.getElementById("relabel-input");
     const url = field.getAttribute("hx-get") + "&name=" + encodeURIComponent(leaf); // its own address
     return fetch(url, {credentials: "same-origin"}).then((r) => r.text()).then((html) => {
-      const div = document.createElement("div");
-      div.innerHTML = html;
+      const div = new DOMParser().parseFromString(html, "text/html").body; // inert: nothing runs or loads
       const v = leaf.toLowerCase();
       return [...div.querySelectorAll("option")].some((o) => {
         const n = o.value.toLowerCase();
@@ -234,8 +233,7 @@
   });
 
   document.addEventListener("htmx:responseError", function (ev) {
-    const div = document.createElement("div");
-    div.innerHTML = ev.detail.xhr.responseText;
+    const div = new DOMParser().parseFromString(ev.detail.xhr.responseText, "text/html").body;
     const p = div.querySelector("p") || div;
     showToast((p.textContent || "").trim() || ("Error " + ev.detail.xhr.status), true);
   });

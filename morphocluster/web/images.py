@@ -1,4 +1,9 @@
-"""Thumbnails and full images, addressed by Object.id only, with ETag and Cache-Control."""
+"""Thumbnails and full images, addressed by Object.id only, with ETag and Cache-Control.
+
+A stored image is served with a type read from its first bytes, never from its file name: an
+imported `cell.html` that is a valid GIF goes out as image/gif, and a file that is none of the
+image formats below goes out as a download, so that no stored file is ever shown as a page.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,45 @@ from . import project
 bp = Blueprint("images", __name__)
 
 MAX_AGE = 7 * 24 * 3600  # an object's image never changes under its id
+# what a browser may show of a stored file: no script, no style, no frames, a sandbox
+IMAGE_CSP = "default-src 'none'; img-src 'self'; frame-ancestors 'none'; sandbox"
+
+# (leading bytes, MIME type, file extension); WebP is RIFF....WEBP, checked apart
+MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png", "png"), (b"\xff\xd8\xff", "image/jpeg", "jpg"),
+         (b"GIF87a", "image/gif", "gif"), (b"GIF89a", "image/gif", "gif"),
+         (b"II*\x00", "image/tiff", "tif"), (b"MM\x00*", "image/tiff", "tif"),
+         (b"II+\x00", "image/tiff", "tif"), (b"MM\x00+", "image/tiff", "tif"),
+         (b"BM", "image/bmp", "bmp"))
 
 
 def init_app(app):
     app.register_blueprint(bp)
 
 
-def _send(path, mimetype=None):
+def image_type(path) -> tuple[str, str] | None:
+    """Return (MIME type, extension) of an image file from its content, or None if it is not
+    PNG, JPEG, GIF, TIFF, BMP or WebP."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp", "webp"
+    return next(((mime, ext) for magic, mime, ext in MAGIC if head.startswith(magic)), None)
+
+
+def _send(path, mimetype: str, name: str, attachment: bool = False):
+    # the download name is ours (the object id), never the stored one (it may hold anything)
+    kw = dict(mimetype=mimetype, as_attachment=attachment, download_name=name, etag=False,
+              conditional=False)
     tag = thumbnails.etag(path)
     if request.if_none_match and tag in request.if_none_match:
-        resp = send_file(path, mimetype=mimetype, etag=False, conditional=False)
+        resp = send_file(path, **kw)
         resp.status_code, resp.response = 304, []
         resp.headers.pop("Content-Length", None)
     else:
-        resp = send_file(path, mimetype=mimetype, etag=False, conditional=False, max_age=MAX_AGE)
+        resp = send_file(path, max_age=MAX_AGE, **kw)
     resp.set_etag(tag)
     resp.headers["Cache-Control"] = f"private, max-age={MAX_AGE}"
+    resp.headers["Content-Security-Policy"] = IMAGE_CSP
     return resp
 
 
@@ -37,7 +65,7 @@ def thumb(pk: int):
         path = thumbnails.thumbnail(project(), pk, size)
     except (thumbnails.ThumbnailError, ProjectError) as exc:
         abort(404, description=str(exc))
-    return _send(path, "image/png")
+    return _send(path, "image/png", f"{pk}.png")  # made by us with Pillow: always PNG
 
 
 @bp.route("/image/<int:pk>")
@@ -47,4 +75,11 @@ def image(pk: int, rank: int = 0):
         path = thumbnails.source_path(project(), pk, rank)
     except (thumbnails.ThumbnailError, ProjectError) as exc:
         abort(404, description=str(exc))
-    return _send(path)
+    try:
+        kind = image_type(path)
+    except OSError:
+        abort(404, description=f"object {pk}: its image cannot be read")
+    name = f"{pk}-{rank}" if rank else str(pk)
+    if kind is None:  # not an image a browser should show: a download, never a page
+        return _send(path, "application/octet-stream", name, attachment=True)
+    return _send(path, kind[0], f"{name}.{kind[1]}")
