@@ -6,9 +6,9 @@ import json
 
 from sqlalchemy import func, select
 
-from .jobs import owner_alive
+from .jobs import job_owner, owner_alive
 from .project import Project
-from .store import ImportRun, Job, Membership, Meta, Node, Object
+from .store import ImportRun, Job, Membership, Node, Object
 
 SIZE_BINS = [(0, 32), (32, 64), (64, 128), (128, 256), (256, 512), (512, None)]
 
@@ -45,9 +45,7 @@ def summarize(project: Project) -> dict:
             select(func.count()).select_from(Membership).join(Node, Node.id == Membership.node_id)
             .where(Node.status == "approved")
         )
-        jobs = [{"id": j.id, "kind": j.kind, "state": j.state, "message": j.message,
-                 "since": j.created_at.isoformat(timespec="seconds") if j.created_at else None,
-                 "alive": owner_alive(getattr(s.get(Meta, f"job_owner:{j.id}"), "value", None))}
+        jobs = [_job(j, job_owner(s, j.id))
                 for j in s.scalars(select(Job).where(Job.state.in_(("queued", "running"))))]
     return {
         "project": str(project.root),
@@ -64,6 +62,16 @@ def summarize(project: Project) -> dict:
         "half_done_features": _half_done(project),
         "active_jobs": jobs,
     }
+
+
+def _job(job, owner: dict | None) -> dict:
+    """A queued or running job; "interrupted" where its process is gone (alive False), "alive"
+    None where that cannot be told (a process on another machine)."""
+    alive = owner_alive(owner, unknown=None) if owner else False  # none recorded: as a server starting
+    return {"id": job.id, "kind": job.kind, "state": job.state if alive is not False else "interrupted",
+            "message": job.message, "alive": alive,
+            "since": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
+            "pid": (owner or {}).get("pid"), "host": (owner or {}).get("host")}
 
 
 def _index_state(project, n_objects: int) -> dict | None:
@@ -139,8 +147,17 @@ def format_summary(summary: dict) -> str:
         state = f.get("error") or f"{f['done']} of {f['total']} objects done"
         lines.append(f"Half-done feature set: {f['name']} ({state}); `morphocluster features` resumes it")
     for j in summary.get("active_jobs", []):
-        lines.append(f"Job {j['id']} ({j['kind']}): {j['state']} since {j['since']}"
-                     + (f", {j['message']}" if j.get("message") else "")
-                     + ("" if j.get("alive") else " (its process is gone: the next job, or a "
-                                                  "server starting, marks it failed)"))
+        lines.append(_job_line(j))
     return "\n".join(lines)
+
+
+def _job_line(j: dict) -> str:
+    head = f"Job {j['id']} ({j['kind']}): "
+    said = f", last said: {j['message']}" if j.get("message") else ""
+    if j.get("state") == "interrupted":
+        who = f"process {j['pid']}" if j.get("pid") else "the process that ran it"
+        return (head + f"interrupted (started {j['since']}{said}): {who} is gone, so it will not "
+                "finish and changed nothing; start it again (the next job, or a server starting, "
+                "marks it failed)")
+    where = "" if j.get("alive") else f" (on {j.get('host')}: cannot tell from here whether it still runs)"
+    return head + f"{j['state']} since {j['since']}" + (f", {j['message']}" if j.get("message") else "") + where

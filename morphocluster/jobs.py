@@ -8,15 +8,21 @@ results atomically, so a crashed job leaves the project as it was.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
+import sys
+import sysconfig
 import threading
 import traceback
+from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import delete, select, update
 
 from .store import Job, Meta, utcnow
+
+log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("queued", "running")
 _START_LOCK = threading.Lock()  # one start at a time in this process (the table check is not atomic)
@@ -96,13 +102,34 @@ def run_job(project, job_id: int) -> None:
     try:
         result = KINDS[kind](project, params, progress)
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the UI
-        tb = traceback.format_exc(limit=6)
+        log.exception("job %d (%s) of %s failed", job_id, kind, project.root)
+        # the first line is what everyone sees; the traceback below it only admins, on request
         _set(project, job_id, state="failed", active=False, finished_at=utcnow(),
-             error=f"{exc.__class__.__name__}: {exc}\n\n{tb}")
+             error=f"{one_line(exc)}\n\n{traceback.format_exc()}")
         return
     msg = _summary(result)
     _set(project, job_id, state="done", active=False, progress=1.0, finished_at=utcnow(), error=None,
          **({"message": msg} if msg else {}))
+
+
+def _install_dirs() -> list[str]:
+    """Where Python and this package are installed, longest first."""
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(__file__).resolve().parent.parent),
+            *(v for v in sysconfig.get_paths().values() if v)}
+    return sorted((d for d in dirs if len(d) > 1), key=len, reverse=True)
+
+
+def hide_install_paths(text: str) -> str:
+    """Replace the install's folders in `text` by "…" (they tell users nothing)."""
+    for d in _install_dirs():
+        text = text.replace(d, "…")
+    return text
+
+
+def one_line(exc: BaseException) -> str:
+    """Return the exception's last line (type and message) on one line, without install paths."""
+    text = " ".join(traceback.format_exception_only(type(exc), exc)[-1].split())
+    return hide_install_paths(text)[:500]
 
 
 def _summary(result) -> str | None:
@@ -172,6 +199,21 @@ def owner_alive(owner: dict | None, unknown: bool = False) -> bool:
     return started is not None and started == owner.get("started")
 
 
+def job_owner(session, job_id: int) -> dict | None:
+    """Return the process recorded for a job (host, pid, start time), or None."""
+    return getattr(session.get(Meta, _owner_key(job_id)), "value", None)
+
+
+def reap(project) -> int:
+    """Mark failed the jobs of this machine whose process is gone; return how many.
+
+    Only reads unless one is found, so a page that polls a job can call it each time."""
+    with project.session() as s:
+        jobs = s.scalars(select(Job.id).where(Job.state.in_(ACTIVE_STATES))).all()
+        dead = [i for i in jobs if not owner_alive(job_owner(s, i), unknown=True)]
+    return fail_interrupted(project, known_only=True) if dead else 0
+
+
 def fail_interrupted(project, known_only: bool = False) -> int:
     """Mark jobs whose process is gone (a stopped server or script) as failed; return how many.
 
@@ -191,6 +233,10 @@ def fail_interrupted(project, known_only: bool = False) -> int:
 
 
 def _as_dict(job: Job) -> dict:
+    """A job as a dict: `error` its one-line error, `details` the traceback (admins only)."""
+    first, _, rest = (job.error or "").partition("\n")
     return {"id": job.id, "kind": job.kind, "params": job.params, "state": job.state,
-            "progress": job.progress, "message": job.message, "error": job.error,
+            "progress": job.progress, "message": job.message,
+            "error": hide_install_paths(first.strip()) if job.error else None,
+            "details": rest.strip() or None,
             "user_id": job.user_id, "created_at": job.created_at, "finished_at": job.finished_at}

@@ -63,7 +63,8 @@ def test_info_tells_what_an_interrupted_run_left(project):
     assert "Objects without features: 50 (imported since): run `morphocluster features`" in text
     assert "Index: flat over 50 objects" in text and "behind" not in text
     assert "Half-done feature set: px (16 of 100 objects done); `morphocluster features` resumes it" in text
-    assert "Job 1 (cluster): running since" in text and "its process is gone" in text
+    assert "Job 1 (cluster): interrupted (started " in text and "last said: round 2" in text
+    assert "the process that ran it is gone, so it will not finish" in text
     extract_features(project, "morphometric", name="m", num_workers=0, progress=False)  # appends
     text = format_summary(summarize(project))
     assert "without features" not in text

@@ -21,16 +21,28 @@ def init_app(app):
 @bp.route("/")
 def index():
     p = project()
+    jobs.reap(p)  # a job whose process died elsewhere shows as failed, not running for ever
     return render("jobs.html", jobs=jobs.list_jobs(p), active=jobs.active_job(p), labels=LABELS)
 
 
 @bp.route("/<int:job_id>")
 def status(job_id: int):
     """One job's row (htmx polls it every second while it runs)."""
+    jobs.reap(project())
     job = jobs.get_job(project(), job_id)
     if job is None:
         abort(404, description=f"no job {job_id}")
     return render("_job.html", job=job, htmx=True)
+
+
+@bp.route("/<int:job_id>/details")
+@role_required("admin")
+def details(job_id: int):
+    """A failed job's traceback, for admins (everyone else sees its one-line error)."""
+    job = jobs.get_job(project(), job_id)
+    if job is None:
+        abort(404, description=f"no job {job_id}")
+    return render("job_details.html", job=job)
 
 
 @bp.route("/start/<kind>", methods=["POST"])
