@@ -20,39 +20,54 @@ from ._stats import kmeans, member_features, node_stats
 from .adopt import move_to_labels, split_own, targets_arg
 
 _CACHE: dict = {}
+_OWN: dict = {}
+CHECK_CHUNK = 5_000  # ranked objects checked per query for membership elsewhere
 
 
-_EXCLUDED: dict = {}
+def _own(s, node_id: int, version: int, root: str = "") -> np.ndarray:
+    """The node's members and the objects rejected for it (the search leaves them out).
 
-
-def _excluded(s, node_id: int, root: str = "") -> np.ndarray:
-    """Object.ids that cannot be offered to the node: in a non-candidate node, or rejected for it.
-
-    Cached until the next event: every decision writes one, so paging costs one tiny query.
+    Cached per members version and number of rejections, so paging costs two tiny queries.
     """
-    last = s.scalar(select(func.max(Event.id)))
-    key = (root, int(node_id), last)
-    hit = _EXCLUDED.get(key)
-    if hit is not None:
-        return hit
-    out = _excluded_query(s, node_id)
-    if len(_EXCLUDED) > 8:
-        _EXCLUDED.clear()
-    _EXCLUDED[key] = out
-    return out
+    n_rej = s.scalar(select(func.count()).select_from(Rejection).where(Rejection.node_id == node_id))
+    key = (root, int(node_id), version, n_rej)
+    hit = _OWN.get(key)
+    if hit is None:
+        members = s.scalars(select(Membership.object_pk).where(Membership.node_id == node_id))
+        rejected = s.scalars(select(Rejection.object_pk).where(Rejection.node_id == node_id))
+        hit = np.unique(np.fromiter(list(members) + list(rejected), dtype=np.int64))
+        if len(_OWN) > 8:
+            _OWN.clear()
+        _OWN[key] = hit
+    return hit
+
+
+def _offerable(s, node_id: int, pks: np.ndarray) -> np.ndarray:
+    """Mask of the ranked objects still offerable: in no node but candidates, not rejected."""
+    ok = np.ones(len(pks), bool)
+    for a in range(0, len(pks), CHECK_CHUNK):
+        part = [int(x) for x in pks[a:a + CHECK_CHUNK]]
+        taken = set(s.scalars(select(Membership.object_pk).join(Node, Node.id == Membership.node_id)
+                              .where(Membership.object_pk.in_(part),
+                                     (Node.status != "candidate") | (Node.id == node_id))))
+        taken.update(s.scalars(select(Rejection.object_pk).where(
+            Rejection.node_id == node_id, Rejection.object_pk.in_(part))))
+        if taken:
+            ok[a:a + CHECK_CHUNK] = [x not in taken for x in part]
+    return ok
+
+
+def _n_offerable(s, node_id: int, n_features: int, own: np.ndarray) -> int:
+    """How many objects the node could be offered, from the nodes' member counts (no scan)."""
+    labelled = s.scalar(select(func.coalesce(func.sum(Node.n_members), 0)).where(
+        Node.status != "candidate", Node.id != node_id)) or 0
+    return max(0, n_features - int(labelled) - len(own))
 
 
 def clear_cache() -> None:
     """Forget cached rankings (after annotations were reset outside the workflow)."""
-    _EXCLUDED.clear()
+    _OWN.clear()
     _CACHE.clear()
-
-
-def _excluded_query(s, node_id: int) -> np.ndarray:
-    taken = s.scalars(select(Membership.object_pk).join(Node, Node.id == Membership.node_id)
-                      .where((Node.status != "candidate") | (Node.id == node_id)))
-    rejected = s.scalars(select(Rejection.object_pk).where(Rejection.node_id == node_id))
-    return np.fromiter(list(taken) + list(rejected), dtype=np.int64)
 
 
 def prototypes(project, node_id: int) -> np.ndarray:
@@ -72,14 +87,15 @@ def prototypes(project, node_id: int) -> np.ndarray:
     return kmeans(X, int(n))[0].astype(np.float32)
 
 
-def _rank(project, node_id: int, excluded: np.ndarray, n_allowed: int, depth: int):
-    """Return (pks, distances, complete) ranked by smallest distance to the prototypes."""
+def _rank(project, node_id: int, own: np.ndarray, n_pool: int, depth: int):
+    """Return (pks, distances, complete) ranked by smallest distance to the prototypes, among
+    the `n_pool` objects with features outside `own` (labelled or not: checked afterwards)."""
     protos = prototypes(project, node_id)
-    if len(protos) == 0 or n_allowed == 0:
+    if len(protos) == 0 or n_pool == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32), True
-    k = min(depth, n_allowed)
-    # the objects left out are named, not the allowed ones: far fewer on a large project
-    D, I = index.search(project, protos, k, excluded_pks=excluded)
+    k = min(depth, n_pool)
+    # only the node's own objects are named: others' labels are checked on what ranks
+    D, I = index.search(project, protos, k, excluded_pks=own)
     d, i = D.ravel(), I.ravel()
     ok = i >= 0
     d, i = d[ok], i[ok]
@@ -88,7 +104,7 @@ def _rank(project, node_id: int, excluded: np.ndarray, n_allowed: int, depth: in
     _, first = np.unique(i, return_index=True)
     first.sort()
     d, i = d[first], i[first]
-    complete = k >= n_allowed
+    complete = k >= n_pool
     if not complete:  # beyond the smallest k-th distance an object might still be missing
         kth = D[:, k - 1][I[:, k - 1] >= 0]
         if len(kth):
@@ -98,24 +114,32 @@ def _rank(project, node_id: int, excluded: np.ndarray, n_allowed: int, depth: in
 
 
 def _ranking(project, node_id: int, need: int):
+    """Return (offerable pks, distances, members version, how many could be offered)."""
+    fm = load_matrix(project)
+    n_protos = (project.config.get("grow") or {}).get("n_prototypes")
     with project.session() as s:
         node = get_node(s, node_id)
         version = node.members_version
-        excluded = _excluded(s, node.id, str(project.root))
-    fm = load_matrix(project)
-    n_protos = (project.config.get("grow") or {}).get("n_prototypes")
-    key = (str(project.root), int(node_id), version, fm.name, n_protos)
-    hit = _CACHE.get(key)
-    n_allowed = len(fm.pks) - int(np.count_nonzero(fm.rows_of(np.unique(excluded)) >= 0))
-    if hit is None or (not hit[2] and len(hit[0]) < need):
-        depth = max(1000, 2 * need, 2 * len(hit[0]) if hit else 0)
-        hit = _rank(project, node_id, excluded, n_allowed, depth)
-        if len(_CACHE) > 32:
-            _CACHE.clear()
-        _CACHE[key] = hit
-    pks, dist, _ = hit
-    keep = ~np.isin(pks, excluded)
-    return pks[keep], dist[keep], version, n_allowed
+        own = _own(s, node.id, version, str(project.root))
+        n_allowed = _n_offerable(s, node.id, len(fm.pks), own)
+        n_pool = len(fm.pks) - int(np.count_nonzero(fm.rows_of(own) >= 0))
+        key = (str(project.root), int(node_id), version, fm.name, n_protos)
+        hit = _CACHE.get(key)
+        while True:
+            if hit is None or (not hit[2] and hit[3] < need):
+                depth = max(1000, 2 * need, 4 * len(hit[0]) if hit else 0)
+                hit = _rank(project, node_id, own, n_pool, depth)
+                hit = hit + (0,)
+            pks, dist, complete, _ = hit
+            keep = _offerable(s, node.id, pks)  # labelled elsewhere since, or before
+            hit = (pks, dist, complete, int(keep.sum()))
+            if complete or hit[3] >= need:
+                break
+    if len(_CACHE) > 32:
+        _CACHE.clear()
+    _CACHE[key] = hit
+    total = int(keep.sum()) if hit[2] else max(n_allowed, int(keep.sum()))
+    return pks[keep], dist[keep], version, total
 
 
 def candidates(project, node_id, offset: int = 0, limit: int = 50) -> Page:
