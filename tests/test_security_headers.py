@@ -102,3 +102,28 @@ def test_a_server_error_sends_the_security_headers(web_project):
     assert resp.status_code == 500
     check(resp, "GET /boom -> 500")
 
+
+
+def test_stored_files_are_typed_by_content_not_name(client_as, web_project):
+    """A GIF stored under a .jpg name goes out as image/gif; a stored file that is no image (left by an
+    older version, or put there by hand) is a download named by the object id only."""
+    from morphocluster.store import Object
+
+    p, info = web_project
+    gif_pk, other_pk = info["by_class"][CLASSES[0]][:2]
+    with p.session() as s:
+        gif, other = p.image_path(s.get(Object, gif_pk).path), p.image_path(s.get(Object, other_pk).path)
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(gif, format="GIF", comment=b"<script>alert(1)</script>")
+    other.write_bytes(b"<html><script>alert(1)</script></html>")
+    admin, _ = client_as("ada")
+    resp = admin.get(f"/image/{gif_pk}")
+    assert resp.status_code == 200 and resp.mimetype == "image/gif"
+    assert resp.headers["Content-Disposition"] == f"inline; filename={gif_pk}.gif"
+    check(resp, f"GET /image/{gif_pk}")
+    resp = admin.get(f"/image/{other_pk}")
+    assert resp.status_code == 200 and resp.mimetype == "application/octet-stream"
+    assert resp.headers["Content-Disposition"] == f"attachment; filename={other_pk}"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in resp.headers["Content-Security-Policy"]
