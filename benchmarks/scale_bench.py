@@ -166,8 +166,8 @@ def _urls(p) -> list[tuple[str, str]]:
         cand = s.scalar(select(Node.id).where(Node.status == "candidate").order_by(Node.id.desc()))
         appr = s.scalar(select(Node.id).where(Node.status == "approved").order_by(Node.id))
     return [("validate page", f"/validate/{cand}"), ("grow page", f"/grow/{appr}"),
-            ("home page", "/"), ("home map (htmx)", "/map"), ("suggestions", "/suggest"),
-            ("tree", "/tree"), ("object page", "/object/1")]
+            ("home page", "/"), ("home map (htmx)", "/map"), ("suggestions", "/suggest/"),
+            ("tree", "/tree/"), ("object page", "/object/1")]
 
 
 def _time(c, url: str, repeat: int) -> dict:
@@ -210,7 +210,8 @@ def step_pages_during_job(root: Path, repeat: int = 20) -> dict:
         time.sleep(5)
         out = step_pages(root, repeat)
         out["note"] += "; clustering round running" if job.poll() is None else "; job ended early"
-    finally:
+    finally:  # stopped part way, a round writes nothing
+        job.terminate()
         job.wait()
     return out
 
