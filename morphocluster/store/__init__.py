@@ -13,7 +13,7 @@ from .models import (  # noqa: F401  (re-exported)
     Base, Event, ImportRun, Job, Membership, Meta, Node, NodeCache, Object, Rejection, User, utcnow,
 )
 
-SCHEMA_VERSION = 2  # older databases are upgraded by store.migrate
+SCHEMA_VERSION = 3  # older databases are upgraded by store.migrate
 
 
 class SchemaError(RuntimeError):

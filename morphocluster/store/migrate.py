@@ -56,6 +56,20 @@ def _user_session_generation(conn: Connection) -> None:
     add_column(conn, "users", Column("session_gen", Integer, nullable=False, server_default="0"))
 
 
+@step(2)
+def _indexes_for_large_projects(conn: Connection) -> None:
+    """indexes on objects (id prefix, any case) and events (by node), so pages read no whole table"""
+    ddl = {
+        "sqlite": ["CREATE INDEX ix_objects_object_id_nocase ON objects (object_id COLLATE NOCASE)",
+                   "CREATE INDEX ix_events_node ON events (json_extract(payload, '$.node'), action)"],
+        "postgresql": ["CREATE INDEX ix_objects_object_id_lower ON objects "
+                       "(lower(object_id) text_pattern_ops)",
+                       "CREATE INDEX ix_events_node ON events ((payload ->> 'node'), action)"],
+    }
+    for sql in ddl.get(conn.dialect.name, []):
+        conn.exec_driver_sql(sql)
+
+
 def read_version(conn: Connection, lock: bool = False) -> object:
     """Return the stored schema version (None when unset); `lock` holds the row (PostgreSQL)."""
     query = select(Meta.value).where(Meta.key == "schema_version")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+    DDL, JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
     UniqueConstraint,
 )
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -156,3 +157,24 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+# Indexes on expressions, which differ by dialect (store.migrate's step 2 makes the same ones):
+# - a case-insensitive prefix of an object id (find) walks an index, not the objects table;
+# - "has this node been grown" looks the node up among the events instead of reading them all.
+DIALECT_INDEXES = {
+    "sqlite": {
+        "objects": ["CREATE INDEX ix_objects_object_id_nocase ON objects (object_id COLLATE NOCASE)"],
+        "events": ["CREATE INDEX ix_events_node ON events (json_extract(payload, '$.node'), action)"],
+    },
+    "postgresql": {
+        "objects": ["CREATE INDEX ix_objects_object_id_lower ON objects "
+                    "(lower(object_id) text_pattern_ops)"],
+        "events": ["CREATE INDEX ix_events_node ON events ((payload ->> 'node'), action)"],
+    },
+}
+for _dialect, _tables in DIALECT_INDEXES.items():
+    for _name, _ddl in _tables.items():
+        for _sql in _ddl:
+            sa_event.listen(Base.metadata.tables[_name], "after_create",
+                            DDL(_sql).execute_if(dialect=_dialect))

@@ -62,8 +62,39 @@ def _page_after_undo(current_url: str) -> str | None:
 @bp.route("/events")
 @role_required("admin")
 def events():
+    """The event log, newest first, 100 a page; `before`/`after` an event id (keyset pages: each
+    reads its 100 rows by the primary key, however far back, where an OFFSET would walk them)."""
     per = 100
-    page = arg_int("page", 0, hi=10**9)
-    rows = wf.log(project(), limit=per + 1, offset=page * per)
+    arg_int("page", 0, hi=10**9)  # old links: still checked, now shows the newest page
+    before, after = arg_int("before"), arg_int("after")
+    rows, newer, older = events_page(project(), per, before=before, after=after)
     names = {u["id"]: u["username"] for u in users.list_users(project())}
-    return render("events.html", events=rows[:per], names=names, page=page, more=len(rows) > per)
+    return render("events.html", events=rows, names=names, newer=newer, older=older)
+
+
+def events_page(p, per: int, before: int | None = None, after: int | None = None):
+    """Return (events newest first, id for a "newer" link or None, id for an "older" link or None)."""
+    from sqlalchemy import select
+
+    from ..store import Event
+
+    with p.session() as s:
+        q = select(Event)
+        if after is not None:  # the page just above `after`, read upwards, then turned round
+            found = list(reversed(s.scalars(q.where(Event.id > after).order_by(Event.id)
+                                            .limit(per + 1)).all()))
+            more_newer, found = len(found) > per, found[-per:]
+            more_older = bool(found)
+        else:
+            if before is not None:
+                q = q.where(Event.id < before)
+            found = s.scalars(q.order_by(Event.id.desc()).limit(per + 1)).all()
+            more_older, found = len(found) > per, found[:per]
+            more_newer = before is not None
+        rows = [{"id": e.id, "user_id": e.user_id, "created_at": e.created_at, "action": e.action,
+                 "undone_by": e.undone_by,
+                 "payload": {k: v for k, v in (e.payload or {}).items() if k != "reverse"}}
+                for e in found]
+    newer = rows[0]["id"] if rows and more_newer else None
+    older = rows[-1]["id"] if rows and more_older else None
+    return rows, newer, older
