@@ -199,8 +199,12 @@ def step_pages(root: Path, repeat: int = 20) -> dict:
     page = grow.candidates(p, appr[1], 0, 50)  # a node no page below has ranked yet
     rank = time.perf_counter() - t
     pages = {label: _time(c, url, repeat) for label, url in _urls(p)}
-    return {"pages": pages, "note": f"first grow page {rank * 1e3:.0f} ms ({len(page.pks)} shown)",
-            "rank_s": rank}
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"pages": pages, "rank_s": rank, "server_rss_mb": own,
+            "note": f"first grow page {rank * 1e3:.0f} ms ({len(page.pks)} shown); "
+                    f"server peak RSS {own:,.0f} MB"}
 
 
 def step_pages_during_job(root: Path, repeat: int = 20) -> dict:
