@@ -58,7 +58,8 @@ def progress(p) -> dict:
                                    .group_by(Node.status)).all())
         labelled = s.scalar(select(func.coalesce(func.sum(Node.n_members), 0))
                             .where(Node.status == "approved")) or 0
-        grown = s.scalar(select(func.count()).select_from(Node).where(grown_clause(s)))
+        grown = s.scalar(select(func.count()).select_from(Node).where(
+            Node.status == "approved", grown_clause(s)))  # only approved nodes are grown
         n_unnamed, unnamed = unnamed_approved(s)
         labels = s.execute(
             select(Node.name, func.sum(Node.n_members), func.count(Node.id))
