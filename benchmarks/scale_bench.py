@@ -17,7 +17,7 @@ peak RSS (`ru_maxrss`) is reported beside its time:
   pages             the web pages through the Flask test client: cold, then p95 of warm requests;
                     the process's peak RSS is the server's
   pages-during-job  the same pages while a clustering round runs in another process
-  export            EcoTaxa TSV and CSV of every labelled object
+  export            EcoTaxa TSV and CSV of every object (labelled or not)
 
 With `--db postgres` the store is a database on the server named by MORPHOCLUSTER_TEST_PG_URL
 (or --pg-url). Disk per object is the project folder's size over N.
@@ -228,10 +228,11 @@ def step_export(root: Path) -> dict:
     notes = []
     for fmt, name in (("ecotaxa", "export.tsv"), ("csv", "export.csv")):
         t = time.perf_counter()
-        export(p, fmt, root.parent / name, overwrite=True)
+        rep = export(p, fmt, root.parent / name, labels="all", overwrite=True)  # every object
         notes.append(f"{fmt} {time.perf_counter() - t:.0f} s")
+        rows = getattr(rep, "n_objects", None)
         (root.parent / name).unlink(missing_ok=True)
-    return {"note": ", ".join(notes)}
+    return {"note": ", ".join(notes) + (f" ({rows:,} rows each)" if rows else " (every object)")}
 
 
 def run_step(name: str, args) -> dict:
