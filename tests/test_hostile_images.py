@@ -88,7 +88,10 @@ def _import_subprocess(project, *args, fsize_limit: int | None = None):
             "    rc = e.code or 0\n"
             "except Exception as e:\n"
             "    print('Error:', e); rc = 1\n"
-            "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            # VmHWM, not ru_maxrss: the latter keeps the high-water mark of the forked test
+            # process across exec (hundreds of MB once torch is loaded there)
+            "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')]\n"
+            "print('PEAK_KIB', int(hwm[0].split()[1]))\n"
             "sys.exit(rc)\n")
 
     def cap():
