@@ -173,9 +173,23 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*", b"BM")
+# (leading bytes, MIME type, file extension); WebP is RIFF....WEBP, checked apart
+SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png", "png"), (b"\xff\xd8\xff", "image/jpeg", "jpg"),
+              (b"GIF87a", "image/gif", "gif"), (b"GIF89a", "image/gif", "gif"),
+              (b"II*\x00", "image/tiff", "tif"), (b"MM\x00*", "image/tiff", "tif"),
+              (b"II+\x00", "image/tiff", "tif"), (b"MM\x00+", "image/tiff", "tif"),
+              (b"BM", "image/bmp", "bmp"))
+
+
+def image_type_of(head: bytes) -> tuple[str, str] | None:
+    """Return (MIME type, extension) that the first 16 bytes of a file show, or None if they
+    are not those of PNG, JPEG, GIF, TIFF, BMP or WebP."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp", "webp"
+    return next(((mime, ext) for magic, mime, ext in SIGNATURES if head.startswith(magic)), None)
 
 
 def has_image_signature(head: bytes) -> bool:
     """True if the first bytes of a file are those of a format in IMAGE_EXTENSIONS."""
-    return head.startswith(_SIGNATURES)
+    t = image_type_of(head)
+    return t is not None and t[1] != "webp" and head[:4] not in (b"II+\x00", b"MM\x00+")

@@ -215,12 +215,20 @@ def object_record(project, pk: int) -> dict | None:
                 "node": dict(zip(("membership", "id", "name", "status"), row)) if row else None}
 
 
-def find_objects(project, text: str, limit: int = 48) -> list[tuple[int, str]]:
-    """Return (Object.id, object_id) of the objects that `text` names: the object of that id
-    (or internal id, `#12`), else those whose id contains it, ignoring case (at most `limit`)."""
+SUBSTRING_ROWS = 20_000  # newest objects looked through for a part in the middle of an id
+
+
+def find_objects(project, text: str, limit: int = 48, scan: int = SUBSTRING_ROWS):
+    """Return ((Object.id, object_id), ...) that `text` names, and whether the search was partial.
+
+    The object of that id (or internal id, `#12`); else those whose id starts with it, ignoring
+    case (an index walk, among all objects); else, to fill up to `limit`, those whose id contains
+    it among the newest `scan` objects only (partial: True when there are more): a middle part is
+    no index lookup, and reading 10 M ids on every search is not worth it.
+    """
     text = (text or "").strip()
     if not text:
-        return []
+        return [], False
     with project.session() as s:
         hit = s.execute(select(Object.id, Object.object_id).where(Object.object_id == text)).all()
         # '#12' is an internal id: ASCII digits that a 64-bit id column can hold
@@ -228,19 +236,23 @@ def find_objects(project, text: str, limit: int = 48) -> list[tuple[int, str]]:
                 and len(text) <= 20 and int(text[1:]) < 2**63:
             hit = s.execute(select(Object.id, Object.object_id).where(Object.id == int(text[1:]))).all()
         if hit:
-            return [tuple(r) for r in hit]
-        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = [tuple(r) for r in s.execute(
-            select(Object.id, Object.object_id).where(Object.object_id.ilike(like, escape="\\"))
-            .order_by(Object.id).limit(limit)).all()]
-        if rows or text.isascii():
-            return rows
-        # SQLite ignores the case of ASCII letters only ('CAFÉ' against 'café'): look in Python
-        needle = text.casefold()
-        for r in s.execute(select(Object.id, Object.object_id).order_by(Object.id)
-                           .execution_options(yield_per=10000)):
-            if needle in r.object_id.casefold():
-                rows.append(tuple(r))
-                if len(rows) >= limit:
-                    break
-        return rows
+            return [tuple(r) for r in hit], False
+        like = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        if s.get_bind().dialect.name == "sqlite":  # LIKE ignores ASCII case: the NOCASE index
+            q = (select(Object.id, Object.object_id).where(Object.object_id.like(like, escape="\\"))
+                 .order_by(Object.object_id.collate("NOCASE")))
+        else:  # PostgreSQL: the lower(object_id) text_pattern_ops index
+            q = select(Object.id, Object.object_id).where(
+                func.lower(Object.object_id).like(func.lower(like), escape="\\"))
+        rows = sorted((tuple(r) for r in s.execute(q.limit(limit))), key=lambda r: r[1].casefold())
+        if len(rows) >= limit:
+            return rows, False
+        newest = s.execute(select(Object.id, Object.object_id).order_by(Object.id.desc())
+                           .limit(scan + 1)).all()
+    needle, have = text.casefold(), {r[0] for r in rows}
+    for pk, oid in newest[:scan]:
+        if pk not in have and needle in oid.casefold():
+            rows.append((pk, oid))
+            if len(rows) >= limit:
+                break
+    return rows, len(newest) > scan and len(rows) < limit

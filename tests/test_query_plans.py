@@ -108,7 +108,7 @@ def test_event_log_pages_by_event_id(client_as, web_project):
 
 
 def test_find_by_the_start_of_an_id_uses_the_index_and_a_middle_part_is_bounded(client_as, web_project):
-    from morphocluster.web.objects import find_objects
+    from morphocluster.labels import find_objects
 
     p, info = web_project
     c, _ = client_as("ann")

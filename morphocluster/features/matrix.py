@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from .h5 import FeatureError, active_name, feature_path
-from .working import load_working
+from .working import load_working, working_dir
 
 _CACHE: dict = {}
 
@@ -102,8 +102,6 @@ def load_matrix(project, name: str | None = None) -> FeatureMatrix:
     if hit is not None:
         return hit
     pks, mm, fit, meta = load_working(project, name)
-    from .working import working_dir
-
     src = np.load(working_dir(project, name) / "src.npy", mmap_mode="r")
     fm = FeatureMatrix(pks, Rows(mm), name, fit, meta, path, src)
     _CACHE.clear()

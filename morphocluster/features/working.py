@@ -125,15 +125,17 @@ def build_working(project, name: str, dim: int | None = None, refit: bool = Fals
     with h5py.File(path, "r") as h:
         ds = h["features"]
         n, d = ds.shape
-        ids = h["object_id"].asstr()[:]
         if n == 0:
             raise FeatureError(f"{path}: the feature set holds no objects")
         start, fit = 0, None
         if old and not refit and old.get("format") == FORMAT and old.get("dim_in") == d \
                 and old.get("dim") == min(k, d) and old["source"]["n"] <= n:
             start = old["source"]["n"]
-            if start and ids[start - 1] != old.get("last_id"):
+            if start and h["object_id"].asstr()[start - 1] != old.get("last_id"):
                 start = 0  # not an append: the file was rewritten
+        # the ids of the rows to project only (an append reads no old ones)
+        ids = h["object_id"].asstr()[start:]
+        last_id = str(ids[-1]) if len(ids) else str(h["object_id"].asstr()[n - 1])
         out = working_dir(project, name)
         tmp = out.with_name(out.name + ".build")
         stamp = _source_stamp(path)
@@ -160,7 +162,7 @@ def build_working(project, name: str, dim: int | None = None, refit: bool = Fals
         meta = _write(project, path, h, ids, start, fit, kept, dtype, out, tmp, tell,
                       plan, done)
     meta.update(format=FORMAT, features=name, dim_in=int(d), dim=int(kept),
-                dtype=np.dtype(dtype).name, pca=fit is not None, last_id=str(ids[-1]),
+                dtype=np.dtype(dtype).name, pca=fit is not None, last_id=last_id,
                 source=stamp, seconds=round(time.perf_counter() - t0, 2))
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     (tmp / "build.json").unlink()
@@ -203,11 +205,12 @@ def _progress(tmp: Path, plan: dict, done: int) -> None:
 
 def _write(project, path, h, ids, start, fit, kept, dtype, out, tmp, tell, plan,
            done=None) -> dict:
-    """Write the matrix, from feature row `done` on when resuming a stopped build."""
+    """Write the matrix, from feature row `done` on when resuming a stopped build; `ids` are
+    those of the feature rows from `start` on."""
     ds = h["features"]
     n = ds.shape[0]
     # the new rows' Object.ids; with the old ones, all rows sorted by Object.id
-    new_pks = _pks_of(project, ids[start:])
+    new_pks = _pks_of(project, ids)
     src = np.arange(start, n, dtype=np.int64)
     keep = new_pks >= 0  # feature rows of objects no longer in the project are left out
     new_pks, src = new_pks[keep], src[keep]
@@ -226,9 +229,9 @@ def _write(project, path, h, ids, start, fit, kept, dtype, out, tmp, tell, plan,
     dest[:] = -1
     dest[srcs] = np.arange(len(srcs))
     if done is None:
-        X = np.lib.format.open_memmap(tmp / "matrix.npy", mode="w+", dtype=dtype,
-                                      shape=(len(pks), kept))
-        del X  # header written; rows go in with positioned writes (no mapped pages to count)
+        # the header only: rows go in with positioned writes (no mapped pages to count)
+        np.lib.format.open_memmap(tmp / "matrix.npy", mode="w+", dtype=dtype,
+                                  shape=(len(pks), kept))
     offset = _data_offset(tmp / "matrix.npy")
     row_bytes = kept * np.dtype(dtype).itemsize
     fd = os.open(tmp / "matrix.npy", os.O_WRONLY)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from ..store import Event
 from .data import LabelSet, label_set, rejected_labels
-from .model import CHUNK, MODEL_NAME, SuggestionModel, fit_projection
+from .model import MODEL_NAME, SuggestionModel, fit_projection
 
 __all__ = ["LabelSet", "Predictions", "SuggestionModel", "SuggestError", "label_set", "load_model",
            "model_path", "predict", "train"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, request, send_file
 
 from .. import thumbnails
+from ..images import image_type_of
 from ..project import ProjectError
 from . import project
 
@@ -19,26 +20,14 @@ MAX_AGE = 7 * 24 * 3600  # an object's image never changes under its id
 # what a browser may show of a stored file: no script, no style, no frames, a sandbox
 IMAGE_CSP = "default-src 'none'; img-src 'self'; frame-ancestors 'none'; sandbox"
 
-# (leading bytes, MIME type, file extension); WebP is RIFF....WEBP, checked apart
-MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png", "png"), (b"\xff\xd8\xff", "image/jpeg", "jpg"),
-         (b"GIF87a", "image/gif", "gif"), (b"GIF89a", "image/gif", "gif"),
-         (b"II*\x00", "image/tiff", "tif"), (b"MM\x00*", "image/tiff", "tif"),
-         (b"II+\x00", "image/tiff", "tif"), (b"MM\x00+", "image/tiff", "tif"),
-         (b"BM", "image/bmp", "bmp"))
-
-
 def init_app(app):
     app.register_blueprint(bp)
 
 
 def image_type(path) -> tuple[str, str] | None:
-    """Return (MIME type, extension) of an image file from its content, or None if it is not
-    PNG, JPEG, GIF, TIFF, BMP or WebP."""
+    """Return (MIME type, extension) of an image file from its content (`images.image_type_of`)."""
     with open(path, "rb") as f:
-        head = f.read(16)
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp", "webp"
-    return next(((mime, ext) for magic, mime, ext in MAGIC if head.startswith(magic)), None)
+        return image_type_of(f.read(16))
 
 
 def _send(path, mimetype: str, name: str, attachment: bool = False):

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from .. import index
 from ..features.matrix import load_matrix
-from ..store import Event, Membership, Node, Rejection, utcnow
+from ..store import Membership, Node, Rejection, utcnow
 from ._core import Change, Page, WorkflowError, check_claim, check_version, get_node, member_pks
 from ._stats import kmeans, member_features, node_stats
 from .adopt import move_to_labels, split_own, targets_arg
