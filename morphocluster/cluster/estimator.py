@@ -1,8 +1,10 @@
 """SeedClusterer: dimension reduction, HDBSCAN and (optionally) nearest-cluster assignment.
 
 A scikit-learn style estimator: `SeedClusterer(...).fit(X)` sets `labels_` (-1 = noise),
-`n_clusters_`, `reduced_` (the reduced matrix), `sample_rows_` (rows clustered when sampling,
-else None), `assign_threshold_` (per-cluster reach when sampling) and `timings_`.
+`n_clusters_`, `reduced_` (the reduced matrix; with sampling, of the sampled rows only),
+`sample_rows_` (rows clustered when sampling, else None), `assign_threshold_` (per-cluster
+reach when sampling) and `timings_`. X may be lazy (`RowSubset`, a memory map): it is read a
+chunk at a time.
 
 Backends (benchmarks/cluster_scale.py --compare; 100k 64-d vectors on 2 cores, quiet machine /
 shared with other CPU-bound jobs):
@@ -41,41 +43,79 @@ def parse_reduce(spec) -> tuple[str, int]:
     return kind, int(dims)
 
 
-def _float(X) -> np.ndarray:
-    """X as float32, or as it is when already float16 or float32."""
+CHUNK = 262_144  # rows reduced (and assigned) at a time
+
+
+class RowSubset:
+    """The rows `rows` of a 2-D array (e.g. a memory-mapped working matrix), read on indexing.
+
+    Lets a round cluster the free objects without copying their rows out of the matrix first.
+    """
+
+    def __init__(self, base, rows):
+        self.base, self.rows = base, np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self.rows),) + tuple(base.shape[1:])
+        self.ndim, self.dtype = len(self.shape), base.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return np.asarray(self.base[self.rows[idx]])
+
+
+def _float(X):
+    """X as float32, or as it is when already float16 or float32 (or read lazily by rows)."""
+    if not isinstance(X, np.ndarray) and hasattr(X, "shape") and hasattr(X, "__getitem__"):
+        return X  # memory-mapped or lazy rows: read a chunk at a time
     X = np.asarray(X)
     return X if X.dtype in (np.float16, np.float32) else X.astype(np.float32)
 
 
-def reduce_features(X: np.ndarray, spec, random_state: int = 0, fit_rows=None) -> np.ndarray:
-    """Reduce X by PCA or UMAP (fitted on `fit_rows` when given); 'none' returns X."""
+def fit_reducer(fit: np.ndarray, spec, n_features: int, random_state: int = 0):
+    """Fit the reduction `spec` on the rows `fit`; return a function from rows to reduced rows."""
     kind, dims = parse_reduce(spec)
-    X = _float(X)  # float16 (the working matrix) stays so until reduced, a chunk at a time
-    fit = np.asarray(X if fit_rows is None else X[fit_rows], np.float32)
+    fit = np.asarray(fit, np.float32)
     # a pool smaller than the target dimension (late rounds) cannot be reduced to it
-    if kind == "none" or dims >= X.shape[1] or (kind == "umap" and len(fit) < 4 * (dims + 1)):
-        return np.asarray(X, np.float32)
+    if kind == "none" or dims >= n_features or (kind == "umap" and len(fit) < 4 * (dims + 1)):
+        return lambda X: np.asarray(X, np.float32)
     if kind == "pca":
         from sklearn.decomposition import PCA
 
         dims = min(dims, len(fit))
         pca = PCA(dims, random_state=random_state, svd_solver="full" if dims == len(fit) else "randomized")
         pca.fit(fit[:200_000])
-        Z = np.empty((len(X), dims), np.float32)
-        for a in range(0, len(X), 262_144):
-            Z[a:a + 262_144] = pca.transform(np.asarray(X[a:a + 262_144], np.float32))
-        return Z
+        return lambda X: pca.transform(np.asarray(X, np.float32)).astype(np.float32)
     import umap
 
-    X = np.asarray(X, np.float32)
     um = umap.UMAP(n_components=dims, n_neighbors=min(15, len(fit) - 1), min_dist=0.0,
                    random_state=random_state,
                    low_memory=True, n_jobs=1 if random_state is not None else -1)
     with warnings.catch_warnings():  # "n_jobs overridden by random_state": as meant (repeatable)
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
         um.fit(fit)
-    return (um.embedding_ if fit_rows is None and len(fit) == len(X)
-            else um.transform(X)).astype(np.float32)
+    return lambda X: (um.embedding_ if X is fit else um.transform(np.asarray(X, np.float32))).astype(np.float32)
+
+
+def _transform_all(X, reducer) -> np.ndarray:
+    first = reducer(X[:CHUNK])
+    Z = np.empty((len(X), first.shape[1]), np.float32)
+    Z[:len(first)] = first
+    for a in range(CHUNK, len(X), CHUNK):
+        Z[a:a + CHUNK] = reducer(X[a:a + CHUNK])
+    return Z
+
+
+def reduce_features(X: np.ndarray, spec, random_state: int = 0, fit_rows=None) -> np.ndarray:
+    """Reduce X by PCA or UMAP (fitted on `fit_rows` when given); 'none' returns X."""
+    X = _float(X)  # float16 (the working matrix) stays so until reduced, a chunk at a time
+    if len(X) == 0:
+        return np.zeros((0, X.shape[1]), np.float32)
+    fit = np.asarray(X[:] if fit_rows is None else X[fit_rows], np.float32)
+    reducer = fit_reducer(fit, spec, X.shape[1], random_state)
+    if fit_rows is None and parse_reduce(spec)[0] == "umap":
+        return reducer(fit)  # the fitted embedding itself
+    return _transform_all(X, reducer)
 
 
 def vector_index(Z: np.ndarray, random_state: int = 0):
@@ -166,10 +206,15 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
             sampled = np.sort(rng.choice(n, self.sample, replace=False))
         t = time.perf_counter()
         self._tell(0.05, f"reducing {n} x {X.shape[1]} ({self.reduce})")
-        Z = reduce_features(X, self.reduce, self.random_state, fit_rows=sampled)
+        if sampled is None:
+            fitZ = reduce_features(X, self.reduce, self.random_state)
+        else:  # only the sample is kept reduced; the rest is reduced a chunk at a time below
+            fitX = np.asarray(X[sampled], np.float32)
+            reducer = fit_reducer(fitX, self.reduce, X.shape[1], self.random_state)
+            fitZ = reducer(fitX)
+            del fitX
         timings["reduce"] = time.perf_counter() - t
         t = time.perf_counter()
-        fitZ = Z if sampled is None else Z[sampled]
         self._tell(0.3, f"HDBSCAN on {len(fitZ)} objects ({self.backend})")
         self._knn_s = None
         # min_cluster_size applies to the sample as it is: scaling it down by the sample's share
@@ -183,11 +228,11 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         if sampled is not None:
             t = time.perf_counter()
             self._tell(0.8, f"assigning {n - len(sampled)} objects to the nearest cluster")
-            labels = self._assign_rest(Z, sampled, lab)
+            labels = self._assign_rest(X, reducer, fitZ, sampled, lab)
             timings["assign"] = time.perf_counter() - t
         self.labels_ = labels.astype(np.int64)
         self.n_clusters_ = int(labels.max() + 1) if len(labels) else 0
-        self.reduced_ = Z
+        self.reduced_ = fitZ
         self.sample_rows_ = sampled
         self.timings_ = timings
         return self
@@ -221,18 +266,19 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         est.set_params(metric="precomputed")
         return est.fit(G).labels_
 
-    def _assign_rest(self, Z, sampled, lab):
+    def _assign_rest(self, X, reducer, fitZ, sampled, lab):
         """Give each unsampled object the label of its nearest clustered sample if close enough.
 
         Close enough: within the cluster's own 90th percentile of member-to-nearest-member
         distance, so sparse clusters reach further than tight ones and noise stays noise.
+        The rest is read and reduced a chunk at a time: memory follows the sample, not N.
         """
-        labels = np.full(len(Z), -1, dtype=np.int64)
+        labels = np.full(len(X), -1, dtype=np.int64)
         labels[sampled] = lab
         inside = np.flatnonzero(lab >= 0)
         if len(inside) < 2:
             return labels
-        Zc = np.ascontiguousarray(Z[sampled[inside]])
+        Zc = np.ascontiguousarray(fitZ[inside])
         index = vector_index(Zc, self.random_state)
         D, I = index.search(Zc, 2)
         nn = np.sqrt(np.maximum(D[:, 1], 0))
@@ -242,10 +288,12 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         for c in range(ncl):
             m = (lab[inside] == c) & same
             thr[c] = np.quantile(nn[m], 0.9) if m.any() else 0.0
-        rest = np.setdiff1d(np.arange(len(Z)), sampled)
+        rest = np.ones(len(X), bool)
+        rest[sampled] = False
+        rest = np.flatnonzero(rest)
         for a in range(0, len(rest), 65536):
             chunk = rest[a:a + 65536]
-            D1, I1 = index.search(np.ascontiguousarray(Z[chunk]), 1)
+            D1, I1 = index.search(np.ascontiguousarray(reducer(X[chunk])), 1)
             found = I1[:, 0] >= 0
             c = lab[inside][np.where(found, I1[:, 0], 0)]
             ok = found & (np.sqrt(np.maximum(D1[:, 0], 0)) <= thr[c])

@@ -16,7 +16,7 @@ from sqlalchemy import func, insert, select
 
 from ..features.matrix import load_matrix
 from ..store import Event, Membership, Node, log_event, utcnow
-from .estimator import ClusterParamError, SeedClusterer
+from .estimator import ClusterParamError, RowSubset, SeedClusterer
 
 # Chosen by benchmarks/cluster_quality.py on planktonset-dev (see its docstring).
 DEFAULT_MIN_CLUSTER_SIZE = 64   # first round
@@ -129,7 +129,7 @@ def cluster_round(project, min_cluster_size=None, min_samples=None, method=DEFAU
                         progress=lambda f, m: tell(0.05 + 0.75 * f, m))
     if len(pool) < 2:
         raise ClusterParamError(f"{project.root}: only {len(pool)} objects are free to cluster")
-    est.fit(fm.X.mm[free])  # float16 rows: half the memory of a float32 copy
+    est.fit(RowSubset(fm.X.mm, np.flatnonzero(free)))  # read from the map a chunk at a time
     labels = est.labels_
     map_seconds = None
     if map2d:  # before the round is written: stopped while the map is made, it has written nothing
