@@ -83,9 +83,14 @@ def morphometric_block(path) -> np.ndarray | None:
 
     import h5py
 
+    from .h5 import FeatureError, full_kept, not_kept_message
+
     with h5py.File(path, "r") as h:
         if not str(h.attrs.get("extractor", "")).endswith("+morphometric"):
             return None
+        if not full_kept(h):
+            raise FeatureError(not_kept_message(str(path).rsplit("/", 1)[-1].removesuffix(".h5"),
+                                                "reading its morphometric block"))
         v = h.attrs["morphometric_scale"]
         scale = float(json.loads(v) if isinstance(v, str) else v)
         return (h["features"][:, -len(NAMES):] / scale).astype(np.float32)

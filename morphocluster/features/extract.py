@@ -84,13 +84,14 @@ def default_workers() -> int:
 
 
 STORE_TYPES = {"float32": "f4", "float16": "f2"}
+STORES = (*STORE_TYPES, "none")
 
 
 def extract_features(project, extractor: str = DEFAULT, name: str | None = None, batch_size: int = 64,
                      device: str = "auto", num_workers: int | None = None, size: int | None = None,
                      invert: bool = False, activate: bool = True, progress: bool = True,
-                     limit: int | None = None, rotations: int = 1, store: str = "float32",
-                     working: bool = True) -> str:
+                     limit: int | None = None, rotations: int = 1, store: str | None = None,
+                     working: bool = True, fit_sample: int | None = None) -> str:
     """Compute the features of every object into the feature set `name`; return the name.
 
     If `name` already holds the features of some objects, made by the same extractor with the
@@ -100,11 +101,15 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
     file when called again with the same arguments. `limit` stops
     after that many new rows (leaving the partial file), which tests use to simulate a stop.
     `rotations` (1, 2, 4, 8): average CNN features over turned copies (that many times slower).
-    `store` float16 halves the file (a new set only; appended rows take the file's type).
+    `store` float32 (None: the default for a new set), float16 halves the file, "none" keeps no
+    full features, only the working matrix (see `not_kept`; `fit_sample` rows are computed first
+    to fit it, and `limit` applies to that step and to the rest each). A new set only: rows
+    appended, or a stopped run resumed with `store` None, are kept as the set keeps its rows.
     `working`: bring the set's working matrix up to date at the end (see `working`).
     """
-    if store not in STORE_TYPES:
-        raise FeatureError(f"features are stored as {' or '.join(STORE_TYPES)}, not {store!r}")
+    if store is not None and store not in STORES:
+        raise FeatureError(f"features are stored as {', '.join(STORES[:-1])} or {STORES[-1]}, "
+                           f"not {store!r}")
     name = name or default_name(extractor)
     ids, paths = project_objects(project)
     if not ids:
@@ -113,6 +118,9 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
     if extractor.startswith("external:"):
         from .external import match_external
 
+        if store == "none":
+            raise FeatureError("external features are copied as they are: --store none applies "
+                               "to features computed here")
         src = extractor.split(":", 1)[1]
         X = match_external(src, ids)
         write_features(feature_path(project, name), ids, X,
@@ -120,32 +128,24 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
                         "preprocessing": "none (computed elsewhere)", "created": time.time()})
     else:
         ex = get_extractor(extractor, size=size, invert=invert, rotations=rotations)
-        ex.store_dtype = STORE_TYPES[store]
+        ex.store_dtype = STORE_TYPES.get(store or "float32", "f2")
         limits = project.image_limits()
         final = feature_path(project, name)
         prev = _existing(final, ex)
-        started = _partial_ids(final, ex) if prev is None else None
-        if started and len(started) < len(ids) and ids[:len(started)] == started:
-            # objects were imported while the run was stopped: finish it for the objects it
-            # started with (keeping the rows done), then append the others as usual
-            if not _run(ex, final, started, paths[:len(started)], batch_size, device, num_workers,
-                        progress, limit, limits=limits):
-                return name
-            prev = _existing(final, ex)
-        if prev is None:
-            if not _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit,
-                        limits=limits):
-                return name
+        opts = {"batch_size": batch_size, "device": device, "num_workers": num_workers,
+                "progress": progress, "limit": limit, "limits": limits}
+        from .not_kept import extract_not_kept, pending
+
+        if prev is not None:  # an existing set: its rows are kept as they are
+            none = prev[1].get("store") == "none"
         else:
-            have = set(prev[0])
-            new = [i for i, oid in enumerate(ids) if oid not in have]
-            add = final.with_name(final.stem + ".additions.h5")
-            if new and not _run(ex, add, [ids[i] for i in new], [paths[i] for i in new],
-                                batch_size, device, num_workers, progress, limit, finalize=False,
-                                limits=limits):
-                return name
-            if new:
-                _append(final, add, ex, prev)
+            none = store == "none" or (store is None and pending(project, name, ex))
+        if none:
+            complete = extract_not_kept(project, ex, name, ids, paths, prev, opts, fit_sample)
+        else:
+            complete = _extract_kept(ex, final, ids, paths, prev, opts)
+        if not complete:
+            return name
     if working:
         from .working import build_working
 
@@ -153,6 +153,29 @@ def extract_features(project, extractor: str = DEFAULT, name: str | None = None,
     if activate:
         set_active(project, name)
     return name
+
+
+def _extract_kept(ex, final, ids, paths, prev, opts) -> bool:
+    """Compute the set into `final`, or append the objects it lacks; return whether complete."""
+    run = [opts[k] for k in ("batch_size", "device", "num_workers", "progress", "limit")]
+    started = _partial_ids(final, ex) if prev is None else None
+    if started and len(started) < len(ids) and ids[:len(started)] == started:
+        # objects were imported while the run was stopped: finish it for the objects it
+        # started with (keeping the rows done), then append the others as usual
+        if not _run(ex, final, started, paths[:len(started)], *run, limits=opts["limits"]):
+            return False
+        prev = _existing(final, ex)
+    if prev is None:
+        return _run(ex, final, ids, paths, *run, limits=opts["limits"])
+    have = set(prev[0])
+    new = [i for i, oid in enumerate(ids) if oid not in have]
+    add = final.with_name(final.stem + ".additions.h5")
+    if new and not _run(ex, add, [ids[i] for i in new], [paths[i] for i in new], *run,
+                        finalize=False, limits=opts["limits"]):
+        return False
+    if new:
+        _append(final, add, ex, prev)
+    return True
 
 
 def _header(ex) -> dict:
@@ -267,10 +290,25 @@ def _attr(v):
     return v
 
 
-def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit,
-         finalize: bool = True, limits: ImageLimits | None = None) -> bool:
+def iter_batches(ex, ids, paths, done, batch_size, num_workers, limits=None):
+    """Yield (rows, features) of the images from row `done` on, a batch at a time (`ex` set up)."""
     import torch
     from torch.utils.data import DataLoader
+
+    workers = default_workers() if num_workers is None else num_workers
+    loader = DataLoader(_Images(ex, paths, ids, done, limits), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_collate, persistent_workers=False, worker_init_fn=die_with_parent,
+                        prefetch_factor=4 if workers else None)
+    for rows, batch in loader:
+        if isinstance(batch, _LoadError):
+            raise FeatureError(batch.message)
+        with torch.inference_mode():
+            F = ex.transform(batch)
+        yield rows, F
+
+
+def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit,
+         finalize: bool = True, limits: ImageLimits | None = None) -> bool:
     from tqdm import tqdm
 
     name = final.stem
@@ -279,31 +317,23 @@ def _run(ex, final, ids, paths, batch_size, device, num_workers, progress, limit
     h, done = _open_partial(partial, ex, ids)
     n = len(ids)
     try:
-        workers = default_workers() if num_workers is None else num_workers
-        loader = DataLoader(_Images(ex, paths, ids, done, limits), batch_size=batch_size, num_workers=workers,
-                            collate_fn=_collate, persistent_workers=False, worker_init_fn=die_with_parent,
-                            prefetch_factor=4 if workers else None)
         bar = tqdm(total=n, initial=done, unit="img", desc=name, smoothing=0.1,
                    disable=not progress or callable(progress))
         stop = n if limit is None else min(n, done + limit)
-        with torch.inference_mode():
-            for rows, batch in loader:
-                if isinstance(batch, _LoadError):
-                    raise FeatureError(batch.message)
-                F = ex.transform(batch)
-                if "features" not in h:
-                    h.create_dataset("features", shape=(n, F.shape[1]),
-                                     dtype=getattr(ex, "store_dtype", "f4"),
-                                     chunks=(min(1024, n), F.shape[1]))
-                h["features"][rows[0]:rows[-1] + 1] = F
-                done = int(rows[-1]) + 1
-                h.attrs["done"] = done  # after the rows: a crash can only lose work, not fake it
-                h.flush()
-                bar.update(len(rows))
-                if callable(progress):  # a callable(fraction, message), e.g. a web job's progress
-                    progress(done / n, f"{done} of {n} images")
-                if done >= stop:
-                    break
+        for rows, F in iter_batches(ex, ids, paths, done, batch_size, num_workers, limits):
+            if "features" not in h:
+                h.create_dataset("features", shape=(n, F.shape[1]),
+                                 dtype=getattr(ex, "store_dtype", "f4"),
+                                 chunks=(min(1024, n), F.shape[1]))
+            h["features"][rows[0]:rows[-1] + 1] = F
+            done = int(rows[-1]) + 1
+            h.attrs["done"] = done  # after the rows: a crash can only lose work, not fake it
+            h.flush()
+            bar.update(len(rows))
+            if callable(progress):  # a callable(fraction, message), e.g. a web job's progress
+                progress(done / n, f"{done} of {n} images")
+            if done >= stop:
+                break
         bar.close()
         if done < n:
             return False
@@ -327,7 +357,7 @@ def _finalize(h, ex, partial):
         extra = fit(ds)
         rows = lambda i, j: ex.refinalize(ds[i:j], extra)  # noqa: E731
     else:
-        X, extra = ex.finalize(ds[:])
+        X, extra = ex.finalize(np.asarray(ds[:], np.float32))  # float16 rows overflow a sum
         rows = lambda i, j: X[i:j]  # noqa: E731
     if not extra:
         h.attrs["created"] = time.time()

@@ -3,6 +3,8 @@
 Layout (compatible with the original MorphoCluster `features.h5`): a float32 `features`
 dataset (n, d), chunked, and an `object_id` string dataset in the same order. Attributes name
 the extractor, its parameters and preprocessing, the format version and whether it is complete.
+A set made with `store="none"` keeps no `features` dataset: its file holds the ids and the
+attributes (`store` "none", `dim` the width), and only its working matrix holds the rows.
 """
 
 from __future__ import annotations
@@ -23,6 +25,31 @@ class FeatureError(RuntimeError):
 
 def feature_path(project, name: str) -> Path:
     return project.features_dir / f"{name}.h5"
+
+
+def full_kept(h) -> bool:
+    """Return whether an open feature file keeps its full features (not `--store none`)."""
+    return "features" in h
+
+
+def stored_shape(h) -> tuple[int, int]:
+    """Return (objects, features per object) of an open feature file, kept or not."""
+    if "features" in h:
+        n, d = h["features"].shape
+        return int(n), int(d)
+    return len(h["object_id"]), int(h.attrs.get("dim", 0))
+
+
+def storage(h) -> str:
+    """Return how an open feature file keeps the full features: float32, float16 or none."""
+    return h["features"].dtype.name if "features" in h else "none"
+
+
+def not_kept_message(name: str, what: str) -> str:
+    """The one line that says a set's full features are not kept and what to do."""
+    return (f"feature set {name!r} does not keep its full features (made with --store none), "
+            f"and {what} needs them: compute them again with `morphocluster features --store "
+            "float16` (or float32), under another --name to keep this set")
 
 
 @contextmanager
@@ -122,6 +149,8 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         attrs = dict(h.attrs)
         if not attrs.get("complete", True):
             raise FeatureError(f"{path}: feature extraction did not finish; run it again to resume")
+        if not full_kept(h):
+            raise FeatureError(not_kept_message(path.stem, "reading the whole set"))
         ids = h["object_id"].asstr()[:]
         feats = h["features"][:]
     return np.asarray(ids, dtype=object), feats.astype(np.float32, copy=False), attrs
@@ -149,12 +178,13 @@ def load_features(project, name: str | None = None) -> tuple[np.ndarray, np.ndar
 
 
 def list_feature_sets(project) -> list[dict]:
-    """Return name, extractor, shape and whether active, of every complete feature set."""
+    """Return name, extractor, shape, storage (float32, float16, none) and whether active, of
+    every complete feature set."""
     active = project.config.get("active_features")
     out = []
     for p in sorted(project.features_dir.glob("*.h5")):
         with h5py.File(p, "r") as h:
-            shape = h["features"].shape if "features" in h else (0, 0)
+            n, d = stored_shape(h) if "object_id" in h else (0, 0)
             out.append({"name": p.stem, "extractor": str(h.attrs.get("extractor", "?")),
-                        "n": int(shape[0]), "dim": int(shape[1]), "active": p.stem == active})
+                        "n": n, "dim": d, "store": storage(h), "active": p.stem == active})
     return out

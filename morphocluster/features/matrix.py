@@ -1,5 +1,6 @@
 """The active feature set as the interactive parts see it: the working matrix (see `working`),
-rows in ascending Object.id, memory mapped; the full features stay in the HDF5 file."""
+rows in ascending Object.id, memory mapped; the full features stay in the HDF5 file (unless the
+set keeps none: `full_kept` False, see `not_kept`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from .h5 import FeatureError, active_name, feature_path
+from .h5 import FeatureError, active_name, feature_path, not_kept_message
 from .working import load_working, working_dir
 
 _CACHE: dict = {}
@@ -61,8 +62,16 @@ class FeatureMatrix:
         """Width of the full features."""
         return int(self.meta["dim_in"])
 
-    def full_rows(self, rows) -> np.ndarray:
-        """Return the full (stored) features of the given rows, read from the feature file."""
+    @property
+    def full_kept(self) -> bool:
+        """Whether the feature file keeps the full features (not `--store none`)."""
+        return bool(self.meta.get("full_kept", True))
+
+    def full_rows(self, rows, what: str = "this") -> np.ndarray:
+        """Return the full (stored) features of the given rows, read from the feature file;
+        FeatureError (saying `what` needs them) when the set keeps none."""
+        if not self.full_kept:
+            raise FeatureError(not_kept_message(self.name, what))
         rows = np.asarray(rows, dtype=np.int64)
         src = self.src[rows]
         order = np.argsort(src)

@@ -29,7 +29,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ..store import Object
-from .h5 import FeatureError, feature_path
+from .h5 import FeatureError, feature_path, full_kept, stored_shape
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def working_dir(project, name: str) -> Path:
 def _source_stamp(path: Path) -> dict:
     st = path.stat()
     with h5py.File(path, "r") as h:
-        n, d = h["features"].shape
+        n, d = stored_shape(h)
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "n": int(n), "d": int(d)}
 
 
@@ -111,12 +111,19 @@ def build_working(project, name: str, dim: int | None = None, refit: bool = Fals
     """Make (or bring up to date) the working matrix of a feature set; return its meta.
 
     Rows appended to the feature file since are projected with the existing fit, unless
-    `refit`; a feature file rewritten otherwise is projected anew.
+    `refit`; a feature file rewritten otherwise is projected anew. A set that keeps no full
+    features (`store="none"`) gets its matrix from `features` itself (see `not_kept`).
     """
     tell = progress or (lambda frac, msg: None)
     path = feature_path(project, name)
     if not path.is_file():
         raise FeatureError(f"no feature set named {name!r} in {project.root}")
+    with h5py.File(path, "r") as h:
+        kept = full_kept(h)
+    if not kept:
+        from .not_kept import settle
+
+        return settle(project, name, refit=refit or dim is not None)
     old = read_meta(project, name)
     if not refit and old and is_current(project, name, old):
         return old
