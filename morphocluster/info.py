@@ -56,6 +56,7 @@ def summarize(project: Project) -> dict:
         "imports": n_imports,
         "last_imports": imports,
         "active_features": project.config.get("active_features"),
+        "feature_storage": _storage(project),
         "nodes": nodes,
         "objects_in_approved_nodes": labelled,
         "index": _index_state(project, n_objects),
@@ -93,13 +94,42 @@ def _index_state(project, n_objects: int) -> dict | None:
             "behind": bool(meta) and rows is not None and meta.get("n") != rows}
 
 
-def _half_done(project) -> list[dict]:
-    """Feature sets an interrupted `features` run left part way (it resumes them)."""
+def _storage(project) -> str | None:
+    """How the active set keeps its full features: float32, float16 or none (not kept)."""
     import h5py
 
+    from .features.h5 import storage
+
+    name = project.config.get("active_features")
+    try:
+        with h5py.File(project.features_dir / f"{name}.h5", "r") as h:
+            return storage(h)
+    except (OSError, TypeError):
+        return None
+
+
+def _half_done(project) -> list[dict]:
+    """Feature sets an interrupted `features` run left part way (it resumes them); those keeping
+    no full features say which step (the fit sample, or the rest into the working matrix)."""
+    import h5py
+    import numpy as np
+
+    there = project.features_dir.is_dir()
     out = []
-    for p in sorted(project.features_dir.glob("*.h5.partial")) if project.features_dir.is_dir() else []:
-        row = {"name": p.name.removesuffix(".h5.partial"), "done": None, "total": None}
+    for b in sorted(project.features_dir.glob("*.working.build")) if there else []:
+        try:
+            done = json.loads((b / "build.json").read_text(encoding="utf-8"))["done"]
+            total = len(np.load(b / "todo.npy", mmap_mode="r"))
+        except (OSError, ValueError, KeyError):
+            continue  # a plain working build, or one complete and waiting to be put in place
+        out.append({"name": b.name.removesuffix(".working.build"), "done": int(done),
+                    "total": total, "step": "the rest, into the working matrix"})
+    partial = [*project.features_dir.glob("*.h5.partial"),
+               *project.features_dir.glob("*.h5.sample.partial")] if there else []
+    for p in sorted(partial):
+        row = {"name": p.name.removesuffix(".partial").removesuffix(".h5"), "done": None, "total": None}
+        if row["name"].endswith(".h5.sample"):
+            row.update(name=row["name"].removesuffix(".h5.sample"), step="the fit sample")
         try:
             with h5py.File(p, "r") as h:
                 row.update(done=int(h.attrs.get("done", 0)), total=len(h["object_id"]))
@@ -127,7 +157,10 @@ def format_summary(summary: dict) -> str:
             src = r["source"].replace("\n", ", ")
             lines.append(f"  #{r['id']} {r['finished_at']} {r['format']}: added {r['added']}, "
                          f"skipped {r['skipped']}, failed {r['failed']}  {src}")
-    lines.append(f"Active features: {summary.get('active_features') or 'none'}")
+    store = summary.get("feature_storage")
+    kept = {None: "", "none": " (full features not kept: --store none)"}.get(
+        store, f" (full features: {store})")
+    lines.append(f"Active features: {summary.get('active_features') or 'none'}{kept}")
     nodes = summary["nodes"]
     lines.append("Nodes: " + (", ".join(f"{k} {v}" for k, v in nodes.items()) if nodes else "none"))
     lines.append(f"Objects in approved nodes: {summary['objects_in_approved_nodes']}")
@@ -145,6 +178,8 @@ def format_summary(summary: dict) -> str:
             lines.append(f"Feature set being computed: {f['name']} (in use by another process: wait for that run)")
             continue
         state = f.get("error") or f"{f['done']} of {f['total']} objects done"
+        if f.get("step"):
+            state = f"full features not kept; {f['step']}: {state}"
         lines.append(f"Half-done feature set: {f['name']} ({state}); `morphocluster features` resumes it")
     for j in summary.get("active_jobs", []):
         lines.append(_job_line(j))

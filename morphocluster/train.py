@@ -190,6 +190,7 @@ def train_extractor(project, name: str = "trained", epochs: int | None = None, s
     n = len(ids)
     if n < 2:
         raise FeatureError(f"{project.root}: need at least 2 objects to train")
+    _check_morphometric_kept(project)  # before the training, not after it
     if labels is None:
         labels = validated_labels(project) if use_labels else {}
     classes = sorted(set(labels.values()))
@@ -264,6 +265,26 @@ def train_extractor(project, name: str = "trained", epochs: int | None = None, s
     if activate:
         set_active(project, name)
     return report
+
+
+def _check_morphometric_kept(project) -> None:
+    """Refuse when the active set has a morphometric block to carry over but keeps no full
+    features (`--store none`) to read it from."""
+    import h5py
+
+    from .features.h5 import active_name, full_kept, not_kept_message
+
+    try:
+        name = active_name(project)
+        with h5py.File(feature_path(project, name), "r") as h:
+            blocked = str(h.attrs.get("extractor", "")).endswith("+morphometric") and not full_kept(h)
+    except (FeatureError, OSError):
+        return
+    if blocked:
+        raise FeatureError(not_kept_message(name, "training (the trained set carries its "
+                                                  "morphometric block)") +
+                           "; or make a set without '+morphometric' active "
+                           "(`morphocluster features PROJECT --activate NAME`) first")
 
 
 def _keep_morphometric(project, ids, X, attrs):

@@ -25,9 +25,12 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 @click.option("--rotations", type=click.Choice(["1", "2", "4", "8"]), default="1", show_default=True,
               help="Average CNN features over this many turned (8: and mirrored) copies of each "
                    "image: better for organisms in any orientation, that many times slower.")
-@click.option("--store", type=click.Choice(["float32", "float16"]), default="float32",
-              show_default=True, help="How the full features are kept on disk (float16: half the "
-                                      "size; the interactive parts use a float16 PCA anyway).")
+@click.option("--store", type=click.Choice(["float32", "float16", "none"]), default=None,
+              help="How a new set keeps its full features on disk (default float32; float16: "
+                   "half the size, the interactive parts use a float16 PCA anyway; none: not "
+                   "at all, only the working matrix: the HDF5 export, `index --refit` and "
+                   "models from other projects then need the set computed again). An existing "
+                   "set keeps its own.")
 @click.option("--no-activate", is_flag=True, help="Keep the current active feature set.")
 @click.option("--list", "list_", is_flag=True, help="List the feature sets and exit.")
 @click.option("--activate", "activate_name", default=None, help="Make this existing feature set active and exit.")
@@ -39,7 +42,9 @@ def features(project, extractor, name, batch_size, device, workers, size, invert
     again on a complete set with the same options, it computes only the objects imported since
     and appends them (the rows already there do not change); to compute everything afresh,
     choose another --name. At the end the set's working matrix (a PCA of it, which index,
-    clustering, growth and suggestions use) is brought up to date.
+    clustering, growth and suggestions use) is brought up to date. With --store none a sample
+    of the objects (50,000) is computed first and fitted on, then every other object goes
+    straight into the working matrix, and only the sample is ever on disk in full.
     """
     from ..features import FeatureError, list_feature_sets, set_active
     from ..features.extract import extract_features
@@ -49,8 +54,9 @@ def features(project, extractor, name, batch_size, device, workers, size, invert
     try:
         if list_:
             for fs in list_feature_sets(p):
+                kept = "not kept" if fs["store"] == "none" else fs["store"]
                 click.echo(f"{'*' if fs['active'] else ' '} {fs['name']:30s} {fs['n']:>9d} x {fs['dim']:<5d} "
-                           f"{fs['extractor']}")
+                           f"{kept:9s} {fs['extractor']}")
             return
         if activate_name:
             set_active(p, activate_name)
@@ -111,7 +117,9 @@ def train(project, name, epochs, size, batch_size, device, workers, invert, no_l
                                       "float32 vectors (4x the memory).")
 @click.option("--nlist", type=click.IntRange(1), default=None, help="IVF lists (default sqrt(n)).")
 @click.option("--refit", is_flag=True, help="Fit the working matrix's PCA anew on a sample of the "
-                                            "features, then project every object again.")
+                                            "features, then project every object again (not for "
+                                            "a set made with --store none: it keeps no features "
+                                            "to fit on).")
 @click.option("--working-dim", type=click.IntRange(2, 1024), default=None,
               help="Components of the working matrix (default 128; saved in the project; "
                    "implies --refit).")
@@ -129,11 +137,11 @@ def index(project, pca, kind, nlist, refit, working_dim):
 
     p = open_project(project)
     try:
-        if working_dim:
+        w = build_working(p, active_name(p), dim=working_dim, refit=refit or bool(working_dim),
+                          progress=lambda f, m: None)
+        if working_dim:  # saved once the matrix is made with it (a refused refit saves nothing)
             p.config["working"] = {**(p.config.get("working") or {}), "dim": int(working_dim)}
             p.save_config()
-        w = build_working(p, active_name(p), refit=refit or bool(working_dim),
-                          progress=lambda f, m: None)
         meta = build_index(p, pca=pca, kind=kind, nlist=nlist)
     except (FeatureError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -2,7 +2,8 @@
 
 Datasets: `object_id` (strings), `features` (float32, n x d), and per row `label` (display
 name, '' if unlabelled), `label_path` and `status`. Rows are copied chunk by chunk, so the
-whole feature matrix is never in memory.
+whole feature matrix is never in memory. A set that keeps no full features (`features --store
+none`) is refused: there is nothing to copy.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def export_hdf5(project, out, labels: str = "validated", with_images: bool = Fal
     """Write the active (or named) feature set of the exported objects to `out`."""
     import h5py
 
-    from ..features.h5 import FeatureError, active_name, feature_path
+    from ..features.h5 import FeatureError, active_name, feature_path, full_kept, not_kept_message
 
     out = Path(out)
     if out.is_dir() or not out.parent.is_dir():
@@ -45,6 +46,9 @@ def export_hdf5(project, out, labels: str = "validated", with_images: bool = Fal
         with h5py.File(src_path, "r") as src, h5py.File(tmp, "w") as dst:
             if not src.attrs.get("complete", True):
                 raise ExportError(f"{src_path}: feature extraction did not finish")
+            if not full_kept(src):
+                raise ExportError(not_kept_message(name, "the HDF5 export") + "; or export "
+                                  "the labels without features (csv, ecotaxa)")
             row_of = {oid: i for i, oid in enumerate(src["object_id"].asstr()[:])}
             X = src["features"]
             d = X.shape[1]

@@ -58,12 +58,18 @@ def _work_fit(model):
     return None if c is None or c.size == 0 else (model.work_mean_, c)
 
 
+def _same_fit(model, fm) -> bool:
+    """Whether the model takes this project's working rows as they are."""
+    mine, theirs = fm.fit, _work_fit(model)
+    return (mine is None and theirs is None) or (mine is not None and theirs is not None and all(
+        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(mine, theirs)))
+
+
 def _rows_for(model, fm, rows):
     """The rows as the model takes them: working rows when the model was trained on this
     project's working matrix, else the full features (through the model's own working fit)."""
-    mine, theirs = fm.fit, _work_fit(model)
-    if (mine is None and theirs is None) or (mine is not None and theirs is not None and all(
-            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(mine, theirs))):
+    theirs = _work_fit(model)
+    if _same_fit(model, fm):
         return _Take(fm.X.__getitem__, rows)
     if theirs is None:
         return _Take(fm.full_rows, rows)
@@ -182,6 +188,12 @@ def check_model(project, model: SuggestionModel) -> None:
         k = differ[0]
         raise SuggestError(f"the model was trained on features made with other settings: its {k} "
                            f"is {meta['features'][k]}, here {mine[k]}: {hint}")
+    if not fm.full_kept and not _same_fit(model, fm):
+        from ..features.h5 import not_kept_message
+
+        raise SuggestError(not_kept_message(fm.name, f"a model trained on {theirs!r} in another "
+                                                     "project (it maps the full features its "
+                                                     "own way)") + ", or train a model here")
 
 
 def load_model(project, path=None) -> SuggestionModel:
