@@ -28,9 +28,9 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 @click.option("--store", type=click.Choice(["float32", "float16", "none"]), default=None,
               help="How a new set keeps its full features on disk (default float32; float16: "
                    "half the size, the interactive parts use a float16 PCA anyway; none: not "
-                   "at all, only the working matrix: the HDF5 export, `index --refit` and "
-                   "models from other projects then need the set computed again). An existing "
-                   "set keeps its own.")
+                   "at all, only the working matrix: the HDF5 export, `index --refit`, models "
+                   "from other projects and `train` on a +morphometric set then need the set "
+                   "computed again). An existing set keeps its own.")
 @click.option("--no-activate", is_flag=True, help="Keep the current active feature set.")
 @click.option("--list", "list_", is_flag=True, help="List the feature sets and exit.")
 @click.option("--activate", "activate_name", default=None, help="Make this existing feature set active and exit.")
@@ -42,9 +42,9 @@ def features(project, extractor, name, batch_size, device, workers, size, invert
     again on a complete set with the same options, it computes only the objects imported since
     and appends them (the rows already there do not change); to compute everything afresh,
     choose another --name. At the end the set's working matrix (a PCA of it, which index,
-    clustering, growth and suggestions use) is brought up to date. With --store none a sample
-    of the objects (50,000) is computed first and fitted on, then every other object goes
-    straight into the working matrix, and only the sample is ever on disk in full.
+    clustering, growth and suggestions use) is brought up to date. With --store none a random
+    50,000 of the objects (all, when fewer) are computed first and fitted on, then every other
+    object goes straight into the working matrix: only that sample is ever on disk in full.
     """
     from ..features import FeatureError, list_feature_sets, set_active
     from ..features.extract import extract_features
