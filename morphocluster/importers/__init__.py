@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from ..images import is_image_name
 from ..leftovers import remove_leftovers, remove_orphan_image_folders
-from .batch import Batch, Candidate  # noqa: F401  (re-exported)
+from .batch import SHARD_SIZE, Batch, Candidate  # noqa: F401  (re-exported)
 from .report import ImportFailed, ImportReport
 
 __all__ = ["Batch", "Candidate", "FORMATS", "ImportFailed", "ImportReport", "detect", "import_sources"]
@@ -28,21 +28,37 @@ def is_ecotaxa_tsv(name: str) -> bool:
     return fnmatch.fnmatch(base, "ecotaxa*.tsv") or fnmatch.fnmatch(base, "ecotaxa*.txt")
 
 
-def _detect_names(names: list[str], nested=None) -> str | None:
-    bases = {PurePosixPath(n).name.lower() for n in names}
+def _detect_names(names, nested=None) -> str | None:
+    """Return the format that file names show (read once: `names` may be a stream)."""
+    bases: set[str] = set()
+    zips, table, image = [], False, False
+    for n in names:
+        base = PurePosixPath(n).name.lower()
+        if base in ("nodes.csv", "objects.csv", "index.csv"):
+            bases.add(base)
+        table = table or is_ecotaxa_tsv(n)
+        image = image or is_image_name(n)
+        if base.endswith(".zip"):
+            zips.append(n)
     if {"nodes.csv", "objects.csv"} <= bases:
         return "morphocluster-tree"
     if "index.csv" in bases:
         return "index-csv"
-    if any(is_ecotaxa_tsv(n) for n in names):
+    if table:
         return "ecotaxa"
-    if nested is not None:
-        for n in names:
-            if n.lower().endswith(".zip") and nested(n) == "ecotaxa":
-                return "ecotaxa"
-    if any(is_image_name(n) for n in names):
-        return "folder"
-    return None
+    if nested is not None and any(nested(n) == "ecotaxa" for n in zips):
+        return "ecotaxa"
+    return "folder" if image else None
+
+
+def _walk_files(root: Path):
+    """Yield the relative POSIX names of the files below `root` (not hidden ones), streamed."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for fn in sorted(filenames):
+            if not fn.startswith("."):
+                yield fn if rel == "." else f"{rel}/{fn}"
 
 
 def _detect_zip(zf: zipfile.ZipFile, depth: int = 0) -> str | None:
@@ -84,9 +100,6 @@ def detect(path: str | Path, labels_from_folders: bool = False) -> str:
         elif "index.csv" in top:
             fmt = "index-csv"
         else:
-            files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
-            names = [p.relative_to(path).as_posix() for p in files]
-
             def nested(member):
                 try:
                     with zipfile.ZipFile(path / member) as zf:
@@ -94,7 +107,7 @@ def detect(path: str | Path, labels_from_folders: bool = False) -> str:
                 except (zipfile.BadZipFile, OSError):
                     return None
 
-            fmt = _detect_names(names, nested)
+            fmt = _detect_names(_walk_files(path), nested)
     if fmt is None:
         raise ImportFailed(f"{path}: found no images, index.csv, EcoTaxa table (ecotaxa*.tsv) or "
                            "saved tree (nodes.csv + objects.csv) to import")
@@ -116,7 +129,7 @@ def _prefix(path: Path, used: set[str]) -> str:
 
 def import_sources(project, sources, format: str = "auto", labels_from_folders: bool = False,
                    strict: bool = False, progress: bool = True, update: bool = False,
-                   limits=None) -> ImportReport:
+                   limits=None, shard_size: int = SHARD_SIZE, link: bool = False) -> ImportReport:
     """Import every source into `project` and return what was added, skipped and failed.
 
     Bad rows are reported (file and row) and skipped; the good objects of all sources are
@@ -127,6 +140,8 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
     `limits` (images.ImageLimits; default: the project's) refuses images and ZIP entries that are
     too large, too many pixels or too long, and entries that expand like ZIP bombs; where it is
     above the project's and objects were added, the project's limits are raised to it.
+    Images are copied into `images/<import>/<shard>/`, `shard_size` per shard; with `link`
+    they are hard-linked where the file system allows (the sources must then never be edited).
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -136,28 +151,16 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
     project.cache_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(project.cache_dir, r"import-(\d+)-.*")  # of imports that were killed
     remove_orphan_image_folders(project)
-    trees = []
-    used: set[str] = set()
+    trees: list[Path] = []
     with tempfile.TemporaryDirectory(dir=project.cache_dir, prefix=f"import-{os.getpid()}-") as work:
-        batch = Batch(project, report, Path(work), update=update, limits=limits or project.image_limits())
-        for src in sources:
-            src = Path(src)
-            try:
-                fmt = _collect_source(src, format, batch, used, labels_from_folders)
-            except ImportFailed as exc:
-                if strict or len(sources) == 1:
-                    raise
-                # one bad source among several: report it and import the others
-                report.formats.pop(str(src), None)
-                if str(src) in report.sources:
-                    report.sources.remove(str(src))
-                text = str(exc).removeprefix(f"{src}: ")
-                report.fail(str(src), f"{text}; source skipped")
-                continue
-            if fmt == "morphocluster-tree":
-                trees.append(src)
-        if batch.candidates or report.failed or not trees:
-            batch.commit(progress=progress)
+        batch = Batch(project, report, Path(work), update=update, limits=limits or project.image_limits(),
+                      shard_size=shard_size, link=link, progress=progress)
+        try:
+            _collect_all(sources, format, batch, labels_from_folders, strict, trees)
+            if batch.n_found or report.failed or not trees:
+                batch.commit()
+        finally:
+            batch.close()
     if report.added and limits is not None:
         raised = project.raise_limits(limits)  # thumbnails and features must take what came in
         if raised:
@@ -170,6 +173,27 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
             raise ImportFailed(f"{src}: the morphocluster-tree format is not available in this build") from exc
         import_tree(project, src, report)
     return report
+
+
+def _collect_all(sources, format, batch, labels_from_folders, strict, trees) -> None:
+    """Stream the objects of every source into the batch; note the saved trees in `trees`."""
+    report, used = batch.report, set()
+    for src in sources:
+        src = Path(src)
+        try:
+            fmt = _collect_source(src, format, batch, used, labels_from_folders)
+        except ImportFailed as exc:
+            if strict or len(sources) == 1:
+                raise
+            # one bad source among several: report it and import the others
+            report.formats.pop(str(src), None)
+            if str(src) in report.sources:
+                report.sources.remove(str(src))
+            text = str(exc).removeprefix(f"{src}: ")
+            report.fail(str(src), f"{text}; source skipped")
+            continue
+        if fmt == "morphocluster-tree":
+            trees.append(src)
 
 
 def _collect_source(src: Path, format, batch, used, labels_from_folders) -> str:

@@ -1,10 +1,15 @@
-"""Collect candidate objects from all sources, check them, stage images, commit in one go.
+"""Check candidate objects batch by batch, stage their images, commit them all in one go.
 
 Policy: every bad row is reported (file and row) and skipped; the good objects are committed
-in ONE transaction. Images are copied to a staging folder under the project's cache/, moved
-into images/ in one rename just before the database commit, and removed again if the commit
-fails, so nothing already in the project is lost or half-written. With `strict`, the first
-problem raises ImportFailed before anything is written.
+in ONE transaction. Candidates arrive one by one from the collectors (a source is streamed,
+never listed whole) and are checked a batch at a time: duplicate ids against what this import
+has already seen (`scratch`, on disk), ids already in the project with one `IN` query, images
+decoded and staged under the project's cache/. Each batch's images go to their own shard
+folder (`SHARD_SIZE` files at most), so no folder of images/ grows with the import. The good
+rows wait in the scratch table; `commit` copies them into the project in one transaction and
+moves the staged images into images/ in one rename just before the commit (removing them
+again if it fails), so nothing already in the project is lost or half-written. With `strict`,
+the first problem raises ImportFailed before anything is written.
 """
 
 from __future__ import annotations
@@ -19,32 +24,36 @@ from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
-from ..images import ImageError, ImageLimits, check_image_bytes
+from ..images import ImageLimits
 from ..store import ImportRun, Meta, Object, utcnow
 from .report import ImportFailed, ImportReport
+from .scratch import Scratch
+from .stage import Stager
 
 MAX_ID_LEN = 255
 ECOTAXA_META_KEY = "ecotaxa_columns"
+SHARD_SIZE = 1000  # images per shard folder (and objects per batch)
+CHUNK = 32  # images per task of the staging threads
 
 
-@dataclass
+@dataclass(slots=True)
 class ExtraImage:
     """A further image of one object (EcoTaxa img_rank above the lowest)."""
 
     rank: int
-    src: Path
+    src: str | Path
     rel: str
     where: str
     image_name: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """One object found in a source, not yet checked."""
 
     object_id: str
-    src: Path  # image file on disk (the source folder or an unpacked ZIP)
-    rel: str  # destination below this import's folder in images/, POSIX separators
+    src: str | Path  # image file on disk (the source folder or an unpacked ZIP)
+    rel: str  # destination below this import's shard folder, POSIX separators
     where: str  # "file:line" or "file" for messages
     label: str | None = None
     status: str | None = None
@@ -53,28 +62,43 @@ class Candidate:
     extra: list[ExtraImage] = field(default_factory=list)
 
     def __post_init__(self):
-        self.image_name = self.image_name or self.src.name
+        self.image_name = self.image_name or os.path.basename(self.src)
+
+
+def shard_name(k: int) -> str:
+    """The folder of shard `k` below an import's folder: two levels of at most 1000 entries."""
+    return f"{k // 1000:03d}/{k % 1000:03d}"
 
 
 class Batch:
-    """Everything one `import_sources` call will add, committed by `commit`."""
+    """Everything one `import_sources` call will add: `add` each candidate, then `commit`."""
 
     def __init__(self, project, report: ImportReport, work: Path, update: bool = False,
-                 limits: ImageLimits | None = None):
+                 limits: ImageLimits | None = None, shard_size: int = SHARD_SIZE,
+                 link: bool = False, progress: bool = False):
         self.project = project
         self.limits = limits or ImageLimits()
         # what `unpack_zip` refused (target path -> (where, why)): reported on the row naming it
         self.refused: dict[str, tuple[str, str]] = {}
+        self._named: set[str] = set()  # refused targets that a row named
         report.limits, report.refused = self.limits, self.refused
         self.update = update  # objects already stored take this source's labels and metadata
-        self.updates: list[tuple[str, dict]] = []  # (object id, columns to change)
         self.report = report
         self.work = work
         # the images' folder; the process id tells a killed import's folder (`orphan_folders`)
         self.token = datetime.now().strftime("%Y%m%d-%H%M%S-") + f"{os.getpid()}-" + secrets.token_hex(3)
         self.stage = work / "stage"
-        self.candidates: list[Candidate] = []
+        self.shard_size = max(1, shard_size)
+        self.scratch_db = Scratch(work / "scratch.sqlite")
+        self.stager = Stager(self.limits, self.refused, str(work), link=link)
+        self.pending: list[Candidate] = []
+        self._pending_files = 0
+        self.n_found = 0  # candidates with a usable id
+        self.n_shards = 0
+        self.n_no_image = self.n_relabelled = 0
         self._n_scratch = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._progress, self._bar = progress, None
         self.ecotaxa_columns: dict[str, str] = {}  # name -> "t"|"f"|"" in first-seen order
 
     def scratch(self, kind: str) -> Path:
@@ -83,29 +107,53 @@ class Batch:
         return self.work / kind / str(self._n_scratch)
 
     def add(self, cand: Candidate) -> None:
+        """Take one candidate; check and stage the batch when it is full."""
         if not cand.object_id:
             self.report.fail(cand.where, "empty object id; row skipped")
-        elif len(cand.object_id) > MAX_ID_LEN:
+            return
+        if len(cand.object_id) > MAX_ID_LEN:
             self.report.fail(cand.where, f"object id longer than {MAX_ID_LEN} characters; row skipped")
-        else:
-            self.candidates.append(cand)
+            return
+        if self.refused:
+            for src in (cand.src, *(e.src for e in cand.extra)):
+                if str(src) in self.refused:
+                    self._named.add(str(src))
+        self.n_found += 1
+        self.pending.append(cand)
+        self._pending_files += 1 + len(cand.extra)
+        if self._pending_files >= self.shard_size:
+            self.flush()
 
     def add_ecotaxa_columns(self, columns: list[tuple[str, str]]) -> None:
         for name, typ in columns:
             self.ecotaxa_columns[name] = _merged_type(self.ecotaxa_columns.get(name), typ)
 
-    # --- checking ---------------------------------------------------------------------------
-    def _dedupe(self) -> list[Candidate]:
+    # --- one batch ----------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Check, stage and keep (in the scratch table) the pending candidates."""
+        cands, self.pending, self._pending_files = self.pending, [], 0
+        if not cands:
+            return
+        cands = self._dedupe(cands)
+        existing = self._existing([c.object_id for c in cands])
+        todo = [c for c in cands if c.object_id not in existing or self._known(c, existing[c.object_id])]
+        if todo:
+            self.scratch_db.add_rows(self._stage_all(todo))
+
+    def _dedupe(self, cands: list[Candidate]) -> list[Candidate]:
+        """Drop (and report) ids seen earlier in this batch or in an earlier one."""
+        earlier = self.scratch_db.first_seen([c.object_id for c in cands])
         first: dict[str, Candidate] = {}
         out = []
-        for c in self.candidates:
-            prev = first.get(c.object_id)
+        for c in cands:
+            prev = first[c.object_id].where if c.object_id in first else earlier.get(c.object_id)
             if prev is not None:
-                self.report.fail(c.where, f"duplicate object id {c.object_id!r} (first at {prev.where}); "
+                self.report.fail(c.where, f"duplicate object id {c.object_id!r} (first at {prev}); "
                                           "row skipped")
                 continue
             first[c.object_id] = c
             out.append(c)
+        self.scratch_db.add_seen([(c.object_id, c.where) for c in out])
         return out
 
     def _existing(self, ids: list[str]) -> dict[str, tuple]:
@@ -118,124 +166,76 @@ class Batch:
                     found[oid] = tuple(rest)
         return found
 
-    def _stage_one(self, cand: Candidate):
-        """Read, decode and stage one image; return (width, height) or an error message."""
-        limit = self.limits.max_file_size
-        try:
-            with open(cand.src, "rb") as fh:
-                n_bytes = os.fstat(fh.fileno()).st_size
-                data = fh.read(limit + 1) if n_bytes <= limit else b""  # never more than the limit
-        except FileNotFoundError:
-            if str(cand.src) in self.refused:
-                return f"image {cand.image_name}: {self.refused[str(cand.src)][1]}"
-            return f"image file {cand.image_name} not found"
-        except OSError as exc:
-            return f"cannot read image {cand.image_name} ({exc.strerror or exc})"
-        try:
-            self.limits.check_file_size(max(n_bytes, len(data)), cand.image_name)
-            size = check_image_bytes(data, cand.image_name, self.limits)
-        except ImageError as exc:
-            return str(exc)
-        dest = os.path.join(self._stage_str, cand.rel)
-        folder = os.path.dirname(dest)
-        if folder not in self._made:
-            os.makedirs(folder, exist_ok=True)
-            self._made.add(folder)
-        with open(dest, "wb") as fh:
-            fh.write(data)
-        return size
-
-    def _stage_chunk(self, chunk: list[Candidate]) -> list:
-        return [self._stage_one(c) for c in chunk]
+    def _known(self, c: Candidate, stored_row: tuple) -> bool:
+        """Handle a candidate whose id is already stored (skip, update or report it); False."""
+        report = self.report
+        stored, label, status, meta = stored_row
+        exists = os.path.exists(c.src)
+        same = self._same_content(c, stored) if exists else True
+        if same and self.update:
+            change = _changes(c, label, status, meta)
+            if change:
+                self.scratch_db.add_update(c.object_id, change)
+            else:
+                report.skipped += 1
+        elif not exists:
+            self.n_no_image += 1
+            report.skipped += 1
+        elif same:
+            report.skipped += 1
+            self.n_relabelled += (c.label, c.status) != (label, status)
+        elif same is None:
+            report.fail(c.where, f"object id {c.object_id!r} is already in the project, but its stored "
+                                 f"image {stored} cannot be read to compare; row skipped")
+        else:
+            report.fail(c.where, f"object id {c.object_id!r} is already in the project with a different "
+                                 "image; row skipped (rename the object or import into another project)")
+        return False
 
     def _same_content(self, cand: Candidate, stored_rel: str) -> bool | None:
         try:
             stored = self.project.image_path(stored_rel)
-            if stored.stat().st_size != cand.src.stat().st_size:
+            if stored.stat().st_size != os.stat(cand.src).st_size:
                 return False
-            return stored.read_bytes() == cand.src.read_bytes()
+            with open(cand.src, "rb") as fh:
+                return stored.read_bytes() == fh.read()
         except OSError:
             return None
 
-    # --- committing -------------------------------------------------------------------------
-    def commit(self, progress: bool = True) -> ImportReport:
-        """Check every candidate, stage the good ones and commit them in one transaction."""
-        report = self.report
-        named = {str(c.src) for c in self.candidates} | {str(e.src) for c in self.candidates for e in c.extra}
-        for target, (where, why) in self.refused.items():
-            if target not in named:
-                report.fail(where, f"{why}; entry skipped")
-        cands = self._dedupe()
-        existing = self._existing([c.object_id for c in cands])
-        todo = []
-        n_no_image = n_relabelled = 0
-        for c in cands:
-            if c.object_id not in existing:
-                todo.append(c)
-                continue
-            stored, label, status, meta = existing[c.object_id]
-            same = self._same_content(c, stored) if c.src.exists() else True
-            if same and self.update:
-                change = _changes(c, label, status, meta)
-                if change:
-                    self.updates.append((c.object_id, change))
-                else:
-                    report.skipped += 1
-                continue
-            if not c.src.exists():
-                n_no_image += 1
-                report.skipped += 1
-                continue
-            if same:
-                report.skipped += 1
-                n_relabelled += (c.label, c.status) != (label, status)
-            elif same is None:
-                report.fail(c.where, f"object id {c.object_id!r} is already in the project, but its stored "
-                                     f"image {stored} cannot be read to compare; row skipped")
-            else:
-                report.fail(c.where, f"object id {c.object_id!r} is already in the project with a different "
-                                     "image; row skipped (rename the object or import into another project)")
-
-        if n_relabelled:
-            report.note(f"{n_relabelled} skipped objects have another imported label or status in this "
-                        "source; the stored ones are kept (--update takes this source's)")
-        if n_no_image:
-            report.note(f"{n_no_image} objects already in the project have no image in this source; "
-                        "skipped (their stored image and metadata are kept)")
+    def _stage_all(self, todo: list[Candidate]) -> list[dict]:
+        """Stage the images of `todo` into a new shard; return the rows of those that worked."""
+        shard = shard_name(self.n_shards)
+        self.n_shards += 1
+        # several objects may share one image file (EcoTaxa): stage each file once
+        first: dict[str, Candidate | ExtraImage] = {}
+        for c in todo:
+            first.setdefault(c.rel, c)
+            for e in c.extra:
+                first.setdefault(e.rel, e)
+        unique = list(first.values())
+        base = os.path.join(str(self.stage), shard)
+        jobs = [(u.src, os.path.join(base, u.rel), u.image_name) for u in unique]
+        chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
+        results = [r for part in self._pool.map(self._stage_chunk, chunks) for r in part]
+        staged = dict(zip((u.rel for u in unique), results))
         rows = []
-        if todo:
-            from tqdm import tqdm
+        for c in todo:
+            res = staged[c.rel]
+            if isinstance(res, str):
+                self.report.fail(c.where, f"{res}; row skipped")
+                continue
+            rows.append({"object_id": c.object_id, "path": f"{self.token}/{shard}/{c.rel}",
+                         "width": res[0], "height": res[1], "meta": self._with_extra(c, staged, shard),
+                         "imported_label": c.label, "imported_status": c.status})
+        self._tick(len(todo))
+        return rows
 
-            # several objects may share one image file (EcoTaxa): stage each file once
-            first: dict[str, Candidate | ExtraImage] = {}
-            for c in todo:
-                first.setdefault(c.rel, c)
-                for e in c.extra:
-                    first.setdefault(e.rel, e)
-            unique = list(first.values())
-            self._stage_str, self._made = str(self.stage), set()
-            chunks = [unique[i:i + 64] for i in range(0, len(unique), 64)]
-            workers = max(1, min(4, os.cpu_count() or 1))
-            staged = {}
-            with ThreadPoolExecutor(workers) as pool, \
-                    tqdm(total=len(unique), desc="import", unit="img", disable=not progress, leave=False) as bar:
-                for chunk, results in zip(chunks, pool.map(self._stage_chunk, chunks)):
-                    staged.update(zip((c.rel for c in chunk), results))
-                    bar.update(len(chunk))
-            for c in todo:
-                res = staged[c.rel]
-                if isinstance(res, str):
-                    report.fail(c.where, f"{res}; row skipped")
-                    continue
-                rows.append({
-                    "object_id": c.object_id, "path": f"{self.token}/{c.rel}",
-                    "width": res[0], "height": res[1], "meta": self._with_extra(c, staged),
-                    "imported_label": c.label, "imported_status": c.status,
-                })
-        self._write(rows)
-        return report
+    def _stage_chunk(self, chunk):
+        return [self.stager.stage(src, dest, name) for src, dest, name in chunk]
 
-    def _with_extra(self, c: Candidate, staged: dict) -> dict | None:
+    def _with_extra(self, c: Candidate, staged: dict, shard: str) -> dict | None:
         """Return the candidate's metadata with its further images that were staged."""
         if not c.extra:
             return c.meta
@@ -246,14 +246,47 @@ class Batch:
                 self.report.warn(e.where, f"{res}; this image of object {c.object_id!r} is left out "
                                           "(the object is imported with its other images)")
             else:
-                kept.append({"rank": e.rank, "path": f"{self.token}/{e.rel}", "file": e.image_name})
+                kept.append({"rank": e.rank, "path": f"{self.token}/{shard}/{e.rel}", "file": e.image_name})
         return {**(c.meta or {}), "_extra_images": kept} if kept else c.meta
 
-    def _write(self, rows: list[dict]) -> None:
+    def _tick(self, n: int) -> None:
+        if self._progress and self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(desc="import", unit="obj", leave=False)
+        if self._bar is not None:
+            self._bar.update(n)
+
+    # --- committing -------------------------------------------------------------------------
+    def commit(self) -> ImportReport:
+        """Check the last batch, then write every good row in one transaction."""
+        self.flush()
         report = self.report
-        report.added = len(rows)
-        report.updated = len(self.updates)
-        if rows:
+        for target, (where, why) in self.refused.items():
+            if target not in self._named:
+                report.fail(where, f"{why}; entry skipped")
+        if self.n_relabelled:
+            report.note(f"{self.n_relabelled} skipped objects have another imported label or status in "
+                        "this source; the stored ones are kept (--update takes this source's)")
+        if self.n_no_image:
+            report.note(f"{self.n_no_image} objects already in the project have no image in this source; "
+                        "skipped (their stored image and metadata are kept)")
+        self._write()
+        return report
+
+    def close(self) -> None:
+        """Stop the staging threads and close the scratch table (after commit or a failure)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+        if self._bar is not None:
+            self._bar.close()
+        self.scratch_db.close()
+
+    def _write(self) -> None:
+        report = self.report
+        report.added = self.scratch_db.n_rows
+        report.updated = self.scratch_db.n_updates
+        if report.added:
             report.extra["images_folder"] = self.token
         if self.ecotaxa_columns:
             report.extra[ECOTAXA_META_KEY] = [[n, t] for n, t in self.ecotaxa_columns.items()]
@@ -268,15 +301,14 @@ class Batch:
                 s.add(run)
                 s.flush()
                 report.import_id = run.id
-                for r in rows:
-                    r["import_id"] = run.id
-                for i in range(0, len(rows), 10000):
-                    s.execute(insert(Object), rows[i:i + 10000])
-                for oid, change in self.updates:
+                conn = s.connection()
+                for rows in self.scratch_db.iter_rows(run.id):
+                    conn.execute(insert(Object.__table__), rows)
+                for oid, change in self.scratch_db.iter_updates():
                     s.execute(update(Object).where(Object.object_id == oid).values(**change))
                 if self.ecotaxa_columns:
                     self._merge_meta(s)
-                if rows:
+                if report.added:
                     self.project.images_dir.mkdir(exist_ok=True)
                     os.rename(self.stage, final)
                     moved = True
