@@ -35,6 +35,7 @@ SUBSET_EXACT_BYTES = 256 << 20
 KINDS = ("auto", "flat", "ivf", "ivfflat", "hnsw")
 RERANK = 4               # an IVF-SQ8 search fetches this many times k, re-ranked exactly
 ADD_CHUNK = 262_144      # vectors added to an index at a time
+MIN_PROBE = 32           # IVF lists probed at least (benchmarks/index_bench.py: recall)
 
 _CACHE: dict = {}
 
@@ -143,6 +144,44 @@ def index_info(project) -> dict | None:
     return json.loads(meta_path.read_text(encoding="utf-8"))
 
 
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def warm(project, share: float = 0.5) -> dict:
+    """Read the working matrix and the saved index once, so that the first grow page and node
+    statistics find them in the page cache instead of reading scattered rows from disk (seconds
+    at 10 M objects). Skipped when they would take more than `share` of the available memory.
+    Return {"bytes": read, "seconds": taken, "skipped": reason or None}."""
+    t0 = time.perf_counter()
+    fm = load_matrix(project)
+    files = [Path(fm.X.mm.filename)] if getattr(fm.X.mm, "filename", None) else []
+    meta = index_info(project) or {}
+    idx_path = _paths(project, fm.name, meta)[0]
+    if meta and idx_path.is_file():
+        files.append(idx_path)
+    size = sum(f.stat().st_size for f in files)
+    avail = _available_memory()
+    if avail is not None and size > share * avail:
+        return {"bytes": 0, "seconds": 0.0,
+                "skipped": f"{size / 2**30:.1f} GB > {share:.0%} of the available memory"}
+    buf = bytearray(16 << 20)
+    for f in files:
+        with open(f, "rb", buffering=0) as fh:
+            while fh.readinto(buf):
+                pass
+    if len(files) > 1:
+        _searcher(project)  # opened once here, not by the first search
+    return {"bytes": size, "seconds": time.perf_counter() - t0, "skipped": None}
+
+
 class _Searcher:
     """An index over the rows of one feature matrix, plus what restricted search needs."""
 
@@ -173,7 +212,8 @@ def _searcher(project):
     if idx_path.is_file() and meta:
         if meta.get("fingerprint") == _fingerprint(fm) and meta.get("dim_in") == fm.X.shape[1]:
             pca = faiss.read_VectorTransform(str(pca_path)) if meta.get("pca") else None
-            s = _Searcher(fm, faiss.read_index(str(idx_path)), meta, pca)
+            # memory mapped: opens at once, and processes share its pages through the page cache
+            s = _Searcher(fm, faiss.read_index(str(idx_path), faiss.IO_FLAG_MMAP_IFC), meta, pca)
         else:
             log.warning("index of %s is out of date (objects or features changed); searching exactly. "
                         "Run `morphocluster index` again.", fm.name)
@@ -193,9 +233,10 @@ def _params(s, k, sel=None, nprobe=None, frac=1.0):
     kind = s.meta["kind"]
     if kind in ("ivf", "ivfflat"):
         nl = s.meta["nlist"]
-        # probe enough lists to see ~20 k allowed candidates, and at least 1/16 of them for recall
+        # probe enough lists to see ~20 k allowed candidates, and at least MIN_PROBE of them for
+        # recall; a floor of a fixed share of the lists would make each search grow with N
         want = 20 * k * nl / max(s.meta["n"] * frac, 1)
-        probe = nprobe or int(min(nl, max(nl // 16, 8, np.ceil(want))))
+        probe = nprobe or int(min(nl, max(MIN_PROBE, np.ceil(want))))
         return faiss.SearchParametersIVF(sel=sel, nprobe=probe)
     if kind == "hnsw":
         return faiss.SearchParametersHNSW(sel=sel, efSearch=max(2 * k, 64))

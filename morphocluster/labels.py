@@ -51,8 +51,12 @@ class NodeLabel:
 
 def node_labels(session) -> dict[int, NodeLabel]:
     """Return {approved node id: NodeLabel} for every approved node that has a label."""
+    # approved nodes and their ancestors (every ancestor is someone's parent): not the thousands
+    # of candidates and dissolved nodes that clustering rounds leave
+    parents = select(Node.parent_id).where(Node.parent_id.is_not(None))
     rows = session.execute(select(Node.id, Node.parent_id, Node.name, Node.status, Node.approved_by,
-                                  Node.approved_at)).all()
+                                  Node.approved_at)
+                           .where((Node.status == "approved") | Node.id.in_(parents))).all()
     approval = {r.id: (r.approved_by, r.approved_at) for r in rows if r.status == "approved"}
     parent = {r.id: r.parent_id for r in rows}
     # a dissolved node was given back: its name labels nothing any more

@@ -134,3 +134,19 @@ def test_an_interrupted_rebuild_leaves_the_previous_index_working(vec_project, m
     monkeypatch.undo()
     new = index.build_index(vec_project, kind="flat")  # a finished build tidies up the debris
     assert sorted(p.name for p in vec_project.index_dir.iterdir()) == sorted(["syn.json", new["index_file"]])
+
+
+def test_warm_reads_the_matrix_and_index_and_opens_the_index(vec_project):
+    from pathlib import Path
+
+    meta = index.build_index(vec_project, kind="ivf", nlist=8)
+    index._CACHE.clear()
+    fm = load_matrix(vec_project)
+    out = index.warm(vec_project)
+    expected = Path(fm.X.mm.filename).stat().st_size + (vec_project.index_dir / meta["index_file"]).stat().st_size
+    assert out["skipped"] is None and out["bytes"] == expected
+    assert len(index._CACHE) == 1  # the searcher is open: the first search does not open it
+    D, I = index.search(vec_project, fm.X[:2], 5)
+    assert (I[:, 0] == fm.pks[:2]).all()
+    # a project whose files would crowd the memory out is not read
+    assert index.warm(vec_project, share=1e-12)["skipped"].endswith("of the available memory")

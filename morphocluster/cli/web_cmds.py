@@ -16,6 +16,7 @@ def run_server(project, host: str, port: int, threads: int = 8, proxies: int | N
 
     app = create_app({"PROJECT": project, **({"PROXIES": proxies} if proxies is not None else {})})
     _prepare_working(project)
+    _warm_in_background(project)
     if not list_users(project):
         click.echo(f"Note: no users yet; add one with `morphocluster user add {project.root} NAME "
                    "--role admin`", err=True)
@@ -34,6 +35,21 @@ def _prepare_working(project) -> None:
         return
     click.echo(f"Making the working matrix of feature set {name} (once; it is kept) ...")
     build_working(project, name)
+
+
+def _warm_in_background(project) -> None:
+    """Read the working matrix and index into the page cache while the server starts."""
+    import threading
+
+    from ..index import warm
+
+    def run():
+        try:
+            warm(project)
+        except Exception:  # noqa: BLE001 - no features or index yet: nothing to warm
+            pass
+
+    threading.Thread(target=run, daemon=True, name="morphocluster-warm").start()
 
 
 @click.command("serve")

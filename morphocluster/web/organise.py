@@ -46,7 +46,8 @@ def _nested(rows: list[dict]) -> list[dict]:
 @bp.route("/")
 def tree():
     show_candidates = request.args.get("candidates") == "1"
-    rows = [r for r in wf.tree(project()) if show_candidates or r["status"] == "approved"]
+    rows = [r for r in wf.tree(project(), candidates=show_candidates)
+            if show_candidates or r["status"] == "approved"]
     return render("tree.html", roots=_nested(rows), show_candidates=show_candidates)
 
 

@@ -22,6 +22,7 @@ from .adopt import move_to_labels, split_own, targets_arg
 _CACHE: dict = {}
 _OWN: dict = {}
 CHECK_CHUNK = 5_000  # ranked objects checked per query for membership elsewhere
+FIRST_DEPTH = 250    # neighbours per prototype ranked for a node's first page (deeper on demand)
 
 
 def _own(s, node_id: int, version: int, root: str = "") -> np.ndarray:
@@ -42,19 +43,26 @@ def _own(s, node_id: int, version: int, root: str = "") -> np.ndarray:
     return hit
 
 
-def _offerable(s, node_id: int, pks: np.ndarray) -> np.ndarray:
-    """Mask of the ranked objects still offerable: in no node but candidates, not rejected."""
+def _offerable(s, node_id: int, pks: np.ndarray, need: int | None = None) -> tuple[np.ndarray, int]:
+    """Return (mask, n checked): which of the first `n checked` ranked objects are still
+    offerable (in no node but candidates, not rejected). With `need`, stop once that many are
+    found: a page costs a few hundred lookups, not one per ranked object."""
     ok = np.ones(len(pks), bool)
-    for a in range(0, len(pks), CHECK_CHUNK):
-        part = [int(x) for x in pks[a:a + CHECK_CHUNK]]
+    a, size = 0, CHECK_CHUNK if need is None else max(256, 4 * need)
+    while a < len(pks):
+        part = [int(x) for x in pks[a:a + size]]
         taken = set(s.scalars(select(Membership.object_pk).join(Node, Node.id == Membership.node_id)
                               .where(Membership.object_pk.in_(part),
                                      (Node.status != "candidate") | (Node.id == node_id))))
         taken.update(s.scalars(select(Rejection.object_pk).where(
             Rejection.node_id == node_id, Rejection.object_pk.in_(part))))
         if taken:
-            ok[a:a + CHECK_CHUNK] = [x not in taken for x in part]
-    return ok
+            ok[a:a + len(part)] = [x not in taken for x in part]
+        a += len(part)
+        if need is not None and ok[:a].sum() >= need:
+            break
+        size = min(CHECK_CHUNK, 2 * size)
+    return ok, a
 
 
 def _n_offerable(s, node_id: int, n_features: int, own: np.ndarray) -> int:
@@ -127,19 +135,21 @@ def _ranking(project, node_id: int, need: int):
         hit = _CACHE.get(key)
         while True:
             if hit is None or (not hit[2] and hit[3] < need):
-                depth = max(1000, 2 * need, 4 * len(hit[0]) if hit else 0)
+                depth = max(FIRST_DEPTH, 4 * need, 4 * len(hit[0]) if hit else 0)
                 hit = _rank(project, node_id, own, n_pool, depth)
                 hit = hit + (0,)
             pks, dist, complete, _ = hit
-            keep = _offerable(s, node.id, pks)  # labelled elsewhere since, or before
-            hit = (pks, dist, complete, int(keep.sum()))
-            if complete or hit[3] >= need:
+            # labelled elsewhere since, or before; a complete ranking is counted in full
+            keep, checked = _offerable(s, node.id, pks, None if complete else need)
+            keep, n_ok = keep[:checked], int(keep[:checked].sum())
+            hit = (pks, dist, complete, n_ok + len(pks) - checked)  # unchecked: may be offerable
+            if complete or n_ok >= need:
                 break
     if len(_CACHE) > 32:
         _CACHE.clear()
     _CACHE[key] = hit
-    total = int(keep.sum()) if hit[2] else max(n_allowed, int(keep.sum()))
-    return pks[keep], dist[keep], version, total
+    total = n_ok if hit[2] else max(n_allowed, n_ok)
+    return pks[:checked][keep], dist[:checked][keep], version, total
 
 
 def candidates(project, node_id, offset: int = 0, limit: int = 50) -> Page:

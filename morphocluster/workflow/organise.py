@@ -172,11 +172,18 @@ def new_node_from_object(project, user_id, object_pk, name: str | None = None) -
         return node.id
 
 
-def tree(project) -> list[dict]:
-    """Return every live node with its member count and the count of its whole subtree."""
+def tree(project, candidates: bool = True) -> list[dict]:
+    """Return every live node with its member count and the count of its whole subtree.
+
+    `candidates=False`: the approved nodes only (and what hangs below them), without reading
+    the thousands of waiting candidates a large project has.
+    """
+    q = select(Node.id, Node.parent_id, Node.name, Node.status, Node.n_members,
+               Node.round).where(Node.status.in_(LIVE))
+    if not candidates:
+        q = q.where((Node.status == "approved") | Node.parent_id.is_not(None))
     with project.session() as s:
-        rows = s.execute(select(Node.id, Node.parent_id, Node.name, Node.status, Node.n_members,
-                                Node.round).where(Node.status.in_(LIVE)).order_by(Node.id)).all()
+        rows = s.execute(q.order_by(Node.id)).all()
         labels = _display_names(s)
     nodes = {r.id: {"id": r.id, "parent_id": r.parent_id, "name": r.name, "label": labels.get(r.id),
                     "status": r.status, "round": r.round, "n_members": r.n_members,
