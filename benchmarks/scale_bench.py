@@ -209,7 +209,7 @@ def step_pages(root: Path, repeat: int = 20) -> dict:
 
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     warmed = (f"server start-up read {w['bytes'] / 2**30:.1f} GB into the page cache in "
-              f"{w['seconds']:.1f} s" if not w["skipped"] else f"no warm-up ({w['skipped']})")
+              f"{w['seconds']:.1f} s" + (f" (not {w['skipped']})" if w["skipped"] else ""))
     return {"pages": pages, "rank_s": rank, "server_rss_mb": own,
             "note": f"first grow page {rank * 1e3:.0f} ms ({len(page.pks)} shown), of a second "
                     f"node {rank2 * 1e3:.0f} ms; {warmed}; server peak RSS {own:,.0f} MB"}
