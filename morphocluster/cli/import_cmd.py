@@ -60,9 +60,13 @@ class Amount(click.ParamType):
               help="Write every problem, warning and note to this TSV file (kind, file, line, "
                    "message). Without it, such a file is written to PROJECT/logs/ when the "
                    "summary leaves some out.")
+@click.option("--link", is_flag=True,
+              help="Hard-link the images into the project instead of copying them, where both are "
+                   "on one file system (much faster for millions of small files); the source files "
+                   "must then never be edited or overwritten in place.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def import_(project, sources, fmt, labels_from_folders, strict, update, max_file_size, max_pixels,
-            max_aspect_ratio, max_zip_ratio, quiet):
+            max_aspect_ratio, max_zip_ratio, link, quiet):
     """Import images from SOURCES (folders, ZIPs, EcoTaxa exports) into PROJECT.
 
     \b
@@ -106,7 +110,7 @@ def import_(project, sources, fmt, labels_from_folders, strict, update, max_file
                                 max_aspect_ratio=max_aspect_ratio, max_zip_ratio=max_zip_ratio)
         report = import_sources(p, list(sources), format=fmt, labels_from_folders=labels_from_folders,
                                 strict=strict, progress=not quiet and sys.stderr.isatty(), update=update,
-                                limits=limits)
+                                limits=limits, link=link)
     except (ImportFailed, ProjectError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

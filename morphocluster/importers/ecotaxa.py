@@ -29,8 +29,10 @@ is imported with its other images.
 from __future__ import annotations
 
 import csv
+import os
 import posixpath
 import re
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -59,51 +61,27 @@ def find_tables(root: Path, batch: Batch, display: str, depth: int = 0):
     if root.is_file():
         yield root, root.parent, display.rsplit("/", 1)[0] if "/" in display else "."
         return
-    paths = sorted(p for p in root.rglob("*") if p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    for p in paths:
-        if _is_table(p.name):
-            yield p, root, display
-    for p in paths:
-        if p.suffix.lower() == ".zip" and depth < MAX_ZIP_DEPTH:
-            rel = p.relative_to(root).as_posix()
-            try:
-                inner = unpack_zip(p, batch.scratch("nested"), batch.report)
-            except ImportFailed as exc:
-                batch.report.fail(f"{display}/{rel}", f"not a readable ZIP file ({exc.__cause__}); "
-                                                     "ZIP skipped")
+    tables, zips = [], []  # only these are kept, not every image beside them
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for fn in filenames:
+            if fn.startswith("."):
                 continue
-            yield from find_tables(inner, batch, f"{display}/{rel}", depth + 1)
-
-
-def _decode(raw: bytes, where: str, report) -> str:
-    """Decode UTF-8 line by line; a line that is not UTF-8 is read as latin-1 (with a warning).
-
-    A file without any multi-byte UTF-8 character but with non-ASCII bytes is taken as wholly
-    latin-1 (one note), as older EcoTaxa and UVP exports are.
-    """
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    lines = raw.splitlines(keepends=True)
-    decoded, bad = [], []
-    any_utf8 = False
-    for n, line in enumerate(lines, 1):
+            if _is_table(fn):
+                tables.append(Path(dirpath, fn))
+            elif fn.lower().endswith(".zip") and depth < MAX_ZIP_DEPTH:
+                zips.append(Path(dirpath, fn))
+    for p in sorted(tables):
+        yield p, root, display
+    for p in sorted(zips):
+        rel = p.relative_to(root).as_posix()
         try:
-            decoded.append(line.decode("utf-8"))
-            any_utf8 = any_utf8 or not line.isascii()
-        except UnicodeDecodeError:
-            decoded.append(line.decode("latin-1"))
-            bad.append(n)
-    if not any_utf8:
-        report.note(f"{where}: not UTF-8; read as latin-1")
-        return "".join(decoded)
-    for n in bad:
-        report.warn(f"{where}:{n}", "line is not valid UTF-8 (unlike the rest of the file); read as latin-1")
-    return "".join(decoded)
+            inner = unpack_zip(p, batch.scratch("nested"), batch.report)
+        except ImportFailed as exc:
+            batch.report.fail(f"{display}/{rel}", f"not a readable ZIP file ({exc.__cause__}); "
+                                                 "ZIP skipped")
+            continue
+        yield from find_tables(inner, batch, f"{display}/{rel}", depth + 1)
 
 
 def physical_lines(text: str):
@@ -128,51 +106,129 @@ def split_line(line: str, delimiter: str = "\t") -> tuple[list[str], bool]:
         return line.split(delimiter), False
 
 
-def read_table(path: Path, where: str, report):
-    """Return (names, header, types, rows as (line, fields)) or None if the file cannot be used.
+def byte_lines(fh):
+    """Yield (line number, bytes) for every line of a binary file (ends \\n, \\r\\n or \\r)."""
+    n = 0
+    for raw in fh:
+        raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1] if raw.endswith(b"\n") else raw
+        for part in raw.split(b"\r") if b"\r" in raw else (raw,):
+            n += 1
+            yield n, part
 
-    `names` are the column names as the table spells them, `header` the same in lower case.
+
+def _text(raw: bytes) -> tuple[str, bool]:
+    """Decode one line: UTF-8, else latin-1; return (text, whether it was UTF-8)."""
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), False
+
+
+@dataclass
+class Table:
+    """What the first pass over a table found (the rows are read again by `rows`)."""
+
+    path: Path
+    where: str
+    names: list[str]  # as the table spells them
+    header: list[str]  # the same in lower case
+    types: list[str]
+    filled: int  # the last column with a value in some full row (see fit_row)
+    mixed: bool  # UTF-8 with some latin-1 lines (each warned as it is read)
+    skip: tuple[int, ...]  # the header and type rows' line numbers
+    multi: dict[str, int]  # object id -> number of rows, for ids on several rows
+
+
+def read_table(path: Path, where: str, report, scratch) -> Table | None:
+    """Read a table once, streamed, for its header, types and shape; None if it cannot be used.
+
+    Each line is UTF-8 or else latin-1 (a file without any multi-byte UTF-8 character but with
+    other non-ASCII bytes is wholly latin-1, as older EcoTaxa and UVP exports are: one note).
     """
-    raw = path.read_bytes()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:65536]:
-        report.fail(where, "unreadable encoding (UTF-16 or binary data); save the table as UTF-8; "
-                           "file skipped")
-        return None
-    text = _decode(raw, where, report)
-    rows = []
-    for n, line in physical_lines(text):
-        fields, paired = split_line(line)
-        if not any(x.strip() for x in fields):
-            continue
-        if not paired:
-            report.warn(f"{where}:{n}", 'a quote (") that does not pair up on this line; read as a '
-                                        "character, not as CSV quoting")
-        rows.append((n, fields))
-    if not rows:
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
+            report.fail(where, "unreadable encoding (UTF-16 or binary data); save the table as UTF-8; "
+                               "file skipped")
+            return None
+        fh.seek(3 if head.startswith(b"\xef\xbb\xbf") else 0)
+        names = types = None
+        skip, filled, n_body, any_utf8, any_bad = [], -1, 0, False, False
+        ids = []
+        scratch.ids_start()
+        for n, raw in byte_lines(fh):
+            line, utf8 = _text(raw)
+            any_bad, any_utf8 = any_bad or not utf8, any_utf8 or (utf8 and not raw.isascii())
+            fields = split_line(line)[0]
+            if not any(x.strip() for x in fields):
+                continue
+            if names is None:
+                names, skip = [h.strip() for h in fields], [n]
+                header = [h.lower() for h in names]
+                if not _good_header(names, header, f"{where}:{n}", report):
+                    return None
+                i_id = header.index("object_id")
+                continue
+            if types is None:
+                types = [""] * len(header)
+                if _is_type_row(fields):
+                    types = _read_types(header, (n, fields), where, report)
+                    skip.append(n)
+                    continue
+            n_body += 1
+            if len(fields) >= len(header):
+                filled = max([filled] + [i for i, x in enumerate(fields[:len(header)]) if x.strip()])
+            ids.append(fields[i_id].strip() if i_id < len(fields) else "")
+            if len(ids) >= 10000:
+                scratch.ids_add(ids)
+                ids = []
+    if names is None:
         report.fail(where, "empty EcoTaxa table (no header row); file skipped")
         return None
-    names = [h.strip() for h in rows[0][1]]
-    header = [h.lower() for h in names]
+    if not n_body:
+        report.fail(where, "no object rows below the header and type rows; file skipped")
+        return None
+    if any_bad and not any_utf8:
+        report.note(f"{where}: not UTF-8; read as latin-1")
+    scratch.ids_add(ids)
+    return Table(path, where, names, header, types, filled, any_bad and any_utf8, tuple(skip),
+                 scratch.ids_multi())
+
+
+def _good_header(names, header, at, report) -> bool:
+    """Report (and return False for) a column named twice or a required column missing."""
     first: dict[str, int] = {}
     for i, h in enumerate(header):
         if h and h in first:
-            report.fail(f"{where}:{rows[0][0]}", f"column {names[i]!r} appears twice in the header "
+            report.fail(at, f"column {names[i]!r} appears twice in the header "
                         f"(columns {first[h] + 1} and {i + 1}); file skipped")
-            return None
+            return False
         first.setdefault(h, i)
-    types = [""] * len(header)
-    body = rows[1:]
-    if body and _is_type_row(body[0][1]):
-        types = _read_types(header, body[0], where, report)
-        body = body[1:]
     for col in ("object_id", "img_file_name"):
         if col not in header:
-            report.fail(where, f"no {col} column in the header; file skipped")
-            return None
-    if not body:
-        report.fail(where, "no object rows below the header and type rows; file skipped")
-        return None
-    return names, header, types, body
+            report.fail(at.rsplit(":", 1)[0], f"no {col} column in the header; file skipped")
+            return False
+    return True
+
+
+def rows(table: Table, report):
+    """Yield (line, fields) of the table's object rows, read again, warning as they come."""
+    with open(table.path, "rb") as fh:
+        if fh.read(3) != b"\xef\xbb\xbf":
+            fh.seek(0)
+        for n, raw in byte_lines(fh):
+            line, utf8 = _text(raw)
+            if table.mixed and not utf8:
+                report.warn(f"{table.where}:{n}", "line is not valid UTF-8 (unlike the rest of the "
+                                                  "file); read as latin-1")
+            fields, paired = split_line(line)
+            if not any(x.strip() for x in fields):
+                continue
+            if not paired:
+                report.warn(f"{table.where}:{n}", 'a quote (") that does not pair up on this line; '
+                                                  "read as a character, not as CSV quoting")
+            if n not in table.skip:
+                yield n, fields
 
 
 def _is_type_row(fields) -> bool:
@@ -213,55 +269,84 @@ def _collect_table(table: Path, search_root: Path, display: str, batch: Batch, p
     report = batch.report
     table_rel = table.relative_to(search_root).as_posix()
     where = f"{display}/{table_rel}"
-    parsed = read_table(table, where, report)
-    if parsed is None:
+    t = read_table(table, where, report, batch.scratch_db)
+    if t is None:
         return 0
-    names, header, types, body = parsed
-    batch.add_ecotaxa_columns([(n, t) for n, t in zip(names, types) if n])
+    names, header = t.names, t.header
+    batch.add_ecotaxa_columns([(n, typ) for n, typ in zip(names, t.types) if n])
     col = {h: i for i, h in enumerate(header)}
-    keep = [(i, names[i], types[i]) for i, h in enumerate(header) if h.startswith(META_PREFIXES)]
     table_dir = posixpath.dirname(table_rel)
-    filled = max((i for _, f in body if len(f) >= len(header)
-                  for i, x in enumerate(f[:len(header)]) if x.strip()), default=-1)
-    objects: dict[str, dict] = {}  # object_id -> {"rank", "line", "img", "fields", "extra"}
-    for line, fields in body:
+    emit = _Emitter(batch, t, col, search_root, prefix)
+    # an object on several rows (one per image) waits here until its last row is read
+    pending: dict[str, dict] = {}  # object_id -> {"rank", "line", "img", "fields", "extra", "rows"}
+    n = 0
+    for line, fields in rows(t, report):
         at = f"{where}:{line}"
-        fields = fit_row(fields, names, filled, at, report)
+        # the id as the first pass read it, before the row is fitted (or refused)
+        oid = fields[col["object_id"]].strip() if col["object_id"] < len(fields) else ""
+        fields = fit_row(fields, names, t.filled, at, report)
+        if oid in t.multi:
+            t.multi[oid] -= 1  # rows of it still to come
         if fields is None:
-            continue
-        oid = fields[col["object_id"]].strip()
-        img = fields[col["img_file_name"]].strip()
-        if not img:
+            pass
+        elif not (img := fields[col["img_file_name"]].strip()):
             report.fail(at, f"object {oid!r} has no img_file_name; row skipped")
-            continue
-        rank_text = fields[col["img_rank"]].strip() if "img_rank" in col else ""
-        try:
-            rank = int(float(rank_text)) if rank_text else 0
-        except ValueError:
-            report.fail(at, f"img_rank {rank_text!r} is not a number; row skipped")
-            continue
-        rel = safe_member_name(posixpath.join(table_dir, img.replace("\\", "/")))
-        if rel is None:
+        elif (rank := _rank(fields, col, at, report)) is None:
+            pass
+        elif (rel := safe_member_name(posixpath.join(table_dir, img.replace("\\", "/")))) is None:
             report.fail(at, f"img_file_name {img!r} points outside the source folder; row skipped")
-            continue
-        prev = objects.get(oid)
-        if prev is not None and prev["rank"] == rank:
-            report.fail(at, f"duplicate object id {oid!r} (first at line {prev['line']}); row skipped")
-            continue
-        if prev is not None:
-            if any(rank == r for r, *_ in prev["extra"]):
-                report.fail(at, f"object {oid!r} has two images of img_rank {rank}; row skipped")
-            elif rank < prev["rank"]:
-                prev["extra"].append((prev["rank"], prev["img"], prev["rel"], prev["line"]))
-                prev.update(rank=rank, img=img, rel=rel, line=line)
-            else:
-                prev["extra"].append((rank, img, rel, line))
-            continue
-        objects[oid] = {"rank": rank, "line": line, "img": img, "rel": rel, "fields": fields, "extra": []}
+        elif oid not in t.multi:
+            emit({"rank": rank, "line": line, "img": img, "rel": rel, "fields": fields, "extra": []}, oid)
+            n += 1
+        elif oid not in pending:
+            pending[oid] = {"rank": rank, "line": line, "img": img, "rel": rel, "fields": fields, "extra": []}
+            n += 1
+        else:
+            _merge_row(pending[oid], oid, rank, img, rel, line, at, report)
+        if oid in pending and t.multi[oid] == 0:
+            emit(pending.pop(oid), oid)
+    for oid, o in pending.items():
+        emit(o, oid)
+    if emit.n_extra:
+        report.note(f"{where}: {emit.n_extra} objects have several images (img_rank); each is shown by its "
+                    "lowest-ranked one, the others are kept with it and exported with it")
+    return n
 
-    n_extra = 0
-    for oid, o in objects.items():
-        at = f"{where}:{o['line']}"
+
+def _rank(fields, col, at, report) -> int | None:
+    rank_text = fields[col["img_rank"]].strip() if "img_rank" in col else ""
+    try:
+        return int(float(rank_text)) if rank_text else 0
+    except ValueError:
+        report.fail(at, f"img_rank {rank_text!r} is not a number; row skipped")
+        return None
+
+
+def _merge_row(prev: dict, oid, rank, img, rel, line, at, report) -> None:
+    """Add a further row of an object: another image of it, or a duplicate (reported)."""
+    if prev["rank"] == rank:
+        report.fail(at, f"duplicate object id {oid!r} (first at line {prev['line']}); row skipped")
+    elif any(rank == r for r, *_ in prev["extra"]):
+        report.fail(at, f"object {oid!r} has two images of img_rank {rank}; row skipped")
+    elif rank < prev["rank"]:
+        prev["extra"].append((prev["rank"], prev["img"], prev["rel"], prev["line"]))
+        prev.update(rank=rank, img=img, rel=rel, line=line)
+    else:
+        prev["extra"].append((rank, img, rel, line))
+
+
+class _Emitter:
+    """Turn one object's rows into a Candidate (label, status, metadata) and add it."""
+
+    def __init__(self, batch: Batch, t: Table, col: dict, search_root: Path, prefix: str):
+        self.batch, self.t, self.col, self.prefix = batch, t, col, prefix
+        self.root = os.fspath(search_root)
+        self.keep = [(i, t.names[i], t.types[i]) for i, h in enumerate(t.header) if h.startswith(META_PREFIXES)]
+        self.n_extra = 0
+
+    def __call__(self, o: dict, oid: str) -> None:
+        report, col, names, header = self.batch.report, self.col, self.t.names, self.t.header
+        at = f"{self.t.where}:{o['line']}"
         fields = o["fields"]
         label = fields[col["object_annotation_category"]].strip() if "object_annotation_category" in col else ""
         status_text = fields[col["object_annotation_status"]].strip() if "object_annotation_status" in col else ""
@@ -269,7 +354,7 @@ def _collect_table(table: Path, search_root: Path, display: str, batch: Batch, p
         if status_text and status is None:
             report.fail(at, f"object {oid!r}: unknown object_annotation_status {status_text!r} "
                             "(expected predicted, dubious or validated); row skipped")
-            continue
+            return
         if label and not status:
             report.warn(at, f"object {oid!r}: category {label!r} without object_annotation_status; "
                             "imported as predicted")
@@ -279,7 +364,7 @@ def _collect_table(table: Path, search_root: Path, display: str, batch: Batch, p
                             "status ignored")
             status = None
         meta = {}
-        for i, name, typ in keep:
+        for i, name, typ in self.keep:
             problem = bad_value(header[i], typ, fields[i].strip()) if fields[i] != "" else ""
             if problem:
                 report.warn(at, f"column {name!r} ({i + 1}): {fields[i]!r} {problem}; value left out")
@@ -288,16 +373,12 @@ def _collect_table(table: Path, search_root: Path, display: str, batch: Batch, p
         if status_text and status is None:  # ignored: not kept as metadata either
             meta.pop(names[col["object_annotation_status"]], None)
         meta[names[col["object_id"]]] = oid
-        extra = [ExtraImage(rank, search_root / rel, f"{prefix}/{rel}", f"{where}:{line}", img)
-                 for rank, img, rel, line in sorted(o["extra"])]
-        n_extra += bool(extra)
-        batch.add(Candidate(object_id=oid, src=search_root / o["rel"], rel=f"{prefix}/{o['rel']}",
-                            where=at, label=label or None, status=status, meta=meta,
-                            image_name=o["img"], extra=extra))
-    if n_extra:
-        report.note(f"{where}: {n_extra} objects have several images (img_rank); each is shown by its "
-                    "lowest-ranked one, the others are kept with it and exported with it")
-    return len(objects)
+        extra = [ExtraImage(rank, os.path.join(self.root, rel), f"{self.prefix}/{rel}",
+                            f"{self.t.where}:{line}", img) for rank, img, rel, line in sorted(o["extra"])]
+        self.n_extra += bool(extra)
+        self.batch.add(Candidate(object_id=oid, src=os.path.join(self.root, o["rel"]),
+                                 rel=f"{self.prefix}/{o['rel']}", where=at, label=label or None,
+                                 status=status, meta=meta, image_name=o["img"], extra=extra))
 
 
 def fit_row(fields: list[str], names: list[str], filled: int, at: str, report) -> list[str] | None:

@@ -69,16 +69,14 @@ class Scratch:
             yield oid, json.loads(change)
 
     # --- one EcoTaxa table's ids, to find the objects that span several rows ---------------
-    def multi_row_ids(self, ids) -> dict[str, int]:
-        """Return id -> number of rows for the ids that occur more than once in `ids`."""
+    def ids_start(self) -> None:
         self.db.execute("DELETE FROM table_ids")
-        batch = []
-        for oid in ids:
-            batch.append((oid,))
-            if len(batch) >= 10000:
-                self._many("INSERT INTO table_ids VALUES (?)", batch)
-                batch = []
-        self._many("INSERT INTO table_ids VALUES (?)", batch)
+
+    def ids_add(self, ids: list[str]) -> None:
+        self._many("INSERT INTO table_ids VALUES (?)", [(oid,) for oid in ids])
+
+    def ids_multi(self) -> dict[str, int]:
+        """Return id -> number of rows, for the ids added since `ids_start` more than once."""
         q = "SELECT object_id, count(*) FROM table_ids GROUP BY object_id HAVING count(*) > 1"
         out = dict(self.db.execute(q))
         self.db.execute("DELETE FROM table_ids")
