@@ -98,6 +98,7 @@ class Batch:
         self.n_no_image = self.n_relabelled = 0
         self._n_scratch = 0
         self._pool: ThreadPoolExecutor | None = None
+        self._job = None  # the batch whose images are being staged
         self._progress, self._bar = progress, None
         self.ecotaxa_columns: dict[str, str] = {}  # name -> "t"|"f"|"" in first-seen order
 
@@ -130,15 +131,19 @@ class Batch:
 
     # --- one batch ----------------------------------------------------------------------------
     def flush(self) -> None:
-        """Check, stage and keep (in the scratch table) the pending candidates."""
+        """Check the pending candidates and start staging their images; keep (in the scratch
+        table) the rows of the batch before, whose images are staged by now."""
         cands, self.pending, self._pending_files = self.pending, [], 0
-        if not cands:
-            return
-        cands = self._dedupe(cands)
-        existing = self._existing([c.object_id for c in cands])
-        todo = [c for c in cands if c.object_id not in existing or self._known(c, existing[c.object_id])]
-        if todo:
-            self.scratch_db.add_rows(self._stage_all(todo))
+        job = None
+        if cands:
+            cands = self._dedupe(cands)
+            existing = self._existing([c.object_id for c in cands])
+            todo = [c for c in cands if c.object_id not in existing or self._known(c, existing[c.object_id])]
+            job = self._submit(todo) if todo else None
+        # one batch in flight: its images are staged while the next one is read and checked
+        if self._job is not None:
+            self.scratch_db.add_rows(self._finish(*self._job))
+        self._job = job
 
     def _dedupe(self, cands: list[Candidate]) -> list[Candidate]:
         """Drop (and report) ids seen earlier in this batch or in an earlier one."""
@@ -202,8 +207,8 @@ class Batch:
         except OSError:
             return None
 
-    def _stage_all(self, todo: list[Candidate]) -> list[dict]:
-        """Stage the images of `todo` into a new shard; return the rows of those that worked."""
+    def _submit(self, todo: list[Candidate]):
+        """Start staging the images of `todo` into a new shard; return what `_finish` takes."""
         shard = shard_name(self.n_shards)
         self.n_shards += 1
         # several objects may share one image file (EcoTaxa): stage each file once
@@ -212,14 +217,17 @@ class Batch:
             first.setdefault(c.rel, c)
             for e in c.extra:
                 first.setdefault(e.rel, e)
-        unique = list(first.values())
         base = os.path.join(str(self.stage), shard)
-        jobs = [(u.src, os.path.join(base, u.rel), u.image_name) for u in unique]
-        chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+        self.stager.made = set()  # folders of earlier shards are not visited again
+        jobs = [(rel, u.src, os.path.join(base, rel), u.image_name) for rel, u in first.items()]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
-        results = [r for part in self._pool.map(self._stage_chunk, chunks) for r in part]
-        staged = dict(zip((u.rel for u in unique), results))
+        futures = [self._pool.submit(self._stage_chunk, jobs[i:i + CHUNK]) for i in range(0, len(jobs), CHUNK)]
+        return todo, shard, futures
+
+    def _finish(self, todo: list[Candidate], shard: str, futures) -> list[dict]:
+        """Wait for a batch's images; return the rows of the objects whose image was staged."""
+        staged = dict(pair for f in futures for pair in f.result())
         rows = []
         for c in todo:
             res = staged[c.rel]
@@ -233,7 +241,7 @@ class Batch:
         return rows
 
     def _stage_chunk(self, chunk):
-        return [self.stager.stage(src, dest, name) for src, dest, name in chunk]
+        return [(rel, self.stager.stage(src, dest, name)) for rel, src, dest, name in chunk]
 
     def _with_extra(self, c: Candidate, staged: dict, shard: str) -> dict | None:
         """Return the candidate's metadata with its further images that were staged."""
@@ -261,6 +269,7 @@ class Batch:
     def commit(self) -> ImportReport:
         """Check the last batch, then write every good row in one transaction."""
         self.flush()
+        self.flush()  # the last batch's images
         report = self.report
         for target, (where, why) in self.refused.items():
             if target not in self._named:
@@ -277,7 +286,7 @@ class Batch:
     def close(self) -> None:
         """Stop the staging threads and close the scratch table (after commit or a failure)."""
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(cancel_futures=True)
         if self._bar is not None:
             self._bar.close()
         self.scratch_db.close()
