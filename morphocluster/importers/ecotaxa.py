@@ -46,7 +46,6 @@ STATUSES = {"predicted": "predicted", "dubious": "dubious", "validated": "valida
 TYPES = ("t", "f", "n")  # text, number; [n] (number) is found in older tables
 TYPE_RE = re.compile(r"^\[?([a-z])\]?$", re.IGNORECASE)  # [t], [f]; also typos like [f or t
 MAX_ZIP_DEPTH = 3
-_LINE_END = re.compile(r"\r\n|\r|\n")
 DATES, TIMES = ("object_date", "object_annotation_date"), ("object_time", "object_annotation_time")
 
 
@@ -82,14 +81,6 @@ def find_tables(root: Path, batch: Batch, display: str, depth: int = 0):
                                                  "ZIP skipped")
             continue
         yield from find_tables(inner, batch, f"{display}/{rel}", depth + 1)
-
-
-def physical_lines(text: str):
-    """Return (line number, line) for every line of `text` (ends \\n, \\r\\n or \\r)."""
-    lines = _LINE_END.split(text)
-    if lines and lines[-1] == "":
-        lines.pop()
-    return list(enumerate(lines, 1))
 
 
 def split_line(line: str, delimiter: str = "\t") -> tuple[list[str], bool]:
