@@ -94,13 +94,14 @@ def child(source: str, project_dir: str, fmt: str, link: bool) -> None:
     from morphocluster.project import Project
 
     p = Project.create(project_dir)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     r = import_sources(p, [source], format=fmt, progress=False, link=link)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     p.close()
     status = Path("/proc/self/status").read_text()
     hwm = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:"))
-    print(json.dumps({"added": r.added, "failed": r.failed, "seconds": seconds, "vmhwm_kib": hwm}))
+    print(json.dumps({"added": r.added, "failed": r.failed, "seconds": seconds, "cpu_s": cpu,
+                      "vmhwm_kib": hwm}))
 
 
 def run(variant: str, source: Path, work: Path, link: bool) -> dict:
@@ -150,13 +151,14 @@ def main(argv=None) -> int:
             if not args.keep:
                 shutil.rmtree(source)
     print(f"{'source':<8} {'mode':<5} {'objects':>9} {'failed':>6} {'seconds':>8} {'objects/s':>9} "
-          f"{'peak RSS':>9} {'largest folder':>14} {'load avg':>8}")
+          f"{'CPU ms/obj':>10} {'peak RSS':>9} {'largest folder':>14} {'load avg':>8}")
     for r in results:
         print(f"{r['variant']:<8} {r['mode']:<5} {r['added']:>9} {r['failed']:>6} {r['seconds']:>8.1f} "
-              f"{r['added'] / r['seconds']:>9.0f} {r['vmhwm_kib'] / 1024:>6.0f} MiB {r['largest']:>14} "
+              f"{r['added'] / r['seconds']:>9.0f} {r['cpu_s'] * 1e3 / max(1, r['added']):>10.2f} "
+              f"{r['vmhwm_kib'] / 1024:>6.0f} MiB {r['largest']:>14} "
               f"{r['load']:>8.1f}")
-    print(f"(machine: {os.cpu_count()} CPUs; load avg = 1-minute load before the run: above 0 means another "
-          "job shared the CPUs)")
+    print(f"(machine: {os.cpu_count()} CPUs; CPU = the child's user + system time, all threads; load avg = "
+          "1-minute load before the run: above 0 means another job shared the CPUs)")
     print("\nrerun: nice " + " ".join([sys.executable, "benchmarks/import_scale.py"]
                                       + [f"--n {n}" for n in ns]
                                       + (["--variants", args.variants] if args.variants != "folder,ecotaxa" else [])
