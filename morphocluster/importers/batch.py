@@ -138,7 +138,12 @@ class Batch:
         if cands:
             cands = self._dedupe(cands)
             existing = self._existing([c.object_id for c in cands])
-            todo = [c for c in cands if c.object_id not in existing or self._known(c, existing[c.object_id])]
+            todo = []
+            for c in cands:
+                if c.object_id in existing:
+                    self._known(c, existing[c.object_id])
+                else:
+                    todo.append(c)
             job = self._submit(todo) if todo else None
         # one batch in flight: its images are staged while the next one is read and checked
         if self._job is not None:
@@ -171,8 +176,8 @@ class Batch:
                     found[oid] = tuple(rest)
         return found
 
-    def _known(self, c: Candidate, stored_row: tuple) -> bool:
-        """Handle a candidate whose id is already stored (skip, update or report it); False."""
+    def _known(self, c: Candidate, stored_row: tuple) -> None:
+        """Skip, update or report a candidate whose id is already stored."""
         report = self.report
         stored, label, status, meta = stored_row
         exists = os.path.exists(c.src)
@@ -195,7 +200,6 @@ class Batch:
         else:
             report.fail(c.where, f"object id {c.object_id!r} is already in the project with a different "
                                  "image; row skipped (rename the object or import into another project)")
-        return False
 
     def _same_content(self, cand: Candidate, stored_rel: str) -> bool | None:
         try:

@@ -19,6 +19,10 @@ value that is not a number in an `[f]` column, or an impossible object_date/_tim
 HHMMSS), is left out of the metadata with a warning; a status without a category is ignored,
 in the metadata too.
 
+A table is read twice, streamed: `read_table` for its header, types, shape and the ids found on
+several rows (counted on disk, in the import's scratch table), `rows` for the objects; each
+object is added as soon as its last row is read, so only objects on several rows wait in memory.
+
 An object with several images (rows sharing an object_id with different `img_rank`) is shown
 by its lowest-ranked image; the others are copied too and listed, in rank order, in
 `meta["_extra_images"]` ({"rank", "path", "file"}), so that the EcoTaxa export writes them
@@ -28,7 +32,6 @@ is imported with its other images.
 
 from __future__ import annotations
 
-import csv
 import os
 import posixpath
 import re
@@ -38,6 +41,7 @@ from pathlib import Path
 
 from .batch import Batch, Candidate, ExtraImage
 from .report import ImportFailed
+from .tables import byte_lines, fit_row, split_line, text_of
 from .unpack import safe_member_name, unpack_zip
 
 META_PREFIXES = ("object_", "sample_", "acq_", "process_")
@@ -83,38 +87,6 @@ def find_tables(root: Path, batch: Batch, display: str, depth: int = 0):
         yield from find_tables(inner, batch, f"{display}/{rel}", depth + 1)
 
 
-def split_line(line: str, delimiter: str = "\t") -> tuple[list[str], bool]:
-    """Split one line into fields; return (fields, False) when its quotes do not pair up.
-
-    Fields quoted the CSV way are unquoted; on a line whose quotes do not pair up, every quote
-    is kept as a character (no field ever runs on to the next line).
-    """
-    if '"' not in line:
-        return line.split(delimiter), True
-    try:
-        return next(csv.reader([line], delimiter=delimiter, strict=True)), True
-    except (csv.Error, StopIteration):
-        return line.split(delimiter), False
-
-
-def byte_lines(fh):
-    """Yield (line number, bytes) for every line of a binary file (ends \\n, \\r\\n or \\r)."""
-    n = 0
-    for raw in fh:
-        raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1] if raw.endswith(b"\n") else raw
-        for part in raw.split(b"\r") if b"\r" in raw else (raw,):
-            n += 1
-            yield n, part
-
-
-def _text(raw: bytes) -> tuple[str, bool]:
-    """Decode one line: UTF-8, else latin-1; return (text, whether it was UTF-8)."""
-    try:
-        return raw.decode("utf-8"), True
-    except UnicodeDecodeError:
-        return raw.decode("latin-1"), False
-
-
 @dataclass
 class Table:
     """What the first pass over a table found (the rows are read again by `rows`)."""
@@ -148,7 +120,7 @@ def read_table(path: Path, where: str, report, scratch) -> Table | None:
         ids = []
         scratch.ids_start()
         for n, raw in byte_lines(fh):
-            line, utf8 = _text(raw)
+            line, utf8 = text_of(raw)
             any_bad, any_utf8 = any_bad or not utf8, any_utf8 or (utf8 and not raw.isascii())
             fields = split_line(line)[0]
             if not any(x.strip() for x in fields):
@@ -208,7 +180,7 @@ def rows(table: Table, report):
         if fh.read(3) != b"\xef\xbb\xbf":
             fh.seek(0)
         for n, raw in byte_lines(fh):
-            line, utf8 = _text(raw)
+            line, utf8 = text_of(raw)
             if table.mixed and not utf8:
                 report.warn(f"{table.where}:{n}", "line is not valid UTF-8 (unlike the rest of the "
                                                   "file); read as latin-1")
@@ -370,31 +342,6 @@ class _Emitter:
         self.batch.add(Candidate(object_id=oid, src=os.path.join(self.root, o["rel"]),
                                  rel=f"{self.prefix}/{o['rel']}", where=at, label=label or None,
                                  status=status, meta=meta, image_name=o["img"], extra=extra))
-
-
-def fit_row(fields: list[str], names: list[str], filled: int, at: str, report) -> list[str] | None:
-    """Return the row with as many fields as the header, or None (reported) if it cannot be.
-
-    A shorter row is kept (with a warning) only when the columns it lacks are empty in every
-    full row (`filled`: the last column with a value there); otherwise a field may be missing
-    anywhere and every value after it would land in the wrong column.
-    """
-    n, width = len(fields), len(names)
-    if n > width:
-        if any(x.strip() for x in fields[width:]):
-            report.fail(at, f"row has {n} fields but the header has {width}; row skipped")
-            return None
-        return fields[:width]
-    if n < width:
-        lacking = ", ".join(names[n:n + 3]) + (", ..." if width - n > 3 else "")
-        if filled >= n:
-            report.fail(at, f"row has {n} fields but the header has {width}: a field is missing "
-                            "and the values after it would be in the wrong columns; row skipped")
-            return None
-        report.warn(at, f"row has {n} fields but the header has {width}; its last {width - n} "
-                        f"taken as empty, as they are in the other rows ({lacking})")
-        fields = fields + [""] * (width - n)
-    return fields
 
 
 def bad_value(column: str, typ: str, value: str) -> str:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from .batch import Batch, Candidate
-from .ecotaxa import byte_lines, fit_row, split_line
+from .tables import byte_lines, fit_row, split_line
 from .report import ImportReport
 from .unpack import safe_member_name
 
