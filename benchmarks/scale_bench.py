@@ -105,6 +105,13 @@ def step_build(root: Path, n: int, dim: int, db_url: str | None) -> dict:
                 {"object_pk": int(i) + 1, "node_id": int(blobs[i]) + 1,
                  "status": "validated" if blobs[i] < n_appr else "cluster"}
                 for i in pks[a:a + 50_000]])
+    if p.engine.dialect.name == "postgresql":  # rows were given their ids: move the sequences on
+        from sqlalchemy import text
+
+        with p.engine.begin() as conn:
+            for table in ("objects", "nodes"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                  f"(SELECT max(id) FROM {table}))"))
     add_user(p, "bench", PASSWORD, "admin")
     p.close()
     return {}
