@@ -211,6 +211,7 @@ def step_pages(root: Path, repeat: int = 20) -> dict:
     t = time.perf_counter()
     grow.candidates(p, appr[2], 0, 50)  # and a second one
     rank2 = time.perf_counter() - t
+    recall = _first_page_recall(p, appr[1], page.pks)
     pages = {label: _time(c, url, repeat) for label, url in _urls(p)}
     import resource
 
@@ -219,7 +220,26 @@ def step_pages(root: Path, repeat: int = 20) -> dict:
               f"{w['seconds']:.1f} s" + (f" (not {w['skipped']})" if w["skipped"] else ""))
     return {"pages": pages, "rank_s": rank, "server_rss_mb": own,
             "note": f"first grow page {rank * 1e3:.0f} ms ({len(page.pks)} shown), of a second "
-                    f"node {rank2 * 1e3:.0f} ms; {warmed}; server peak RSS {own:,.0f} MB"}
+                    f"node {rank2 * 1e3:.0f} ms; first page recall {recall}; {warmed}; "
+                    f"server peak RSS {own:,.0f} MB"}
+
+
+def _first_page_recall(p, node_id: int, shown: list[int]) -> str:
+    """Share of a first grow page that a search of every IVF list shows too ('exact': no IVF)."""
+    from morphocluster import index
+    from morphocluster.workflow import grow
+
+    nlist = (index.index_info(p) or {}).get("nlist")
+    if not nlist:
+        return "exact"
+    before, index.MIN_PROBE = index.MIN_PROBE, nlist
+    try:
+        grow.clear_cache()
+        ref = grow.candidates(p, node_id, 0, 50).pks
+    finally:
+        index.MIN_PROBE = before
+        grow.clear_cache()
+    return f"{len(set(ref) & set(shown)) / max(1, len(ref)):.3f} against all {nlist} lists"
 
 
 def step_pages_during_job(root: Path, repeat: int = 20) -> dict:

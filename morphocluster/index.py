@@ -35,7 +35,7 @@ SUBSET_EXACT_BYTES = 256 << 20
 KINDS = ("auto", "flat", "ivf", "ivfflat", "hnsw")
 RERANK = 4               # an IVF-SQ8 search fetches this many times k, re-ranked exactly
 ADD_CHUNK = 262_144      # vectors added to an index at a time
-MIN_PROBE = 32           # IVF lists probed at least (benchmarks/index_bench.py: recall)
+MIN_PROBE = 32           # IVF lists probed at least (benchmarks/scale_bench.py: first page recall)
 
 _CACHE: dict = {}
 

@@ -165,3 +165,24 @@ def test_automatic_size_follows_the_pool():
     assert next_min_cluster_size(None, 1200) == 30
     assert next_min_cluster_size(64, 300) == 32           # later rounds halve the last size
     assert next_min_cluster_size(16, 100000) == 8         # down to the floor
+
+
+def test_lazy_rows_and_ivf_assignment_agree_with_the_exact_one(built, monkeypatch):
+    from morphocluster.cluster import estimator
+    from morphocluster.cluster.estimator import RowSubset
+
+    project, _ = built
+    fm = load_matrix(project)
+    rows = np.arange(len(fm.pks))
+    params = dict(min_cluster_size=8, min_samples=1, reduce="pca:16", sample=120)
+    exact = SeedClusterer(**params).fit(fm.X[:])
+    lazy = SeedClusterer(**params).fit(RowSubset(fm.X.mm, rows))  # read a chunk at a time
+    assert np.array_equal(exact.labels_, lazy.labels_)
+    # many objects to assign: the clustered members are searched through IVF
+    monkeypatch.setattr(estimator, "ASSIGN_EXACT_QUERIES", 10)
+    monkeypatch.setattr(estimator, "ASSIGN_EXACT_MAX", 16)
+    ivf = SeedClusterer(**params).fit(RowSubset(fm.X.mm, rows))
+    rest = np.ones(len(rows), bool)
+    rest[ivf.sample_rows_] = False
+    assert np.array_equal(ivf.labels_[~rest], exact.labels_[~rest])
+    assert (ivf.labels_[rest] == exact.labels_[rest]).mean() >= 0.9

@@ -196,3 +196,15 @@ def test_find_node_by_id_name_path_or_candidate_name(wf):
     # a name field offering nodes leaves out the imported categories no node carries
     assert "trichodesmium_puff" not in organise.known_names(p, "", imported=False)
     assert "egg<Fish" in organise.known_names(p, "", imported=False)
+
+
+def test_tree_without_candidates_reads_approved_nodes_and_keeps_subtree_counts(wf):
+    p = wf.project
+    top = _approved(wf, 1, slice(0, 4), "eggs")
+    child = wf.make_node(wf.by_class[CLASSES[1]][4:7], parent_id=top)  # a candidate below it
+    waiting = wf.make_node(wf.by_class[CLASSES[2]][:5])  # a candidate of a round
+    full = {n["id"]: n for n in organise.tree(p)}
+    lean = {n["id"]: n for n in organise.tree(p, candidates=False)}
+    assert waiting in full and waiting not in lean
+    assert child in lean and lean[top]["n_total"] == full[top]["n_total"] == 7
+    assert lean[top]["label"] == "eggs"
