@@ -51,9 +51,20 @@ def _cluster(project, params, progress):
 
     return cluster_round(project, progress=progress, **params)
 
+def _import(project, params, progress):
+    from .importers.job import run_import
+
+    return run_import(project, params, progress)
 
 
-KINDS: dict[str, Callable] = {"features": _features, "index": _index, "cluster": _cluster}
+def _export(project, params, progress):
+    from .export.job import run_export
+
+    return run_export(project, params, progress)
+
+
+KINDS: dict[str, Callable] = {"features": _features, "index": _index, "cluster": _cluster,
+                              "import": _import, "export": _export}
 
 
 def start_job(project, kind: str, params: dict | None = None, user_id: int | None = None,

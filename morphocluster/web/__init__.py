@@ -13,7 +13,7 @@ from .. import frontend_dir
 # modules in registration order: converters before any route, then auth (it guards every other
 # route), security (headers on every response), then the blueprints by domain
 MODULES = ("converters", "auth", "security", "home", "images", "objects", "validate", "grow",
-           "organise", "history", "jobs_views", "users_views")
+           "organise", "history", "jobs_views", "import_views", "export_views", "users_views")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
