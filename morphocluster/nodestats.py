@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from .features.matrix import load_matrix
 from .store import Membership, Node, NodeCache
+from .store.bulk import membership_arrays
 
 MAX_PROTOTYPES = 5
 N_REPRESENTATIVES = 9
@@ -244,20 +245,26 @@ def refresh_stats(project, node_ids=None) -> int:
         leaves = [i for i in wanted if i not in parents
                   and cache.get(i) != (live[i][0], fm.name)]
         umbrellas = [i for i in wanted if i in parents]
-        members: dict[int, list] = {i: [] for i in leaves}
-        if leaves:
-            q = select(Membership.object_pk, Membership.node_id)
-            if len(leaves) < 500:
-                q = q.where(Membership.node_id.in_(leaves))
-            for pk, nid in s.execute(q).all():
-                if nid in members:
-                    members[nid].append(pk)
-    out = {i: (live[i][0], _stats_for(fm, np.sort(np.asarray(m, np.int64))))
-           for i, m in members.items()}
+        members = _members_of(s, leaves)
+    out = {i: (live[i][0], _stats_for(fm, m)) for i, m in members.items()}
     _store(project, out, fm.name)
     for i in umbrellas:
         node_stats(project, i)
     return len(out) + len(umbrellas)
+
+
+def _members_of(session, node_ids: list[int]) -> dict[int, np.ndarray]:
+    """Return {node id: sorted member pks} of the given nodes, read in one pass."""
+    if not node_ids:
+        return {}
+    pks, nids = membership_arrays(session, (min(node_ids), max(node_ids)))
+    want = np.asarray(sorted(node_ids), np.int64)
+    keep = np.isin(nids, want)
+    pks, nids = pks[keep], nids[keep]
+    order = np.lexsort((pks, nids))
+    pks, nids = pks[order], nids[order]
+    cuts = np.searchsorted(nids, want), np.searchsorted(nids, want, side="right")
+    return {int(i): pks[a:b] for i, a, b in zip(want, *cuts)}
 
 
 def _store(project, stats: dict, feature_set: str) -> None:

@@ -149,3 +149,32 @@ def test_postgres_decisions_at_once_one_wins_the_other_is_refused(pg_project):
             s.execute(Membership.__table__.delete().where(Membership.object_pk.in_(both)))
             for n in (x, y):
                 s.get(Node, n).n_members = 5
+
+
+def test_postgres_cluster_rounds_write_and_dissolve_in_bulk(pg_project, shared_data):
+    """Memberships go in through COPY and stale candidates are dissolved in bulk, on PostgreSQL."""
+    from clusterdata import build_project
+    from morphocluster.cluster import cluster_round
+    from morphocluster.store import Membership, Node, NodeCache
+
+    p = pg_project
+    build_project(p, shared_data, per_class=40)
+    r1 = cluster_round(p, min_cluster_size=8, reduce="pca:16", map2d=False)
+    with p.session() as s:
+        rows = s.execute(select(Membership.node_id, Membership.status, Membership.added_at,
+                                Membership.added_by)).all()
+        cached = set(s.scalars(select(NodeCache.node_id)))
+        sizes = dict(s.execute(select(Node.id, Node.n_members).where(Node.id.in_(r1.node_ids))).all())
+    assert len(rows) == r1.n_clustered > 0 and {st for _, st, _, _ in rows} == {"cluster"}
+    assert all(at is not None for _, _, at, _ in rows) and {by for *_, by in rows} == {None}
+    assert {nid: sum(1 for n, *_ in rows if n == nid) for nid in r1.node_ids} == sizes
+    assert cached >= set(r1.node_ids)  # statistics of every new node, from one read of the rows
+    r2 = cluster_round(p, min_cluster_size=8, reduce="pca:16", map2d=False)
+    assert r2.n_dissolved == len(r1.node_ids)
+    with p.session() as s:
+        old = dict(s.execute(select(Node.status, func.count()).where(Node.id.in_(r1.node_ids))
+                             .group_by(Node.status)).all())
+        left = s.scalar(select(func.count()).select_from(Membership)
+                        .where(Membership.node_id.in_(r1.node_ids)))
+        now = s.scalar(select(func.count()).select_from(Membership))
+    assert old == {"dissolved": len(r1.node_ids)} and left == 0 and now == r2.n_clustered

@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from ..features.matrix import load_matrix
 from ..store import Event, Membership, Node, log_event, utcnow
+from ..store.bulk import dissolve_nodes, insert_memberships, membership_arrays
 from .estimator import ClusterParamError, RowSubset, SeedClusterer
 
 # Chosen by benchmarks/cluster_quality.py on planktonset-dev (see its docstring).
@@ -98,10 +99,10 @@ def _stale_candidates(session, now) -> dict[int, int]:
 
 
 def _taken_pks(session, stale: dict) -> np.ndarray:
-    q = select(Membership.object_pk)
+    pks, nids = membership_arrays(session)
     if stale:
-        q = q.where(Membership.node_id.not_in(list(stale)))
-    return np.fromiter(session.execute(q).scalars(), dtype=np.int64)
+        pks = pks[~np.isin(nids, np.fromiter(stale, np.int64, len(stale)))]
+    return pks
 
 
 def cluster_round(project, min_cluster_size=None, min_samples=None, method=DEFAULT_METHOD,
@@ -167,15 +168,11 @@ def _write(project, pool, labels, stale, user_id, params, timings) -> RoundResul
         # Re-check under the write lock: anything claimed or changed meanwhile stays as it is.
         now_stale = _stale_candidates(s, utcnow())
         dissolve = [i for i, v in stale.items() if now_stale.get(i) == v]
-        taken_now = set(_taken_pks(s, {i: 0 for i in dissolve}).tolist())
+        taken_now = _taken_pks(s, {i: 0 for i in dissolve})
         round_no = (last_params(s) or {}).get("round", 0) + 1
         params = dict(params, round=round_no, timings={k: round(v, 3) for k, v in timings.items()})
-        if dissolve:
-            s.execute(Membership.__table__.delete().where(Membership.node_id.in_(dissolve)))
-            for node in s.execute(select(Node).where(Node.id.in_(dissolve))).scalars():
-                node.status, node.n_members = "dissolved", 0
-                node.members_version += 1
-        ok = (labels >= 0) & ~np.isin(pool, np.fromiter(taken_now, np.int64, len(taken_now)))
+        dissolve_nodes(s, dissolve)
+        ok = (labels >= 0) & ~np.isin(pool, taken_now)
         sizes = np.bincount(labels[ok], minlength=int(labels.max()) + 1 if len(labels) else 0)
         order = [c for c in np.argsort(-sizes, kind="stable") if sizes[c] > 0]
         nodes = [Node(status="candidate", round=round_no, params=params, n_members=int(sizes[c]),
@@ -184,13 +181,8 @@ def _write(project, pool, labels, stale, user_id, params, timings) -> RoundResul
         s.flush()
         node_of = np.full(len(sizes), -1, np.int64)
         node_of[order] = [n.id for n in nodes]
-        pks, nids = pool[ok], node_of[labels[ok]]
-        now = utcnow()
-        for a in range(0, len(pks), 50_000):
-            s.execute(insert(Membership), [
-                {"object_pk": int(pk), "node_id": int(nid), "status": "cluster",
-                 "added_by": None, "added_at": now}  # a proposal: whoever approves it labels them
-                for pk, nid in zip(pks[a:a + 50_000], nids[a:a + 50_000])])
+        # a proposal, added by nobody: whoever approves it labels them
+        insert_memberships(s, pool[ok], node_of[labels[ok]], "cluster", utcnow())
         node_ids = [n.id for n in nodes]
         log_event(s, user_id, "cluster_round", {
             "round": round_no, "params": params, "n_nodes": len(node_ids),
