@@ -137,7 +137,9 @@ def step_cluster(root: Path) -> dict:
     from morphocluster.project import Project
 
     r = cluster_round(Project.open(root))
-    return {"note": f"{len(r.node_ids)} clusters of {r.n_pool:,} free objects"}
+    parts = ", ".join(f"{k} {v:.0f}" for k, v in r.timings.items() if k != "total" and v >= 1)
+    return {"note": f"{len(r.node_ids)} clusters of {r.n_pool:,} free objects, "
+                    f"{r.n_dissolved:,} candidates dissolved; s: {parts}"}
 
 
 def step_suggest(root: Path) -> dict:
