@@ -1,8 +1,12 @@
-"""Background jobs (features, index, clustering): one at a time per project, run in a thread.
+"""Background jobs (features, index, clustering, import, export): one at a time per project,
+run in a thread.
 
 A job's function gets the project, its parameters and a `progress(fraction, message)`
-callable. If it raises, the job is marked failed with the error; the pipeline steps write their
-results atomically, so a crashed job leaves the project as it was.
+callable (its `job_id` attribute names the job). If it raises, the job is marked failed with
+the error; the pipeline steps write their results atomically, so a crashed job leaves the
+project as it was. `cancel_job` asks a job to stop: its next `progress` call raises
+`JobCancelled` and the job ends "cancelled". A job whose params carry `"then": [kind, ...]`
+starts the next kind as a new job when it ends done (a failed or cancelled one stops there).
 """
 
 from __future__ import annotations
@@ -25,11 +29,16 @@ from .store import Job, Meta, utcnow
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("queued", "running")
+ENDED_STATES = ("done", "failed", "cancelled")
 _START_LOCK = threading.Lock()  # one start at a time in this process (the table check is not atomic)
 
 
 class JobBusy(RuntimeError):
     """Another job is already running for this project."""
+
+
+class JobCancelled(Exception):
+    """A user cancelled the job (raised by its `progress` callable)."""
 
 
 def _features(project, params, progress):
@@ -76,6 +85,8 @@ def start_job(project, kind: str, params: dict | None = None, user_id: int | Non
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; one of {', '.join(KINDS)}")
     params = dict(params or {})
+    if "then" in params:
+        params["then"] = [{"kind": k, "params": p} for k, p in _steps(params["then"])]
     fail_interrupted(project, known_only=True)  # a job whose process is gone does not block the next
     with _START_LOCK, project.transaction() as s:
         busy = s.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().first()
@@ -98,7 +109,8 @@ def run_job(project, job_id: int) -> None:
     """Run a recorded job in this thread, keeping its state, progress and error up to date."""
     with project.session() as s:
         job = s.get(Job, job_id)
-        kind, params = job.kind, dict(job.params or {})
+        kind, params, user_id = job.kind, dict(job.params or {}), job.user_id
+    then = params.pop("then", None) or []
     _set(project, job_id, state="running", progress=0.0)
 
     def progress(fraction=None, message=None):
@@ -109,9 +121,18 @@ def run_job(project, job_id: int) -> None:
             values["message"] = str(message)[:500]
         if values:
             _set(project, job_id, **values)
+        if cancel_requested(project, job_id):
+            raise JobCancelled("cancelled")
 
+    progress.job_id = job_id
     try:
+        progress()  # cancelled while queued
         result = KINDS[kind](project, params, progress)
+    except JobCancelled:
+        log.info("job %d (%s) of %s cancelled", job_id, kind, project.root)
+        _set(project, job_id, state="cancelled", active=False, finished_at=utcnow(), error=None,
+             message="cancelled by a user before it stored its result")
+        return
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the UI
         log.exception("job %d (%s) of %s failed", job_id, kind, project.root)
         # the first line is what everyone sees; the traceback below it only admins, on request
@@ -121,6 +142,62 @@ def run_job(project, job_id: int) -> None:
     msg = _summary(result)
     _set(project, job_id, state="done", active=False, progress=1.0, finished_at=utcnow(), error=None,
          **({"message": msg} if msg else {}))
+    if then:
+        _start_next(project, job_id, then, user_id, msg)
+
+
+def _steps(then) -> list[tuple[str, dict]]:
+    """Return a chain (`then`: kinds, or {"kind": ..., "params": {...}}) as (kind, params) pairs."""
+    if not isinstance(then, (list, tuple)):
+        raise ValueError("then: give a list of job kinds")
+    steps = []
+    for step in then:
+        kind, p = ((step, {}) if isinstance(step, str) else (step.get("kind"), step.get("params") or {})
+                   if isinstance(step, dict) else (step, None))
+        if not isinstance(kind, str) or kind not in KINDS or not isinstance(p, dict):
+            raise ValueError(f"then: unknown job kind {kind!r}; one of {', '.join(KINDS)}")
+        steps.append((kind, dict(p)))
+    return steps
+
+
+def _start_next(project, job_id: int, then: list, user_id, msg: str | None) -> None:
+    """Start the first step of a finished job's chain with the rest; say so in its message."""
+    (kind, params), rest = _steps(then)[0], then[1:]
+    if kind == "cluster":
+        params.setdefault("user_id", user_id)
+    if rest:
+        params["then"] = rest
+    try:
+        next_id = start_job(project, kind, params, user_id=user_id)
+        note = f"next: {kind} (job {next_id})"
+    except Exception as exc:  # noqa: BLE001 - this job is done; the chain stops, and says why
+        note = f"the chain stopped before {kind}: {one_line(exc)}"
+    _set(project, job_id, message="; ".join(m for m in (msg, note) if m)[:500])
+
+
+def cancel_job(project, job_id: int) -> bool:
+    """Ask a queued or running job to stop; return False if it has already ended.
+
+    Its next `progress` call raises JobCancelled; what it stores at the end (in one
+    transaction) is then never written."""
+    with project.transaction() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.state not in ACTIVE_STATES:
+            return False
+        if s.get(Meta, _cancel_key(job_id)) is None:
+            s.add(Meta(key=_cancel_key(job_id), value={"at": utcnow().isoformat()}))
+        return True
+
+
+def cancel_requested(project, job_id: int) -> bool:
+    """Whether someone asked this job to stop."""
+    with project.session() as s:
+        return s.get(Meta, _cancel_key(job_id)) is not None
+
+
+def job_dir(project, job_id: int) -> Path:
+    """The folder where a job keeps files of its own (an import's report)."""
+    return project.cache_dir / "jobs" / str(int(job_id))
 
 
 def _install_dirs() -> list[str]:
@@ -159,33 +236,37 @@ def _summary(result) -> str | None:
 def _set(project, job_id: int, **values) -> None:
     with project.transaction() as s:
         s.execute(update(Job).where(Job.id == job_id).values(**values))
-        if values.get("state") in ("done", "failed"):  # ended: who ran it no longer matters
-            s.execute(delete(Meta).where(Meta.key == _owner_key(job_id)))
+        if values.get("state") in ENDED_STATES:  # ended: who ran it and a cancel no longer matter
+            s.execute(delete(Meta).where(Meta.key.in_([_owner_key(job_id), _cancel_key(job_id)])))
 
 
 def get_job(project, job_id: int) -> dict | None:
     """Return one job as a dict, or None."""
     with project.session() as s:
         job = s.get(Job, job_id)
-        return _as_dict(job) if job else None
+        return _as_dict(job, s) if job else None
 
 
 def list_jobs(project, limit: int = 20) -> list[dict]:
     """Return the latest jobs, newest first."""
     with project.session() as s:
         rows = s.scalars(select(Job).order_by(Job.id.desc()).limit(limit))
-        return [_as_dict(j) for j in rows]
+        return [_as_dict(j, s) for j in rows]
 
 
 def active_job(project) -> dict | None:
     """Return the queued or running job, if any."""
     with project.session() as s:
         job = s.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().first()
-        return _as_dict(job) if job else None
+        return _as_dict(job, s) if job else None
 
 
 def _owner_key(job_id: int) -> str:
     return f"job_owner:{int(job_id)}"
+
+
+def _cancel_key(job_id: int) -> str:
+    return f"job_cancel:{int(job_id)}"
 
 
 def _started(pid: int) -> str | None:
@@ -239,14 +320,18 @@ def fail_interrupted(project, known_only: bool = False) -> int:
             s.execute(update(Job).where(Job.id.in_(gone)).values(
                 state="failed", active=False, finished_at=utcnow(),
                 error="interrupted: the process that ran it (a server or a script) stopped; start it again"))
-        s.execute(delete(Meta).where(Meta.key.in_([_owner_key(i) for i in gone])))
+        s.execute(delete(Meta).where(Meta.key.in_([k(i) for i in gone for k in (_owner_key, _cancel_key)])))
         return len(gone)
 
 
-def _as_dict(job: Job) -> dict:
-    """A job as a dict: `error` its one-line error, `details` the traceback (admins only)."""
+def _as_dict(job: Job, session=None) -> dict:
+    """A job as a dict: `error` its one-line error, `details` the traceback (admins only),
+    `cancelling` whether a cancel was asked for and it has not ended yet."""
     first, _, rest = (job.error or "").partition("\n")
+    cancelling = (session is not None and job.state in ACTIVE_STATES
+                  and session.get(Meta, _cancel_key(job.id)) is not None)
     return {"id": job.id, "kind": job.kind, "params": job.params, "state": job.state,
+            "cancelling": cancelling,
             "progress": job.progress, "message": job.message,
             "error": hide_install_paths(first.strip()) if job.error else None,
             "details": rest.strip() or None,

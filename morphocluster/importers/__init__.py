@@ -142,6 +142,8 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
     above the project's and objects were added, the project's limits are raised to it.
     Images are copied into `images/<import>/<shard>/`, `shard_size` per shard; with `link`
     they are hard-linked where the file system allows (the sources must then never be edited).
+    `progress`: True for a bar on the terminal, or a callable(what, n, total) told how many
+    entries were "unpacked", objects "read" and "checked" (it may raise to stop the import).
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]

@@ -99,7 +99,10 @@ class Batch:
         self._n_scratch = 0
         self._pool: ThreadPoolExecutor | None = None
         self._job = None  # the batch whose images are being staged
-        self._progress, self._bar = progress, None
+        # True: a bar on the terminal; a callable(what, n, total) is told "read" and "checked" counts
+        self._progress, self._bar, self._n_checked = progress, None, 0
+        if callable(progress):
+            report.progress = progress  # `unpack_zip` tells it "unpacked" counts
         self.ecotaxa_columns: dict[str, str] = {}  # name -> "t"|"f"|"" in first-seen order
 
     def scratch(self, kind: str) -> Path:
@@ -120,6 +123,8 @@ class Batch:
                 if str(src) in self.refused:
                     self._named.add(str(src))
         self.n_found += 1
+        if callable(self._progress) and self.n_found % 100 == 0:
+            self._progress("read", self.n_found, None)
         self.pending.append(cand)
         self._pending_files += 1 + len(cand.extra)
         if self._pending_files >= self.shard_size:
@@ -262,6 +267,10 @@ class Batch:
         return {**(c.meta or {}), "_extra_images": kept} if kept else c.meta
 
     def _tick(self, n: int) -> None:
+        self._n_checked += n
+        if callable(self._progress):
+            self._progress("checked", self._n_checked, None)
+            return
         if self._progress and self._bar is None:
             from tqdm import tqdm
 

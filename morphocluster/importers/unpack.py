@@ -94,8 +94,12 @@ def unpack_zip(path: Path, dest: Path, report: ImportReport, limits: ImageLimits
         raise ImportFailed(f"{path}: not a readable ZIP file ({exc})") from exc
     dest.mkdir(parents=True, exist_ok=True)
     n_left = 0
+    tell = getattr(report, "progress", None)  # an import job's: it may raise to cancel
     with zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        for i, info in enumerate(infos):
+            if tell is not None and i % 100 == 0:
+                tell("unpacked", i, len(infos))
             if info.is_dir() or info.filename.startswith("__MACOSX/"):
                 continue
             where = f"{path.name}:{info.filename}"
