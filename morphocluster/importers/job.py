@@ -1,0 +1,220 @@
+"""An import as a background job: options checked, progress and cancel, the report kept as a file.
+
+The web layer stores an upload in `uploads/up-<pid>-<token>/` (deleted when the job ends, done,
+failed or cancelled) or names a path below the server's data root (`resolve_under`), then
+starts the job "import" with `import_params`. `run_import` writes the full report to the job's
+folder (`report.tsv`), which `read_report` gives back for the job's page.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import secrets
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..images import is_image_name
+from . import FORMATS, ImportFailed, import_sources
+
+REPORT_NAME = "report.tsv"
+UPLOADS = "uploads"
+WRITE_EVERY_S = 0.5  # progress written to the job row at most this often (a cancel is seen at once)
+OPTIONS = ("labels_from_folders", "strict", "update", "link")
+LIMITS = {"max_file_size": 1024, "max_pixels": 1000, "max_aspect_ratio": None, "max_zip_ratio": None}
+
+
+@dataclass
+class ImportDone:
+    """What an import job did (its row shows `summary()`)."""
+
+    added: int
+    updated: int
+    skipped: int
+    problems: int
+    import_id: int | None = None
+
+    def summary(self) -> str:
+        parts = [f"added {self.added:,}", *([f"updated {self.updated:,}"] if self.updated else []),
+                 f"skipped {self.skipped:,} (already here)",
+                 f"{self.problems:,} problem{'s' if self.problems != 1 else ''}"]
+        run = f" (import #{self.import_id})" if self.import_id else ""
+        return ", ".join(parts) + run + ("; see the report" if self.problems else "")
+
+
+class BadPath(ValueError):
+    """A data-root path that names nothing, or something outside the root."""
+
+
+def resolve_under(root: str | Path, rel: str) -> Path:
+    """Return the file or folder `rel` names below `root`; BadPath if it is absolute, climbs
+    with '..', leads out of the root through a link, or does not exist."""
+    rel = (rel or "").strip()
+    if not rel:
+        raise BadPath("name a folder or file below the data root")
+    if os.path.isabs(rel) or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
+        raise BadPath(f"{rel!r}: give a path relative to the data root, not an absolute one")
+    if ".." in rel.replace("\\", "/").split("/"):
+        raise BadPath(f"{rel!r}: '..' is not allowed; the path must stay below the data root")
+    base = Path(root).resolve()
+    path = (base / rel).resolve()
+    if not path.is_relative_to(base):
+        raise BadPath(f"{rel!r} leads outside the data root (through a symbolic link)")
+    if not path.exists():
+        raise BadPath(f"{rel!r}: no such folder or file below the data root")
+    return path
+
+
+def sub_folders(root: str | Path, limit: int = 200) -> list[str]:
+    """The names of the folders and ZIP files directly below the data root (for a listing)."""
+    base = Path(root)
+    try:
+        entries = sorted(os.scandir(base), key=lambda e: e.name)
+    except OSError:
+        return []
+    names = [e.name for e in entries if not e.name.startswith(".")
+             and (e.is_dir() or e.name.lower().endswith(".zip"))]
+    return names[:limit]
+
+
+def _amount(name: str, text: str, base: int | None) -> float | None:
+    """A positive number with an optional k, M or G suffix (`base` 1024 or 1000)."""
+    text = (text or "").strip().upper().removesuffix("B").removesuffix("I")
+    if not text:
+        return None
+    mult = {"K": base, "M": base ** 2, "G": base ** 3}.get(text[-1:], 1) if base else 1
+    try:
+        value = float(text[:-1] if mult > 1 else text) * mult
+    except ValueError:
+        value = 0
+    if not value >= 1 or value == float("inf"):
+        raise ValueError(f"{name}: {text[:40]!r} is not a positive number" + (" (e.g. 64M)" if base else ""))
+    return int(value) if base else value
+
+
+def import_params(form, prepare: bool = False, user_id: int | None = None) -> dict:
+    """Return the job's import options from a form (or query) mapping; ValueError if one is bad.
+
+    `prepare` chains features, the index and a first clustering round after the import."""
+    fmt = (form.get("format") or "auto").strip()
+    if fmt != "auto" and fmt not in FORMATS:
+        raise ValueError(f"format: {fmt[:40]!r} is not one of auto, {', '.join(FORMATS)}")
+    params = {"format": fmt, **{k: form.get(k) in ("1", "on", "true", "yes") for k in OPTIONS}}
+    for key, base in LIMITS.items():
+        value = _amount(key, form.get(key), base)
+        if value is not None:
+            params[key] = value
+    if prepare:
+        params["then"] = ["features", "index", {"kind": "cluster", "params": {"user_id": user_id}}]
+    return params
+
+
+def new_upload(project, filename: str) -> Path:
+    """Return the path an upload is to be written to: a new folder below uploads/ (an upload
+    left by a process that is gone is removed first) and a safe file name."""
+    from ..leftovers import remove_leftovers
+
+    up = project.root / UPLOADS
+    up.mkdir(exist_ok=True)
+    remove_leftovers(up, r"up-(\d+)-[0-9a-f]+")
+    folder = up / f"up-{os.getpid()}-{secrets.token_hex(8)}"
+    folder.mkdir()
+    stem = re.sub(r"[^A-Za-z0-9_+-]+", "_", Path(filename or "").stem).strip("_")[:80] or "upload"
+    return folder / f"{stem}.zip"
+
+
+def remove_upload(project, path: str | Path | None) -> None:
+    """Delete an upload's folder (only ever one below the project's uploads/)."""
+    if not path:
+        return
+    folder = Path(path).resolve().parent
+    if folder.parent == (project.root / UPLOADS).resolve() and folder.name.startswith("up-"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_import(project, params: dict, progress) -> "ImportDone":
+    """Run an import job: the source `params["source"]` (an upload when `params["upload"]`)
+    with the CLI's options; write the full report to the job's folder; return the counts."""
+    from ..jobs import job_dir
+
+    source = Path(params["source"])
+    upload = bool(params.get("upload"))
+    hide = str(source.parent) + os.sep if upload else ""  # the upload folder means nothing to a user
+    try:
+        limits = project.image_limits(**{k: params.get(k) for k in LIMITS})
+        tell = _Progress(progress, _zip_images(source))
+        try:
+            report = import_sources(project, [source], format=params.get("format", "auto"),
+                                    labels_from_folders=bool(params.get("labels_from_folders")),
+                                    strict=bool(params.get("strict")), update=bool(params.get("update")),
+                                    link=bool(params.get("link")) and not upload, limits=limits,
+                                    progress=tell)
+        except ImportFailed as exc:
+            raise ImportFailed(str(exc).replace(hide, "") if hide else str(exc)) from None
+    finally:
+        if upload:
+            remove_upload(project, source)
+    if hide:
+        report.entries = [(k, w.replace(hide, ""), m.replace(hide, "")) for k, w, m in report.entries]
+    job_id = getattr(progress, "job_id", None)
+    if job_id is not None:
+        folder = job_dir(project, job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        report.write_tsv(folder / REPORT_NAME)
+    if report.failed and report.nothing_imported:
+        raise ImportFailed(f"nothing was imported: {report.failed} problems (see the report)")
+    return ImportDone(report.added, report.updated, report.skipped, report.failed, report.import_id)
+
+
+def read_report(project, job_id: int, limit: int = 100) -> dict | None:
+    """Return the first `limit` entries of a job's report (kind, file, line, message) and how
+    many it holds, or None if it wrote none."""
+    from ..jobs import job_dir
+
+    path = job_dir(project, job_id) / REPORT_NAME
+    if not path.is_file():
+        return None
+    rows, n, kinds = [], 0, {}
+    with open(path, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            n += 1
+            kinds[row["kind"]] = kinds.get(row["kind"], 0) + 1
+            if len(rows) < limit:
+                rows.append(row)
+    return {"rows": rows, "total": n, "kinds": kinds, "path": path}
+
+
+def _zip_images(path: Path) -> int | None:
+    """How many images a ZIP's directory lists (for the progress bar), else None."""
+    if not (path.is_file() and path.suffix.lower() == ".zip"):
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return sum(1 for i in zf.infolist() if is_image_name(i.filename)) or None
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+
+class _Progress:
+    """The importer's progress(what, n, total) told to a job's progress(fraction, message)."""
+
+    def __init__(self, job_progress, n_images: int | None):
+        self.job, self.n_images, self.last = job_progress, n_images, 0.0
+
+    def __call__(self, what: str, n: int, total: int | None = None) -> None:
+        now = time.monotonic()
+        if now - self.last < WRITE_EVERY_S:
+            self.job(None, None)  # only look for a cancel
+            return
+        self.last = now
+        if what == "unpacked":
+            self.job(0.1 * n / max(total or 1, 1), f"unpacking: {n:,} of {total:,} entries")
+        elif what == "read":
+            self.job(None, f"reading: {n:,} objects found")
+        else:
+            frac = 0.1 + 0.85 * min(1.0, n / self.n_images) if self.n_images else None
+            self.job(frac, f"checking images: {n:,} done")
