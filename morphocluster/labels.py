@@ -11,6 +11,8 @@ cluster when it was approved, the user who approved it (with the approval time).
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator, NamedTuple
@@ -184,9 +186,26 @@ def id_windows(session, size: int = CHUNK):
     lo, hi = session.execute(select(func.min(Object.id), func.max(Object.id))).one()
     if lo is None:
         return
+    hook, first = _WINDOW_HOOK.get(), lo
     while lo <= hi:
+        if hook is not None:
+            hook((lo - first) / (hi - first + 1))
         yield lo, lo + size
         lo += size
+
+
+_WINDOW_HOOK: contextvars.ContextVar = contextvars.ContextVar("id_window_hook", default=None)
+
+
+@contextmanager
+def on_windows(fn):
+    """Call fn(fraction of the ids done) before each window `id_windows` yields in this thread:
+    how an export job reports progress (and is cancelled: fn may raise) without a list of ids."""
+    token = _WINDOW_HOOK.set(fn)
+    try:
+        yield
+    finally:
+        _WINDOW_HOOK.reset(token)
 
 
 def count_labelled(project) -> int:

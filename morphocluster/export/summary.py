@@ -1,0 +1,153 @@
+"""What an export will hold, before it is made: objects, labels, unlabelled, validated vs predicted.
+
+`summarize(project, format, labels, with_images)` counts with two grouped queries (objects;
+members per node and membership status), never a loop over objects, and follows the writers'
+rules: a label is the name of an approved node (or its nearest named ancestor); the tree ZIP
+holds every node that is not dissolved, and counts members of approved nodes as labelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+
+from . import FORMATS, LABELS, SUFFIX, ExportError
+
+IMAGES = {"ecotaxa": None, "imagefolder": True}  # None: on request; formats not named: none
+
+
+@dataclass
+class ExportSummary:
+    format: str
+    labels: str
+    with_images: bool          # as the file will be made (imagefolder always, csv never, ...)
+    suffix: str
+    n_objects: int = 0         # objects the file will hold (rows, or images for imagefolder)
+    n_labelled: int = 0
+    n_unlabelled: int = 0
+    n_validated: int = 0       # of the labelled: a human saw them
+    n_predicted: int = 0       # of the labelled: accepted without being shown
+    n_labels: int = 0          # distinct labels (tree: nodes written)
+    n_unnamed: int = 0         # objects of approved nodes that no name labels
+    problem: str | None = None  # why the export cannot be made as asked
+    notes: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def images_for(format: str, with_images: bool) -> bool:
+    """Whether a file of `format` carries images when they were asked for or not."""
+    rule = IMAGES.get(format, False)
+    return bool(with_images) if rule is None else rule
+
+
+def member_counts(session):
+    """Return [(node id, node status, membership status, objects)]: one grouped query."""
+    from ..store import Membership, Node
+
+    per = (select(Membership.node_id, Membership.status, func.count().label("n"))
+           .group_by(Membership.node_id, Membership.status).subquery())
+    q = select(per.c.node_id, Node.status, per.c.status, per.c.n).join(Node, Node.id == per.c.node_id)
+    return session.execute(q).all()
+
+
+def summarize(project, format: str, labels: str = "validated", with_images: bool = False) -> ExportSummary:
+    """Count what `export(project, format, labels=labels, with_images=...)` would write."""
+    from ..labels import node_labels
+    from ..store import Object
+
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if labels not in LABELS:
+        raise ExportError(f"labels: {labels!r}, expected one of {', '.join(LABELS)}")
+    images = images_for(format, with_images)
+    out = ExportSummary(format, labels, images, SUFFIX[format] if format != "ecotaxa" or images
+                        else ".tsv")
+    with project.session() as s:
+        total = s.scalar(select(func.count()).select_from(Object)) or 0
+        named = node_labels(s)
+        rows = member_counts(s)
+    shown: set = set()
+    kept_nodes: set = set()
+    in_kept = 0
+    for node_id, node_status, status, n in rows:
+        if node_status != "dissolved":
+            kept_nodes.add(node_id)
+            in_kept += n
+        if format == "morphocluster-tree":
+            if node_status == "approved":
+                out.n_labelled += n
+                out.n_validated += n if status == "validated" else 0
+            continue
+        if node_status != "approved":
+            continue
+        nl = named.get(node_id)
+        if nl is None:
+            out.n_unnamed += n
+            continue
+        out.n_labelled += n
+        out.n_validated += n if status == "validated" else 0
+        shown.add(nl.display)
+    out.n_predicted = out.n_labelled - out.n_validated
+    if format == "morphocluster-tree":
+        out.n_labels = len(kept_nodes)
+        out.n_objects = total if labels == "all" else in_kept
+    else:
+        out.n_labels = len(shown)
+        out.n_objects = total if labels == "all" else out.n_labelled
+    out.n_unlabelled = out.n_objects - out.n_labelled
+    _notes(project, out, total)
+    return out
+
+
+def _notes(project, out: ExportSummary, total: int) -> None:
+    """What the counts alone do not say; `problem` where the export would fail or be empty."""
+    if out.format == "hdf5":
+        out.problem = _feature_problem(project, out, total)
+    if out.n_unnamed and out.format != "morphocluster-tree":
+        out.notes.append(f"{out.n_unnamed:,} objects lie in validated nodes without a name: they "
+                         + ("are exported without a label" if out.labels == "all"
+                            else "are not exported (only labelled objects are)")
+                         + "; name those nodes to export their label")
+    if out.format == "imagefolder":
+        out.notes.append("one folder per label; unlabelled objects lie at the top; an object "
+                         "whose image file is missing is left out")
+    elif out.format == "ecotaxa" and out.with_images:
+        out.notes.append("one image per object (more for objects imported from EcoTaxa with "
+                         "several images: one table row each)")
+    elif out.format == "ecotaxa":
+        out.notes.append("the table alone: it names image files that are not in it")
+    elif out.format == "morphocluster-tree":
+        out.notes.append("every node that is not dissolved, with its members; candidate nodes' "
+                         "members count as unlabelled")
+    if out.problem is None and out.n_objects == 0:
+        out.problem = ("the project holds no objects" if not total else
+                       "no object has a label yet: validate (and name) a node, or export all objects")
+
+
+def _feature_problem(project, out: ExportSummary, total: int) -> str | None:
+    import h5py
+
+    from ..features.h5 import FeatureError, active_name, feature_path, full_kept, not_kept_message
+
+    try:
+        name = active_name(project)
+    except FeatureError:
+        return "the project has no features yet: compute them on the Jobs page first"
+    path = feature_path(project, name)
+    if not path.is_file():
+        return f"the active feature set {name!r} has no file"
+    with h5py.File(path, "r") as h:
+        if not h.attrs.get("complete", True):
+            return f"the extraction of feature set {name!r} did not finish"
+        if not full_kept(h):
+            return not_kept_message(name, "the HDF5 export")
+        n = len(h["object_id"])
+    if n < total:
+        out.notes.append(f"up to {total - n:,} objects have no features yet and are left out")
+    out.notes.append(f"feature set {name!r}")
+    return None
