@@ -6,6 +6,7 @@ import secrets
 from functools import cache
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .store import User
@@ -17,6 +18,9 @@ _RANK = {"viewer": 0, "annotator": 1, "admin": 2}
 # the key derivation and its cost, the same for every stored hash and for the stand-in hash an
 # unknown name is checked against, so that a login costs the same whether the name exists or not
 HASH_METHOD = "scrypt:32768:8:1"
+# the password hash of a project's stand-in row for a user of a server (morphocluster/server.py):
+# not a hash at all, so no password matches it and `serve PROJECT` never logs anyone in by it
+SERVER_HASH = "!server-user"
 
 
 class UserError(ValueError):
@@ -44,7 +48,8 @@ def generate_password(nbytes: int = 9) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
-def _check(username: str, password: str | None, role: str | None) -> None:
+def check_fields(username: str, password: str | None, role: str | None) -> None:
+    """Raise UserError for an unacceptable user name, password or role (None: not checked)."""
     if not username or len(username) > 64 or not username.isprintable() or username.strip() != username:
         raise UserError(f"user name {username!r}: 1-64 printable characters, no surrounding spaces")
     if password is not None and len(password) < 6:
@@ -55,7 +60,7 @@ def _check(username: str, password: str | None, role: str | None) -> None:
 
 def add_user(project, username: str, password: str, role: str = "annotator") -> dict:
     """Create a user; raise UserError if the name is taken or invalid."""
-    _check(username, password, role)
+    check_fields(username, password, role)
     if role == "disabled":
         raise UserError("a new user cannot start disabled")
     with project.transaction() as s:
@@ -69,7 +74,7 @@ def add_user(project, username: str, password: str, role: str = "annotator") -> 
 
 def set_password(project, username: str, password: str) -> None:
     """Change a user's password and end their sessions."""
-    _check(username, password, None)
+    check_fields(username, password, None)
     with project.transaction() as s:
         user = _get(s, username)
         user.password_hash = hash_password(password)
@@ -79,7 +84,7 @@ def set_password(project, username: str, password: str) -> None:
 def set_role(project, username: str, role: str) -> None:
     """Change a user's role and end their sessions; refuse to take the role of admin from the
     last admin."""
-    _check(username, None, role)
+    check_fields(username, None, role)
     with project.transaction() as s:
         user = _get(s, username)
         if user.role == "admin" and role != "admin":
@@ -140,6 +145,30 @@ def authenticate(project, username: str, password: str) -> dict | None:
         with project.transaction() as s:
             s.get(User, found["id"]).password_hash = hash_password(password)
     return found
+
+
+def stand_in(project, username: str, role: str) -> dict:
+    """Return the project's row for a server user (made or given `role` here): the project's
+    decisions, claims and jobs reference it. Its password is SERVER_HASH (it logs in nowhere);
+    a project user of the same name is that row, so their history stays theirs (and their own
+    password keeps working with `serve PROJECT`, unless they were disabled there)."""
+    with project.session() as s:
+        user = s.execute(select(User).where(User.username == username)).scalar()
+        if user is not None and user.role == role:
+            return _as_dict(user)
+    try:
+        with project.transaction() as s:
+            user = s.execute(select(User).where(User.username == username)).scalar()
+            if user is None:
+                user = User(username=username, password_hash=SERVER_HASH, role=role)
+                s.add(user)
+            elif user.role == "disabled":  # someone who left: their old password stays dead
+                user.password_hash = SERVER_HASH
+            user.role = role
+            s.flush()
+            return _as_dict(user)
+    except IntegrityError:  # another request made it at the same moment
+        return stand_in(project, username, role)
 
 
 def _get(session, username: str) -> User:

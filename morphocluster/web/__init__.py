@@ -20,6 +20,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Create the app for the project named by config PROJECT (a path or an open Project).
 
     Without PROJECT in `test_config`, the environment variable MORPHOCLUSTER_PROJECT is used.
+    A server root's projects get theirs from `server.create_server_app`.
     """
     front = frontend_dir()
     app = Flask(__name__, template_folder=str(front / "templates"),
@@ -39,6 +40,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         # reverse proxies in front of the server: their X-Forwarded-For/-Proto are then trusted,
         # so that login limits count each client, not the proxy (MORPHOCLUSTER_PROXIES=1)
         PROXIES=int(os.environ.get("MORPHOCLUSTER_PROXIES", "0") or 0),
+        # the folder the import page may read sources from (`serve --data-root`); None: none
+        DATA_ROOT=os.environ.get("MORPHOCLUSTER_DATA_ROOT") or None,
+        # set by a server's dispatcher (web/server.py): its Server and this project's name there
+        SERVER=None, PROJECT_NAME=None,
     )
     if test_config:
         app.config.update(test_config)
@@ -82,7 +87,16 @@ def _register_suggest(app: Flask) -> None:
     app.register_blueprint(suggest.bp)
     rules = [r for r in app.url_map.iter_rules()
              if r.endpoint.startswith(suggest.bp.name + ".") and not r.arguments and "GET" in r.methods]
-    app.config["SUGGEST_URL"] = min((r.rule for r in rules), key=len) if rules else None
+    rule = min((r.rule for r in rules), key=len) if rules else None
+    app.config["SUGGEST_URL"] = rule
+
+    @app.before_request
+    def _prefixed():
+        # under a prefix (a server's /p/<name>, a proxy's SCRIPT_NAME) the link needs it too;
+        # every request of this app has the same prefix, so the shared config stays right
+        from flask import request
+
+        app.config["SUGGEST_URL"] = request.script_root + rule if rule else None
 
 
 def secret_key(project) -> str:

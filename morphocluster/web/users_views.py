@@ -15,6 +15,20 @@ def init_app(app):
     app.register_blueprint(bp)
 
 
+@bp.before_request
+def _server_users():
+    """A project of a server has no users of its own: its roles are given on the server's page."""
+    from flask import abort, current_app
+
+    if current_app.config.get("PROJECT_NAME"):
+        if not g.user.get("server_admin"):
+            abort(403, description="users and roles belong to the server: ask a server admin")
+        from .auth import root_url
+
+        return redirect(root_url() + "/users/", 303)
+    return None
+
+
 def _page(notice: str | None = None, error: str | None = None, password: dict | None = None):
     """Render the users page; a new password is shown once and the page is never cached."""
     html = render("users.html", users=users.list_users(project()), roles=users.ROLES,
