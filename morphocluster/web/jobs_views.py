@@ -1,12 +1,15 @@
-"""Jobs page: start features, index and clustering in the background; watch their progress."""
+"""Jobs page: start features, index and clustering in the background; watch their progress,
+cancel them; a job's own page (admins) with its traceback or an import's report."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g
+from flask import Blueprint, abort, g, send_file
 
 from .. import jobs
 from . import project
 from .common import form_int, message, render, role_required, toast
+
+REPORT_SHOWN = 100  # report entries shown on an import job's page; the download has all
 
 bp = Blueprint("jobs_views", __name__, url_prefix="/jobs")
 
@@ -38,11 +41,44 @@ def status(job_id: int):
 @bp.route("/<int:job_id>/details")
 @role_required("admin")
 def details(job_id: int):
-    """A failed job's traceback, for admins (everyone else sees its one-line error)."""
+    """A job's page for admins: its row (kept up to date), an import's report, a traceback."""
+    from ..importers.job import read_report
+
+    job = _job(job_id)
+    report = read_report(project(), job_id, REPORT_SHOWN) if job["kind"] == "import" else None
+    return render("job_details.html", job=job, report=report)
+
+
+@bp.route("/<int:job_id>/report.tsv")
+@role_required("admin")
+def report(job_id: int):
+    """The whole report of an import job, as a TSV download."""
+    from ..importers.job import read_report
+
+    _job(job_id)
+    found = read_report(project(), job_id, 0)
+    if found is None:
+        abort(404, description=f"job {job_id} wrote no report")
+    return send_file(found["path"], mimetype="text/tab-separated-values", as_attachment=True,
+                     download_name=f"import-job-{job_id}-report.tsv", max_age=0)
+
+
+@bp.route("/<int:job_id>/cancel", methods=["POST"])
+@role_required("admin")
+def cancel(job_id: int):
+    """Ask a running job to stop; it ends "cancelled" at its next step, having stored nothing."""
+    job = _job(job_id)
+    if not jobs.cancel_job(project(), job_id):
+        return message(f"job {job_id} has already ended ({job['state']})", "info", 409)
+    return (render("_job.html", job=jobs.get_job(project(), job_id), htmx=True)
+            + toast(f"Cancelling job {job_id}: it stops at its next step and stores nothing."))
+
+
+def _job(job_id: int) -> dict:
     job = jobs.get_job(project(), job_id)
     if job is None:
         abort(404, description=f"no job {job_id}")
-    return render("job_details.html", job=job)
+    return job
 
 
 @bp.route("/start/<kind>", methods=["POST"])
