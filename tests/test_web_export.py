@@ -314,3 +314,51 @@ def test_pages_work_under_a_url_prefix(sorted_project, client_as):
     finished(p, job_id)
     row = c.get(f"/export/job/{job_id}", environ_overrides=env).get_data(as_text=True)
     assert re.search(r'href="/p/demo/export/download/[A-Za-z0-9_-]+"', row)
+
+
+def test_the_preview_follows_decisions(sorted_project, client_as):
+    p, info = sorted_project
+    c, _ = client_as("ann")
+    before, _ = preview(c, "csv", "validated", False)
+    with p.session() as s:
+        ada = s.scalar(select(User.id).where(User.username == "ada"))
+    approve(p, ada, info["nodes"][CLASSES[3]], name="solmaris")  # a decision: counted again
+    after, _ = preview(c, "csv", "validated", False)
+    assert after["objects"] == before["objects"] + IN_NODE and after["labels"] == 3
+    assert after["validated"] == before["validated"] + IN_NODE
+
+
+@pytest.mark.browser
+def test_browser_export_with_the_keyboard_and_download(sorted_project, tmp_path):
+    from test_browser import CHROMIUM, log_in, serving
+
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed")
+    playwright = pytest.importorskip("playwright.sync_api")
+    from morphocluster.web import create_app
+
+    p, _ = sorted_project
+    with p.session() as s:
+        total = s.query(Object).count()
+    with serving(create_app({"PROJECT": p})) as base, playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        pg = browser.new_page()
+        pg.set_default_timeout(20_000)
+        log_in(pg, base, "ann")
+        pg.click("nav a:has-text('Export')")
+        pg.wait_for_selector("#x-objects")
+        labelled = int(pg.inner_text("#x-labelled"))
+        pg.check("input[name=format][value=csv]")
+        pg.check("input[name=labels][value=all]")
+        pg.wait_for_function(f"document.getElementById('x-objects').textContent === '{total}'")
+        pg.keyboard.press("Escape")  # out of the field: keys act on the page
+        pg.keyboard.press("e")
+        pg.wait_for_selector("#toast:has-text('Export started')")
+        link = pg.wait_for_selector("#export-jobs a:has-text('Download')", timeout=60_000)
+        with pg.expect_download() as dl:
+            link.click()
+        path = dl.value.path()
+        rows = list(csv.DictReader(open(path, encoding="utf-8")))
+        assert len(rows) == total and sum(1 for r in rows if r["label"]) == labelled
+        assert dl.value.suggested_filename.endswith(".csv")
+        browser.close()

@@ -1,8 +1,8 @@
 """What an export will hold, before it is made: objects, labels, unlabelled, validated vs predicted.
 
-`summarize(project, format, labels, with_images)` counts with two grouped queries (objects;
-members per node and membership status), never a loop over objects, and follows the writers'
-rules: a label is the name of an approved node (or its nearest named ancestor); the tree ZIP
+`summarize(project, format, labels, with_images)` counts with two queries (objects; members
+per node and membership status, one grouped scan: 0.6 s at 1 M members on SQLite), never a loop
+over objects, kept until the project changes (`counts`), and follows the writers' rules: a label is the name of an approved node (or its nearest named ancestor); the tree ZIP
 holds every node that is not dissolved, and counts members of approved nodes as labelled.
 """
 
@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+import threading
+
+from sqlalchemy import case, func, select
 
 from . import FORMATS, LABELS, SUFFIX, ExportError
 
 IMAGES = {"ecotaxa": None, "imagefolder": True}  # None: on request; formats not named: none
+_CACHE: dict = {}  # (project root, database) -> (signature, objects, member counts)
+_LOCK = threading.Lock()
 
 
 @dataclass
@@ -46,19 +50,52 @@ def images_for(format: str, with_images: bool) -> bool:
 
 
 def member_counts(session):
-    """Return [(node id, node status, membership status, objects)]: one grouped query."""
+    """Return [(node id, node status, membership status, objects)]: one grouped scan of the
+    memberships (grouped by status first: by node first, SQLite walks the node index and reads
+    each row from the table, 4x slower)."""
     from ..store import Membership, Node
 
     per = (select(Membership.node_id, Membership.status, func.count().label("n"))
-           .group_by(Membership.node_id, Membership.status).subquery())
+           .group_by(Membership.status, Membership.node_id).subquery())
     q = select(per.c.node_id, Node.status, per.c.status, per.c.n).join(Node, Node.id == per.c.node_id)
     return session.execute(q).all()
+
+
+def _signature(session) -> tuple:
+    """What changes whenever a membership or an object does: every decision writes an event and
+    recounts its nodes; rounds and imports add nodes and objects. Reads the nodes, not members."""
+    from ..store import Event, Node, Object
+
+    nodes = session.execute(select(
+        func.count(), func.max(Node.id), func.sum(Node.members_version), func.sum(Node.n_members),
+        func.sum(case((Node.status == "approved", 1), else_=0)),
+        func.sum(case((Node.status == "dissolved", 1), else_=0)))).one()
+    # min and max apart: together, SQLite scans the table instead of reading two index ends
+    objects = session.scalar(select(func.min(Object.id))), session.scalar(select(func.max(Object.id)))
+    return (*nodes, *objects, session.scalar(select(func.max(Event.id))))
+
+
+def counts(project, session):
+    """Return (objects, member_counts) of the project, cached while its `_signature` holds, so
+    a preview that follows each change of the options does not scan the members again."""
+    from ..store import Object
+
+    key = (str(project.root), project.db_url)
+    sig = _signature(session)
+    with _LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None and hit[0] == sig:
+        return hit[1], hit[2]
+    total = session.scalar(select(func.count()).select_from(Object)) or 0
+    rows = member_counts(session)
+    with _LOCK:
+        _CACHE[key] = (sig, total, rows)
+    return total, rows
 
 
 def summarize(project, format: str, labels: str = "validated", with_images: bool = False) -> ExportSummary:
     """Count what `export(project, format, labels=labels, with_images=...)` would write."""
     from ..labels import node_labels
-    from ..store import Object
 
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -68,9 +105,8 @@ def summarize(project, format: str, labels: str = "validated", with_images: bool
     out = ExportSummary(format, labels, images, SUFFIX[format] if format != "ecotaxa" or images
                         else ".tsv")
     with project.session() as s:
-        total = s.scalar(select(func.count()).select_from(Object)) or 0
         named = node_labels(s)
-        rows = member_counts(s)
+        total, rows = counts(project, s)
     shown: set = set()
     kept_nodes: set = set()
     in_kept = 0

@@ -61,7 +61,7 @@ def index():
     fmt, labels, images = _options(request.args)
     recent = [_row(j) for j in jobs.list_jobs(p, limit=100) if j["kind"] == "export"][:RECENT]
     return render("export.html", fmt=fmt, labels=labels, with_images=images, formats=FORMAT_TEXT,
-                  summary=summarize(p, fmt, labels, images), recent=recent, active=jobs.active_job(p))
+                  recent=recent, active=jobs.active_job(p))
 
 
 @bp.route("/preview")
