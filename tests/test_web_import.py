@@ -285,3 +285,57 @@ def test_non_admins_cannot_import(make_app, project, data_root, shared_data):
     assert no_uploads(project)
     anon = app.test_client()
     assert anon.get("/import/").status_code == 302  # to the login page
+
+
+@pytest.mark.browser
+def test_browser_upload_and_folder_under_a_url_prefix(make_app, project, shared_data, data_root, tmp_path):
+    """Chromium: upload a real ZIP on the import page of an app mounted under /p/demo, land on the
+    job's page and see it end with its report; a ZIP over the limit is refused in the page; a
+    data-root path that escapes shows its message; no Content-Security-Policy violation."""
+    import re
+
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.wrappers import Response
+
+    from test_browser import ARGS, CHROMIUM, serving
+
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed")
+    playwright = pytest.importorskip("playwright.sync_api")
+    zip_path = shared_data / "ecotaxa-samples" / "import_test.zip"
+    big = zip_folder(class_folders(shared_data, tmp_path / "big", 10), tmp_path / "big.zip")
+    app = make_app(DATA_ROOT=str(data_root), MAX_UPLOAD_BYTES=big.stat().st_size - 1)
+    wsgi = DispatcherMiddleware(Response("not here", 404), {"/p/demo": app})
+    with serving(wsgi) as base, playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page()
+        pg.set_default_timeout(20_000)
+        csp = []
+        pg.on("console", lambda m: csp.append(m.text) if "Content Security Policy" in m.text else None)
+        pg.goto(base + "/p/demo/login")
+        pg.fill("input[name=username]", "ada")
+        pg.fill("input[name=password]", PASSWORD)
+        pg.click("button:has-text('Log in')")
+        pg.wait_for_url(re.compile(r"/p/demo/$"))
+        pg.goto(base + "/p/demo/jobs/")
+        pg.click("a:has-text('Import…')")
+        pg.wait_for_url(re.compile(r"/p/demo/import/$"))
+
+        pg.set_input_files("#upload-form input[type=file]", str(big))
+        pg.click("#upload-form button[name=then][value='']")
+        pg.wait_for_selector("#upload-status.error:has-text('above the upload limit')")
+        assert no_uploads(project) and jobs.list_jobs(project) == []
+
+        pg.fill("input[name=path]", "../outside")
+        pg.click("form[hx-post] button[name=then][value='']")
+        pg.wait_for_selector("#toast:has-text('is not allowed')")
+        assert jobs.list_jobs(project) == []
+
+        pg.set_input_files("#upload-form input[type=file]", str(zip_path))
+        pg.click("#upload-form button[name=then][value='']")
+        pg.wait_for_url(re.compile(r"/p/demo/jobs/\d+/details$"))
+        pg.wait_for_selector("#job-page h1:has-text('done')")
+        pg.wait_for_selector("text=Download the whole report")
+        assert "added 8" in pg.inner_text("#job-page")
+        browser.close()
+    assert csp == [] and n_objects(project) == 8 and no_uploads(project)
