@@ -47,7 +47,9 @@ def run_server(project, host: str, port: int, threads: int = 8, proxies: int | N
         click.echo(f"Note: no users yet; add one with `morphocluster user add {project.root} NAME "
                    "--role admin`", err=True)
     click.echo(f"Serving {project.root} on http://{host}:{port}/  (Ctrl-C stops)")
-    waitress_serve(app, host=host, port=port, threads=threads, ident="morphocluster")
+    # waitress refuses a body above this from its Content-Length (its default, 1 GiB, would cap uploads)
+    waitress_serve(app, host=host, port=port, threads=threads, ident="morphocluster",
+                   max_request_body_size=app.config["MAX_UPLOAD_BYTES"])
 
 
 def run_server_root(server, host: str, port: int, threads: int = 8, proxies: int | None = None,
@@ -67,7 +69,10 @@ def run_server_root(server, host: str, port: int, threads: int = 8, proxies: int
                    "NAME --role admin`", err=True)
     click.echo(f"Serving {len(names)} project{'s' if len(names) != 1 else ''} of {server.root} on "
                f"http://{host}:{port}/  (Ctrl-C stops)")
-    waitress_serve(app, host=host, port=port, threads=threads, ident="morphocluster")
+    from ..web.import_views import MAX_UPLOAD_BYTES
+
+    waitress_serve(app, host=host, port=port, threads=threads, ident="morphocluster",
+                   max_request_body_size=MAX_UPLOAD_BYTES)
 
 
 def _prepare_working(project) -> None:
