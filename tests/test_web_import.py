@@ -256,6 +256,8 @@ def test_cancel_button_only_for_admins(make_app, project):
     hx = {"HX-Request": "true"}
     assert f"/jobs/{job_id}/cancel" in admin.get(f"/jobs/{job_id}", headers=hx).get_data(as_text=True)
     assert "/import/" in admin.get("/jobs/").get_data(as_text=True)
+    page = admin.get(f"/jobs/{job_id}/details").get_data(as_text=True)  # the job's page polls as a whole
+    assert 'hx-select="#job-page"' in page and page.count("every 1s") == 1 and "/cancel" in page
     row = ann.get(f"/jobs/{job_id}", headers=hx).get_data(as_text=True)
     assert "/cancel" not in row and "/details" not in row
     assert ann.post(f"/jobs/{job_id}/cancel", headers={"X-CSRFToken": ann_token}).status_code == 403
