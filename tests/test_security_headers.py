@@ -46,7 +46,7 @@ def values(p, info) -> dict[str, object]:
         s.flush()
         job_id = job.id
     return {"node_id": info["nodes"][CLASSES[0]], "pk": info["by_class"][CLASSES[0]][0], "rank": 0,
-            "job_id": job_id, "kind": "index", "filename": "style.css"}
+            "job_id": job_id, "kind": "index", "filename": "style.css", "token": "A" * 32}
 
 
 def test_every_route_sends_the_security_headers(app, web_project):

@@ -331,6 +331,7 @@ def test_the_preview_follows_decisions(sorted_project, client_as):
 @pytest.mark.browser
 def test_browser_export_with_the_keyboard_and_download(sorted_project, tmp_path):
     from test_browser import CHROMIUM, log_in, serving
+    from test_browser_csp import RECORD  # records Content-Security-Policy violations
 
     if CHROMIUM is None:
         pytest.skip("chromium not installed")
@@ -344,6 +345,7 @@ def test_browser_export_with_the_keyboard_and_download(sorted_project, tmp_path)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
         pg = browser.new_page()
         pg.set_default_timeout(20_000)
+        pg.add_init_script(RECORD)
         log_in(pg, base, "ann")
         pg.click("nav a:has-text('Export')")
         pg.wait_for_selector("#x-objects")
@@ -361,4 +363,5 @@ def test_browser_export_with_the_keyboard_and_download(sorted_project, tmp_path)
         rows = list(csv.DictReader(open(path, encoding="utf-8")))
         assert len(rows) == total and sum(1 for r in rows if r["label"]) == labelled
         assert dl.value.suggested_filename.endswith(".csv")
+        assert pg.evaluate("window.__csp") == []
         browser.close()

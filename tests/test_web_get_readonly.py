@@ -58,7 +58,7 @@ def test_no_get_route_changes_the_database(client_as, web_project, app):
     grow_search.save_search(p, uid, search)
     assert "Page 2" in ann.get(f"/grow/{node_id}/search").get_data(as_text=True)
     values = {"node_id": node_id, "pk": info["by_class"]["copepod_calanoid"][0], "rank": 0,
-              "job_id": 1, "kind": "cluster"}
+              "job_id": 1, "kind": "cluster", "token": "A" * 32}
     urls = _urls(app, values)
     assert f"/grow/{node_id}/search" in urls and len(urls) > 15
     ada, _ = client_as("ada")
