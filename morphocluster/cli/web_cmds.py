@@ -175,8 +175,8 @@ def _run(fn, *args, **kwargs):
 
 PROJECT_OPTION = click.option(
     "--project", "on", default=None, metavar="NAME",
-    help="On a server root: the project the role is for (without it, --role admin makes a "
-         "server admin).")
+    help="On a server root: the project the role is for; without it, the role is on the "
+         "server (admin: a server admin).")
 
 
 @user.command("add")
