@@ -215,6 +215,81 @@ def test_data_root_paths_that_escape_are_refused(make_app, project, data_root, t
     assert resp.status_code == 400 and "--data-root" in resp.get_data(as_text=True)
 
 
+def folder_job(c, token, path, **form):
+    resp = c.post("/import/folder", data={"path": path, **form},
+                  headers={"X-CSRFToken": token, "HX-Request": "true"})
+    assert resp.status_code == 204, resp.get_data(as_text=True)
+    return resp.headers["HX-Redirect"].split("/")[2]
+
+
+def test_links_inside_a_data_root_folder_that_lead_out_are_refused(make_app, project, data_root, tmp_path):
+    """A real image linked from outside the root, or a linked folder, stops the whole import."""
+    app = make_app(DATA_ROOT=str(data_root))
+    c, token = client(app)
+    secret = next((tmp_path / "outside" / CLASSES[0]).iterdir())  # a real image outside the root
+    linked = data_root / "linked"
+    shutil.copytree(data_root / "survey" / "station-1", linked)
+    os.symlink(secret, linked / CLASSES[1] / "zz-borrowed.jpg")
+    job = wait(project, int(folder_job(c, token, "linked", labels_from_folders="1")))
+    assert job["state"] == "failed", job
+    assert f"linked/{CLASSES[1]}/zz-borrowed.jpg" in job["error"] and "outside the data root" in job["error"]
+    assert "nothing was imported" in job["error"] and str(tmp_path / "outside") not in job["error"]
+    assert_nothing_stored(project)
+    page = html.unescape(c.get(f"/jobs/{job['id']}/details").get_data(as_text=True))
+    assert f"linked/{CLASSES[1]}/zz-borrowed.jpg" in page and "Source: linked" in page
+    # an EcoTaxa table naming an image through a linked folder: the folder link is found too
+    eco = data_root / "eco"
+    eco.mkdir()
+    os.symlink(tmp_path / "outside" / CLASSES[0], eco / "imgs")
+    (eco / "ecotaxa_x.tsv").write_text(f"object_id\timg_file_name\n[t]\t[t]\na\timgs/{secret.name}\n")
+    job = wait(project, int(folder_job(c, token, "eco")))
+    assert job["state"] == "failed" and "eco/imgs" in job["error"]
+    # the whole root names the top-level link `out` (and is refused, not half imported)
+    job = wait(project, int(folder_job(c, token, ".")))
+    assert job["state"] == "failed" and "out" in job["error"] and "3 entries" in job["error"], job["error"]
+    assert_nothing_stored(project)
+    # links that stay inside the root are followed, and a good folder beside the bad ones imports
+    os.unlink(linked / CLASSES[1] / "zz-borrowed.jpg")
+    inside = next((data_root / "survey" / "station-1" / CLASSES[0]).iterdir())
+    os.symlink(inside, linked / CLASSES[1] / "zz-inside.jpg")
+    job = wait(project, int(folder_job(c, token, "linked")))
+    assert job["state"] == "done", job["error"]
+    assert n_objects(project) == 10  # 9 copies and the image linked from inside the root
+
+
+def test_an_upload_is_recorded_by_the_name_its_user_gave(make_app, project, shared_data, tmp_path):
+    from morphocluster.store import ImportRun
+
+    folder = class_folders(shared_data, tmp_path / "named", 1)
+    data = zip_folder(folder, tmp_path / "named.zip").read_bytes()
+    c, token = client(make_app())
+    name = "Station 3 <b>night</b> &amp; day\n2024.zip"
+    resp = c.post("/import/upload", query_string={"name": name}, data=data,
+                  headers={"X-CSRFToken": token, "Content-Type": "application/zip"})
+    job = wait(project, resp.get_json()["job"])
+    assert job["state"] == "done", job["error"]
+    shown = "Station 3 <b>night</b> &amp; day 2024.zip"  # the newline is gone, the rest is text
+    with project.session() as s:
+        run = s.scalars(select(ImportRun)).one()
+        assert run.source == shown and run.report["sources"] == [shown] and list(run.report["formats"]) == [shown]
+        stored = repr((run.source, run.report))
+    assert str(project.root) not in stored and "uploads" not in stored and "up-" not in stored
+    assert job["params"]["name"] == shown and str(project.root) not in job["message"]
+    page = c.get(f"/jobs/{job['id']}/details").get_data(as_text=True)
+    assert "Source: Station 3 &lt;b&gt;night&lt;/b&gt; &amp;amp; day 2024.zip" in page and "<b>night" not in page
+    # a name with no characters left, and a problem in the ZIP: reported under the stand-in name
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("index.csv", "object_id,path\nx,missing.jpg\n")
+        zf.write(next(folder.rglob("*.jpg")), "a.jpg")
+    resp = c.post("/import/upload", query_string={"name": "\x00\x01"}, data=buf.getvalue(),
+                  headers={"X-CSRFToken": token, "Content-Type": "application/zip"})
+    job = wait(project, resp.get_json()["job"])
+    assert job["state"] == "failed" and job["params"]["name"] == "upload.zip"
+    rows = c.get(f"/jobs/{job['id']}/report.tsv").get_data(as_text=True)
+    assert "upload.zip/index.csv\t2" in rows and str(project.root) not in rows
+
+
 def test_import_and_prepare_chains_the_next_jobs(make_app, project, data_root):
     c, token = client(make_app(DATA_ROOT=str(data_root)))
     resp = c.post("/import/folder", data={"path": "survey", "then": "prepare"},

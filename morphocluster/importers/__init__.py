@@ -129,7 +129,8 @@ def _prefix(path: Path, used: set[str]) -> str:
 
 def import_sources(project, sources, format: str = "auto", labels_from_folders: bool = False,
                    strict: bool = False, progress: bool = True, update: bool = False,
-                   limits=None, shard_size: int = SHARD_SIZE, link: bool = False) -> ImportReport:
+                   limits=None, shard_size: int = SHARD_SIZE, link: bool = False,
+                   aliases: dict[str, str] | None = None) -> ImportReport:
     """Import every source into `project` and return what was added, skipped and failed.
 
     Bad rows are reported (file and row) and skipped; the good objects of all sources are
@@ -144,12 +145,14 @@ def import_sources(project, sources, format: str = "auto", labels_from_folders: 
     they are hard-linked where the file system allows (the sources must then never be edited).
     `progress`: True for a bar on the terminal, or a callable(what, n, total) told how many
     entries were "unpacked", objects "read" and "checked" (it may raise to stop the import).
+    `aliases` (text -> text) are replaced in what is stored of the report (ImportRun.source and
+    .report): an upload's server path by the name its user gave it.
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
     if format != "auto" and format not in FORMATS:
         raise ImportFailed(f"unknown format {format!r}; choose one of auto, {', '.join(FORMATS)}")
-    report = ImportReport(strict=strict)
+    report = ImportReport(strict=strict, aliases=dict(aliases or {}))
     project.cache_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(project.cache_dir, r"import-(\d+)-.*")  # of imports that were killed
     remove_orphan_image_folders(project)

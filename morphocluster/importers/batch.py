@@ -316,7 +316,7 @@ class Batch:
         moved = False
         try:
             with self.project.transaction() as s:
-                run = ImportRun(source="\n".join(report.sources)[:10000],
+                run = ImportRun(source=report.shown("\n".join(report.sources))[:10000],
                                 format=",".join(sorted(set(report.formats.values())))[:32],
                                 n_added=report.added, n_skipped=report.skipped, n_failed=report.failed,
                                 report=report.to_dict(), finished_at=utcnow())

@@ -2,8 +2,12 @@
 
 The web layer stores an upload in `uploads/up-<pid>-<token>/` (deleted when the job ends, done,
 failed or cancelled) or names a path below the server's data root (`resolve_under`), then
-starts the job "import" with `import_params`. `run_import` writes the full report to the job's
-folder (`report.tsv`), which `read_report` gives back for the job's page.
+starts the job "import" with `import_params`. An upload is recorded (ImportRun.source, the
+report) by the file name its client gave, never by its server path. A data-root import is
+refused whole if a link inside the folder leads out of the root (`links_outside`): the link is
+the server's arrangement, not a bad row of the user's data, and one check before anything is
+read covers every file the importers may open (images, tables, ZIPs, trees). `run_import`
+writes the full report to the job's folder (`report.tsv`), which `read_report` gives back.
 """
 
 from __future__ import annotations
@@ -69,6 +73,62 @@ def resolve_under(root: str | Path, rel: str) -> Path:
     return path
 
 
+def links_outside(root: str | Path, source: str | Path, limit: int = 10, progress=None) -> tuple[list[str], int]:
+    """Return the first `limit` names (relative to `root`) of the entries below the folder an
+    import of `source` reads (a table's own folder) whose real path lies outside `root`, and how
+    many there are. Links that stay inside the root are followed, each folder looked into once;
+    only links are resolved (the other entries' type comes from the directory listing)."""
+    base = os.path.realpath(root)
+    start = os.path.realpath(source)
+    if os.path.isfile(start):
+        if start.lower().endswith(".zip"):
+            return [], 0  # its entries are unpacked as plain files (links in it are refused)
+        start = os.path.dirname(start)
+    rel = os.path.relpath(start, base)
+    stack, seen, found, n = [(start, "" if rel == "." else rel.replace(os.sep, "/"))], set(), [], 0
+    while stack:
+        real, shown = stack.pop()
+        if real in seen:
+            continue
+        seen.add(real)
+        if progress is not None:
+            progress(len(seen))
+        try:
+            entries = os.scandir(real)
+        except OSError:
+            continue  # an unreadable folder: the importer says so if it needs it
+        with entries:
+            for e in entries:
+                name = f"{shown}/{e.name}" if shown else e.name
+                if e.is_symlink():
+                    target = os.path.realpath(e.path)
+                    if not _inside(target, base):
+                        n += 1
+                        if len(found) < limit:
+                            found.append(name)
+                    elif os.path.isdir(target):
+                        stack.append((target, name))
+                elif e.is_dir(follow_symlinks=False):
+                    stack.append((e.path, name))
+    return found, n
+
+
+def _inside(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def check_links(root: str | Path, source: str | Path, progress=None) -> None:
+    """Raise ImportFailed naming the links below `source` that lead outside the data root."""
+    found, n = links_outside(root, source, progress=progress)
+    if n:
+        more = f" and {n - len(found):,} more" if n > len(found) else ""
+        raise ImportFailed(
+            f"{n:,} entr{'ies' if n > 1 else 'y'} below this folder lead{'' if n > 1 else 's'} outside the "
+            f"data root through symbolic links ({', '.join(found)}{more}); nothing was imported. Links "
+            "that stay inside the data root are fine: replace these by copies, or move what they point "
+            "to below the data root")
+
+
 def sub_folders(root: str | Path, limit: int = 200) -> list[str]:
     """The names of the folders and ZIP files directly below the data root (for a listing)."""
     base = Path(root)
@@ -127,6 +187,19 @@ def new_upload(project, filename: str) -> Path:
     return folder / f"{stem}.zip"
 
 
+def upload_name(name: str | None, default: str = "upload.zip") -> str:
+    """Return the upload's file name as its client gave it, fit to be recorded as text: no
+    control characters (a newline would split ImportRun.source), at most 200 characters."""
+    name = re.sub(r"[\x00-\x1f\x7f]+", " ", name or "").strip()[:200].strip()
+    return name or default
+
+
+def _replace(text: str, aliases: dict[str, str]) -> str:
+    for old, new in aliases.items():
+        text = text.replace(old, new)
+    return text
+
+
 def remove_upload(project, path: str | Path | None) -> None:
     """Delete an upload's folder (only ever one below the project's uploads/)."""
     if not path:
@@ -143,8 +216,12 @@ def run_import(project, params: dict, progress) -> "ImportDone":
 
     source = Path(params["source"])
     upload = bool(params.get("upload"))
-    hide = str(source.parent) + os.sep if upload else ""  # the upload folder means nothing to a user
+    # an upload is recorded and reported by the name its user gave it, never by its server path
+    aliases = ({str(source): upload_name(params.get("name"), source.name), str(source.parent) + os.sep: ""}
+               if upload else {})
     try:
+        if params.get("data_root"):
+            check_links(params["data_root"], source, progress=_Scanned(progress))
         limits = project.image_limits(**{k: params.get(k) for k in LIMITS})
         tell = _Progress(progress, _zip_images(source))
         try:
@@ -152,14 +229,14 @@ def run_import(project, params: dict, progress) -> "ImportDone":
                                     labels_from_folders=bool(params.get("labels_from_folders")),
                                     strict=bool(params.get("strict")), update=bool(params.get("update")),
                                     link=bool(params.get("link")) and not upload, limits=limits,
-                                    progress=tell)
+                                    progress=tell, aliases=aliases)
         except ImportFailed as exc:
-            raise ImportFailed(str(exc).replace(hide, "") if hide else str(exc)) from None
+            raise ImportFailed(_replace(str(exc), aliases)) from None
     finally:
         if upload:
             remove_upload(project, source)
-    if hide:
-        report.entries = [(k, w.replace(hide, ""), m.replace(hide, "")) for k, w, m in report.entries]
+    if aliases:
+        report.entries = [(k, report.shown(w), report.shown(m)) for k, w, m in report.entries]
     job_id = getattr(progress, "job_id", None)
     if job_id is not None:
         folder = job_dir(project, job_id)
@@ -197,6 +274,19 @@ def _zip_images(path: Path) -> int | None:
             return sum(1 for i in zf.infolist() if is_image_name(i.filename)) or None
     except (zipfile.BadZipFile, OSError):
         return None
+
+
+class _Scanned:
+    """The link check's folder count told to a job's progress (at most every WRITE_EVERY_S)."""
+
+    def __init__(self, job_progress):
+        self.job, self.last = job_progress, 0.0
+
+    def __call__(self, n_folders: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= WRITE_EVERY_S:
+            self.last = now
+            self.job(0.0, f"checking for links out of the data root: {n_folders:,} folders")
 
 
 class _Progress:

@@ -36,6 +36,14 @@ class ImportReport:
     strict: bool = False
     extra: dict = field(default_factory=dict)
     entries: list[tuple[str, str, str]] = field(default_factory=list)
+    # text -> what is recorded and shown instead (an upload's server path -> the name its user gave)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def shown(self, text: str) -> str:
+        """Return `text` with every alias replaced."""
+        for old, new in self.aliases.items():
+            text = text.replace(old, new)
+        return text
 
     def fail(self, where: str, message: str) -> None:
         """Record one bad row; in strict mode stop the whole import."""
@@ -78,15 +86,16 @@ class ImportReport:
         return not (self.added or self.updated or self.skipped or self.extra.get("trees"))
 
     def to_dict(self, max_messages: int = 1000) -> dict:
+        shown = self.shown
         return {
-            "sources": self.sources,
-            "formats": self.formats,
+            "sources": [shown(s) for s in self.sources],
+            "formats": {shown(s): f for s, f in self.formats.items()},
             "added": self.added,
             "updated": self.updated,
             "skipped": self.skipped,
             "failed": self.failed,
-            "failed_messages": self.failed_messages[:max_messages],
-            "notes": self.notes[:max_messages],
+            "failed_messages": [shown(m) for m in self.failed_messages[:max_messages]],
+            "notes": [shown(m) for m in self.notes[:max_messages]],
             **self.extra,
         }
 

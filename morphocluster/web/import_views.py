@@ -65,7 +65,7 @@ def upload():
         dest = import_job.new_upload(p, request.args.get("name", ""))
         try:
             _receive(dest, limit, size)
-            params.update(source=str(dest), upload=True, name=request.args.get("name", "")[:200])
+            params.update(source=str(dest), upload=True, name=import_job.upload_name(request.args.get("name")))
             job_id = jobs.start_job(p, "import", params, user_id=g.user["id"])
         except BaseException:
             import_job.remove_upload(p, dest)
@@ -87,7 +87,9 @@ def folder():
                        "error", 400)
     try:
         params = _params(request.form)
-        params["source"] = str(import_job.resolve_under(root, request.form.get("path", "")))
+        rel = request.form.get("path", "").strip()
+        # data_root: the job refuses links inside the folder that lead out of the root
+        params.update(source=str(import_job.resolve_under(root, rel)), data_root=str(root), name=rel[:200])
         job_id = jobs.start_job(p, "import", params, user_id=g.user["id"])
     except _Refused as exc:
         return message(str(exc), "error", exc.status)
