@@ -4,7 +4,8 @@ An object's label is the name of the approved node it belongs to, or, where that
 name, of its nearest named ancestor. `label_path` joins the names of the named ancestors with
 '>'. Where one name is used in two places of the tree, the display name follows EcoTaxa's
 convention `name<parent` (more ancestors are added until it is unique). The status is the
-membership's: 'validated' (a human saw the object) or 'predicted' (accepted without being shown).
+membership's: 'validated' (a human saw the object) or 'predicted' (accepted without being shown);
+`status="validated"` keeps the labels a human saw only (a predicted object is then unlabelled).
 The annotator is the user who added the object to the node, or, for members that were in the
 cluster when it was approved, the user who approved it (with the approval time).
 """
@@ -22,6 +23,7 @@ from sqlalchemy import func, select
 from .store import Membership, Node, Object, User
 
 WHICH = ("validated", "all")
+STATUSES = ("any", "validated")  # which labels count: validated and predicted, or validated only
 CHUNK = 5000
 
 
@@ -138,14 +140,18 @@ def unnamed_approved(session) -> tuple[int, list[int]]:
 
 
 def object_labels(project, which: str = "validated", with_meta: bool = False,
-                  chunk: int = CHUNK) -> Iterator[LabelRow]:
+                  chunk: int = CHUNK, status: str = "any") -> Iterator[LabelRow]:
     """Stream one LabelRow per object, ordered by Object.id.
 
     which='validated': only labelled objects (members of an approved node that has a name);
-    which='all': every object, unlabelled ones with label None.
+    which='all': every object, unlabelled ones with label None. status='validated': only the
+    labels a human saw; a predicted object is unlabelled (left out, or label None with 'all').
     """
     if which not in WHICH:
         raise ValueError(f"labels: {which!r}, expected one of {', '.join(WHICH)}")
+    if status not in STATUSES:
+        raise ValueError(f"status: {status!r}, expected one of {', '.join(STATUSES)}")
+    seen_only = status == "validated"
     with project.session() as s:
         labels = node_labels(s)
         users = user_names(s)
@@ -159,9 +165,13 @@ def object_labels(project, which: str = "validated", with_meta: bool = False,
         else:
             q = (q.select_from(Object).join(Membership, Membership.object_pk == Object.id)
                  .join(Node, Node.id == Membership.node_id).where(Node.status == "approved"))
+            if seen_only:
+                q = q.where(Membership.status == "validated")
         for lo, hi in id_windows(s, chunk):
             for r in s.execute(q.where(Object.id >= lo, Object.id < hi).order_by(Object.id)):
                 nl = labels.get(r.node_id) if r.node_id is not None else None
+                if seen_only and r.status != "validated":
+                    nl = None
                 meta = r.meta if with_meta else None
                 if nl is None:
                     if which == "all":
@@ -183,7 +193,8 @@ def id_windows(session, size: int = CHUNK):
     Queries restricted to one window never sort more than `size` rows, whatever plan the
     database picks (an ORDER BY over a join would otherwise sort the whole table in memory).
     """
-    lo, hi = session.execute(select(func.min(Object.id), func.max(Object.id))).one()
+    # min and max apart: together, SQLite scans the table instead of reading two index ends
+    lo, hi = session.scalar(select(func.min(Object.id))), session.scalar(select(func.max(Object.id)))
     if lo is None:
         return
     hook, first = _WINDOW_HOOK.get(), lo

@@ -1,4 +1,5 @@
 import csv
+import io
 import os
 import zipfile
 from datetime import datetime
@@ -225,3 +226,130 @@ def test_objects_of_validated_nodes_without_any_name_are_pointed_out(labelled, t
         s.get(Node, 200).parent_id = 100  # under a named node: its name labels them
     rep = export(labelled, "csv", tmp_path / "f.csv")
     assert rep.n_labelled == 24 and not any("no name" in w for w in rep.warnings)
+
+
+def _features_in_id_order(project, skip=()):
+    """A feature set of every object but `skip` (object ids), in Object.id order, active."""
+    with project.session() as s:
+        ids = [i for i in s.scalars(select(Object.object_id).order_by(Object.id)) if i not in skip]
+    X = np.arange(len(ids) * 4, dtype=np.float32).reshape(len(ids), 4)
+    write_features(feature_path(project, "ordered"), ids, X, {})
+    set_active(project, "ordered")
+    return dict(zip(ids, X))
+
+
+@pytest.mark.parametrize("fmt,images", [("csv", False), ("ecotaxa", True), ("ecotaxa", False),
+                                        ("imagefolder", False), ("hdf5", False),
+                                        ("morphocluster-tree", False)])
+@pytest.mark.parametrize("labels", ["validated", "all"])
+def test_validated_only_writes_predicted_objects_unlabelled(labelled, tmp_path, fmt, images, labels):
+    from test_web_export import read_back
+
+    from morphocluster.export.summary import summarize
+
+    _features_in_id_order(labelled)
+    seen = {r.object_id for r in object_labels(labelled) if r.status == "validated"}
+    predicted = {r.object_id for r in object_labels(labelled) if r.status == "predicted"}
+    assert len(seen) == 10 and len(predicted) == 11
+    got = {}
+    for status in ("any", "validated"):
+        plan = summarize(labelled, fmt, labels, images, status)
+        out = tmp_path / f"{status}{plan.suffix}"
+        rep = export(labelled, fmt, out, labels=labels, with_images=images, status=status)
+        rows, _ = read_back(fmt, images, out.read_bytes(), tmp_path)
+        lab = [r for r in rows if r[1]]
+        assert (plan.n_objects, plan.n_labelled) == (rep.n_objects, rep.n_labelled) == (len(rows), len(lab))
+        assert plan.n_validated == sum(r[2] == "validated" for r in lab)
+        assert plan.n_predicted == sum(r[2] == "predicted" for r in lab)
+        got[status] = {r[0]: r for r in rows}
+    assert {o for o, r in got["any"].items() if r[1]} == seen | predicted
+    assert {o for o, r in got["validated"].items() if r[1]} == seen  # only what a human saw
+    assert all(r[2] == "validated" for r in got["validated"].values() if r[1])
+    if labels == "all":  # every object still there; the predicted ones without our label
+        assert set(got["validated"]) == set(got["any"])
+        assert all(not got["validated"][o][1] for o in predicted)
+    else:  # labelled objects only: the predicted ones are left out
+        assert set(got["validated"]) == seen
+    assert plan.n_unseen == 11 and "11 predicted objects" in " ".join(plan.notes)
+
+
+def test_cli_status_validated(labelled, tmp_path):
+    res = CliRunner().invoke(main, ["export", str(labelled.root), "--format", "csv", "--status",
+                                    "validated", "--out", str(tmp_path / "v.csv")])
+    assert res.exit_code == 0, res.output
+    assert "Exported 10 objects (10 labelled, 0 unlabelled)" in res.output
+    res = CliRunner().invoke(main, ["export", "--help"])
+    assert "--status [any|validated]" in res.output and "predicted" in res.output
+    with pytest.raises(ExportError, match="status"):
+        export(labelled, "csv", tmp_path / "x.csv", status="seen")
+
+
+def test_hdf5_join_in_id_order_with_gaps_and_in_any_order(labelled, tmp_path):
+    """The merge (a file in Object.id order, objects without a row) and the on-disk lookup (a
+    file in another order, or with ids of no object) write the same rows."""
+    with labelled.session() as s:
+        ids = s.scalars(select(Object.object_id).order_by(Object.id)).all()
+    X = _features_in_id_order(labelled, skip={ids[3], ids[17]})
+    rep = export(labelled, "hdf5", tmp_path / "merge.h5", labels="all")
+    assert rep.n_objects == 28 and "2 objects have no row" in rep.warnings[0]
+    shuffled = [i for i in ids if i not in (ids[3], ids[17])]
+    np.random.default_rng(1).shuffle(shuffled)
+    write_features(feature_path(labelled, "shuffled"), shuffled + ["no such object"],
+                   np.stack([X[i] for i in shuffled] + [np.ones(4, np.float32)]), {})
+    set_active(labelled, "shuffled")
+    rep2 = export(labelled, "hdf5", tmp_path / "lookup.h5", labels="all")
+    assert rep2.n_objects == 28 and rep2.warnings == [rep.warnings[0].replace("ordered", "shuffled")]
+    with h5py.File(tmp_path / "merge.h5", "r") as a, h5py.File(tmp_path / "lookup.h5", "r") as b:
+        assert list(a["object_id"].asstr()[:]) == list(b["object_id"].asstr()[:]) == \
+            [i for i in ids if i not in (ids[3], ids[17])]
+        np.testing.assert_array_equal(a["features"][:], b["features"][:])
+        for i, oid in enumerate(a["object_id"].asstr()[:]):
+            np.testing.assert_array_equal(a["features"][i], X[oid])
+        assert list(a["label"].asstr()[:]) == list(b["label"].asstr()[:])
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no scratch left
+
+
+def test_image_names_unique_ignoring_case_without_a_set_in_memory(labelled, tmp_path):
+    with labelled.transaction() as s:
+        objs = s.scalars(select(Object).order_by(Object.id).limit(3)).all()
+        objs[0].object_id, objs[1].object_id, objs[2].object_id = "Ab", "ab", "ecotaxa_export"
+        for o in objs:
+            o.path = o.path.rsplit(".", 1)[0] + ".tsv" if o.object_id == "ecotaxa_export" else o.path
+    labelled.image_path(objs[2].path).write_bytes(b"\x89PNG not really")
+    export(labelled, "ecotaxa", tmp_path / "e.zip", labels="all", with_images=True)
+    with zipfile.ZipFile(tmp_path / "e.zip") as zf:
+        assert zf.testzip() is None
+        names = zf.namelist()
+        rows = list(csv.DictReader(io.StringIO(zf.read("ecotaxa_export.tsv").decode()), delimiter="\t"))[1:]
+    assert len({n.casefold() for n in names}) == len(names) == 31
+    img = {r["object_id"]: r["img_file_name"] for r in rows}
+    assert {img["Ab"].casefold(), img["ab"].casefold()} == {"ab.png", "ab~2.png"}
+    assert img["ecotaxa_export"] == "ecotaxa_export~2.tsv"
+    export(labelled, "imagefolder", tmp_path / "c.zip", labels="all")
+    with zipfile.ZipFile(tmp_path / "c.zip") as zf:
+        names = zf.namelist()
+    assert len({n.casefold() for n in names}) == len(names) == 31
+
+
+def test_zip_writer_zip64_records_read_back(tmp_path):
+    from morphocluster.export.zipstream import DEFLATED, ZipWriter
+
+    files = []
+    for i, name in enumerate(["a.txt", "Copépode/ß.jpg", "big.bin"]):
+        f = tmp_path / f"src{i}"
+        f.write_bytes(os.urandom(300) if i == 2 else (name * 50).encode())
+        files.append((f, name))
+    for limit in (100, 2**31 - 1):  # 100: sizes and offsets past it take ZIP64 fields
+        out = tmp_path / f"z{limit}.zip"
+        w = ZipWriter(out, tmp_path / "spool")
+        w.zip64_at = limit
+        for k, (f, name) in enumerate(files):
+            w.write(f, name, DEFLATED if k == 0 else 0)
+        w.close()
+        assert not (tmp_path / "spool").exists()
+        with zipfile.ZipFile(out) as zf:
+            assert zf.testzip() is None  # every member's CRC checks
+            assert [(i.filename, i.compress_type) for i in zf.infolist()] == [
+                ("a.txt", zipfile.ZIP_DEFLATED), ("Copépode/ß.jpg", 0), ("big.bin", 0)]
+            for f, name in files:
+                assert zf.read(name) == f.read_bytes()

@@ -47,16 +47,18 @@ def hx(token):
     return {"HX-Request": "true", "X-CSRFToken": token}
 
 
-def preview(c, fmt, labels, images):
-    q = {"format": fmt, "labels": labels, **({"with_images": "1"} if images else {})}
+def preview(c, fmt, labels, images, status=None):
+    q = {"format": fmt, "labels": labels, **({"with_images": "1"} if images else {}),
+         **({"status": status} if status else {})}
     resp = c.get("/export/preview", query_string=q, headers={"HX-Request": "true"})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     html = resp.get_data(as_text=True)
     return {k: int(re.search(rf'id="x-{k}">([\d,]+)<', html).group(1).replace(",", "")) for k in NUMBERS}, html
 
 
-def start(c, token, fmt, labels, images):
-    data = {"format": fmt, "labels": labels, **({"with_images": "1"} if images else {})}
+def start(c, token, fmt, labels, images, status=None):
+    data = {"format": fmt, "labels": labels, **({"with_images": "1"} if images else {}),
+            **({"status": status} if status else {})}
     return c.post("/export/start", data=data, headers=hx(token))
 
 
@@ -70,9 +72,9 @@ def finished(p, job_id, timeout=120):
     raise AssertionError(f"export job {job_id} did not finish")
 
 
-def export_via_web(c, token, p, fmt, labels, images):
+def export_via_web(c, token, p, fmt, labels, images, status=None):
     """Start an export, wait for it, follow the row's download link; return (job, response)."""
-    resp = start(c, token, fmt, labels, images)
+    resp = start(c, token, fmt, labels, images, status)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     job_id = int(re.search(r'id="export-job-(\d+)"', resp.get_data(as_text=True)).group(1))
     job = finished(p, job_id)
@@ -151,6 +153,39 @@ def test_preview_counts_match_the_downloaded_file(sorted_project, client_as, tmp
     assert got.headers["Content-Disposition"].startswith("attachment;")
     name = re.search(r'filename=([^;]+)', got.headers["Content-Disposition"]).group(1).strip('"')
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", name) and name.endswith((".zip", ".csv", ".tsv", ".h5"))
+
+
+@pytest.mark.parametrize("fmt,labels,images", [(f, "all", i) for f, _, i in OPTIONS if _ == "all"]
+                         + [("csv", "validated", False), ("morphocluster-tree", "validated", False)])
+def test_validated_only_preview_matches_the_file(sorted_project, client_as, tmp_path, fmt, labels, images):
+    p, _ = sorted_project
+    c, token = client_as("ann")
+    before, _ = preview(c, fmt, labels, images)
+    shown, html = preview(c, fmt, labels, images, "validated")
+    job, got = export_via_web(c, token, p, fmt, labels, images, "validated")
+    rows, _ = read_back(fmt, images, got.data, tmp_path)
+    labelled = [r for r in rows if r[1]]
+    assert shown["objects"] == len(rows) and shown["labelled"] == len(labelled)
+    assert shown["validated"] == len(labelled) == before["validated"] > 0  # the 10 seen ones
+    assert shown["predicted"] == 0 and all(r[2] == "validated" for r in labelled)
+    assert f"{before['predicted']:,} predicted objects" in html
+    if labels == "all":
+        assert shown["objects"] == before["objects"]
+        assert shown["unlabelled"] == before["unlabelled"] + before["predicted"]
+    else:
+        assert shown["objects"] == before["objects"] - before["predicted"]
+    assert "_validated-only_" in got.headers["Content-Disposition"]
+    row = c.get(f"/export/job/{job['id']}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "validated only" in row
+
+
+def test_the_page_offers_the_label_choice(sorted_project, client_as):
+    c, _ = client_as("ann")
+    page = c.get("/export/?status=validated").get_data(as_text=True)
+    assert 'name="status" value="any"' in page and 'name="status" value="validated" checked' in page
+    assert "status=validated" in page  # the first preview counts with it
+    assert 'name="labels" value="validated" checked' in page and 'name="format"' in page
+    assert c.get("/export/preview?format=csv&status=seen").status_code == 400
 
 
 def test_ecotaxa_zip_with_images_imports_again_with_the_same_objects_and_labels(sorted_project, client_as, tmp_path):

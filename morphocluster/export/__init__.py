@@ -1,8 +1,9 @@
 """Export labels (and images) to EcoTaxa, CSV, class folders, HDF5 or the original tree ZIP.
 
-`export(project, format, out, labels='validated'|'all', with_images=False)` is the library
-entry point the CLI and the web UI call; it returns an `ExportReport`. Every format streams
-the objects in chunks (see `labels.object_labels`) and writes `out` atomically.
+`export(project, format, out, labels='validated'|'all', status='any'|'validated',
+with_images=False)` is the library entry point the CLI and the web UI call; it returns an
+`ExportReport`. Every format streams the objects in chunks (see `labels.object_labels`), holds
+nothing per object in memory, and writes `out` atomically.
 """
 
 from __future__ import annotations
@@ -13,22 +14,22 @@ from .common import ExportError, ExportReport  # noqa: F401  (re-exported)
 
 FORMATS = ("ecotaxa", "csv", "imagefolder", "hdf5", "morphocluster-tree")
 LABELS = ("validated", "all")
+STATUSES = ("any", "validated")
 SUFFIX = {"ecotaxa": ".zip", "csv": ".csv", "imagefolder": ".zip", "hdf5": ".h5",
           "morphocluster-tree": ".zip"}  # file name suffix a download should get
 
 
 def export(project, format: str, out, labels: str = "validated", with_images: bool = False,
-           overwrite: bool = False, **options) -> ExportReport:
+           overwrite: bool = False, status: str = "any", **options) -> ExportReport:
     """Export the project's labels in `format` to `out` and return what was written.
 
     labels='validated': only labelled objects (members of approved nodes); 'all' adds the
-    unlabelled ones with an empty label. with_images copies images (ecotaxa; imagefolder always).
+    unlabelled ones with an empty label. status='validated': only the labels a human saw; a
+    predicted object counts as unlabelled (so it is left out, or with labels='all' written
+    without a label). with_images copies images (ecotaxa; imagefolder always).
     An existing file `out` is replaced only with `overwrite` (an existing folder must be empty).
     """
-    if format not in FORMATS:
-        raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
-    if labels not in LABELS:
-        raise ExportError(f"labels: {labels!r}, expected one of {', '.join(LABELS)}")
+    check_options(format, labels, status)
     if format == "ecotaxa":
         from .ecotaxa import export_ecotaxa as fn
     elif format == "csv":
@@ -43,7 +44,7 @@ def export(project, format: str, out, labels: str = "validated", with_images: bo
     if out.exists() and not out.is_dir() and not overwrite:
         raise ExportError(f"{out}: file exists; choose another name, or replace it with --overwrite")
     try:
-        report = fn(project, out, labels=labels, with_images=with_images, **options)
+        report = fn(project, out, labels=labels, with_images=with_images, status=status, **options)
     except OSError as exc:
         raise ExportError(_os_message(out, exc)) from exc
     if format == "ecotaxa" and not with_images and report.n_objects:
@@ -56,10 +57,11 @@ def export(project, format: str, out, labels: str = "validated", with_images: bo
 
         with project.session() as s:
             empty = not s.scalar(select(func.count()).select_from(Object))
+        seen = " (validated by a human, with --status validated)" if status == "validated" else ""
         hint = ("; the project holds no objects" if empty else
-                "; only objects in nodes are, unless --labels all" if format == "morphocluster-tree"
+                f"; only objects in nodes{seen} are, unless --labels all" if format == "morphocluster-tree"
                 and labels == "validated" else
-                "; only labelled objects are, unless --labels all" if labels == "validated" else "")
+                f"; only labelled objects{seen} are, unless --labels all" if labels == "validated" else "")
         report.warnings.append("no objects were exported" + hint)
     from ..labels import unnamed_approved
 
@@ -72,6 +74,16 @@ def export(project, format: str, out, labels: str = "validated", with_images: bo
             f"{'' if labels == 'all' else ' (that is, not at all: only labelled objects are)'}; "
             "name those nodes or put them under a named node")
     return report
+
+
+def check_options(format: str, labels: str, status: str = "any") -> None:
+    """Raise ExportError for a format, labels or status value that is not offered."""
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if labels not in LABELS:
+        raise ExportError(f"labels: {labels!r}, expected one of {', '.join(LABELS)}")
+    if status not in STATUSES:
+        raise ExportError(f"status: {status!r}, expected one of {', '.join(STATUSES)}")
 
 
 def _os_message(out: Path, exc: OSError) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from ..leftovers import remove_leftovers
+from .zipstream import DEFLATED, ZipWriter
 
 MAX_EXAMPLES = 20
 
@@ -111,7 +111,8 @@ class Sink:
     """Write files into a folder or a ZIP; nothing appears at `out` until `commit()`.
 
     A ZIP is chosen when `out` ends with .zip. An existing non-empty folder is refused (its
-    files are never touched); an existing file is replaced only at commit.
+    files are never touched); an existing file is replaced only at commit. `scratch(name)` is
+    a path in a folder beside `out` that goes when the sink is done (for on-disk working files).
     """
 
     def __init__(self, out: str | os.PathLike, force_zip: bool = False):
@@ -125,11 +126,11 @@ class Sink:
             if self.out.is_dir():
                 raise ExportError(f"{self.out}: is a folder, expected a .zip file name")
             self._tmp = parent / f".{self.out.name}.tmp{os.getpid()}"
-            self._zip = zipfile.ZipFile(self._tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
             # a ZIP takes no new member while one is open for writing: text goes to disk first
             self._scratch = parent / f".{self.out.name}.tmp{os.getpid()}.d"
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch.mkdir()
+            self._zip = ZipWriter(self._tmp, self._scratch / "central-directory")
             self._pending: list[tuple[Path, str]] = []
         else:
             if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
@@ -139,12 +140,19 @@ class Sink:
             if self._tmp.exists():
                 shutil.rmtree(self._tmp)
             self._tmp.mkdir()
+            self._scratch = parent / f".{self.out.name}.tmp{os.getpid()}.d"
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch.mkdir()
         self._done = False
+
+    def scratch(self, name: str) -> Path:
+        """Return a path for a working file that is removed with the sink's temporary files."""
+        return self._scratch / name
 
     def open_text(self, rel: str):
         """Return a text file (UTF-8, '\\n' line ends) for writing `rel`."""
         if self.is_zip:
-            path = self._scratch / str(len(self._pending))
+            path = self._scratch / f"text-{len(self._pending)}"
             self._pending.append((path, rel))
         else:
             path = self._tmp / rel
@@ -154,7 +162,7 @@ class Sink:
     def add_file(self, src: Path, rel: str) -> None:
         """Copy the file `src` to `rel` (stored uncompressed in a ZIP: images already are)."""
         if self.is_zip:
-            self._zip.write(src, rel, compress_type=zipfile.ZIP_STORED)
+            self._zip.write(src, rel)
         else:
             dst = self._tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -163,27 +171,29 @@ class Sink:
     def commit(self) -> None:
         if self.is_zip:
             for path, rel in self._pending:
-                self._zip.write(path, rel, compress_type=zipfile.ZIP_DEFLATED)
+                self._zip.write(path, rel, DEFLATED)
             self._zip.close()
-            shutil.rmtree(self._scratch, ignore_errors=True)
             os.replace(self._tmp, self.out)
         else:
             if self.out.exists():
                 self.out.rmdir()  # empty, checked at start
             os.replace(self._tmp, self.out)
+        shutil.rmtree(self._scratch, ignore_errors=True)
         self._done = True
 
     def abort(self) -> None:
         if self._done:
             return
-        if self.is_zip:
-            try:
-                self._zip.close()
-            finally:
-                self._tmp.unlink(missing_ok=True)
-                shutil.rmtree(self._scratch, ignore_errors=True)
-        else:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        try:
+            if self.is_zip:
+                try:
+                    self._zip.abort()
+                finally:
+                    self._tmp.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     def __enter__(self):
         return self

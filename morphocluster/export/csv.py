@@ -12,7 +12,8 @@ from .common import ExportError, ExportReport, iso_utc
 COLUMNS = ["object_id", "label", "label_path", "status", "annotator", "annotated_at"]
 
 
-def export_csv(project, out, labels: str = "validated", with_images: bool = False) -> ExportReport:
+def export_csv(project, out, labels: str = "validated", with_images: bool = False,
+               status: str = "any") -> ExportReport:
     """Write one row per object to the CSV file `out` (replaced atomically)."""
     out = Path(out)
     if out.is_dir():
@@ -27,7 +28,7 @@ def export_csv(project, out, labels: str = "validated", with_images: bool = Fals
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             w = csv.writer(f, lineterminator="\n")
             w.writerow(COLUMNS)
-            for r in object_labels(project, labels):
+            for r in object_labels(project, labels, status=status):
                 w.writerow([r.object_id, r.label or "", r.label_path or "", r.status or "",
                             r.annotator or "", iso_utc(r.annotated_at)])
                 report.count(r.label is not None)

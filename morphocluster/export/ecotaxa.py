@@ -9,7 +9,8 @@ hierarchy), then every metadata column that was imported, in the order, with the
 the spelling the EcoTaxa tables gave (Meta "ecotaxa_columns"; names that differ only in case
 are one column, as EcoTaxa reads them). Imported annotation columns that a label given
 here makes stale (category id, e-mail, parent category) are kept but left empty; an object not
-labelled here (`labels="all"`) keeps the whole annotation it was imported with. Metadata of other imports
+labelled here (`labels="all"`, or predicted with `status="validated"`) keeps the whole annotation
+it was imported with. Metadata of other imports
 (index.csv columns) follow as `object_<name>` text columns, since EcoTaxa needs a prefix.
 """
 
@@ -24,7 +25,7 @@ from sqlalchemy import select
 from ..labels import extra_images, object_labels
 from ..store import ImportRun, Meta, Object
 from .common import ExportError, ExportReport, FileSink, Sink, ecotaxa_datetime
-from .names import safe_name
+from .names import DiskNames, safe_name
 
 TSV = "ecotaxa_export.tsv"
 META_KEY = "ecotaxa_columns"
@@ -111,11 +112,12 @@ def _sink(out, with_images: bool, as_folder: bool):
 
 
 def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = False,
-                   as_folder: bool = False) -> ExportReport:
+                   as_folder: bool = False, status: str = "any") -> ExportReport:
     """Write the EcoTaxa table (and images) to the folder, ZIP or .tsv file `out`.
 
     An object imported with several images gets one row per image, img_rank 0, 1, ... in the
     order of the imported ranks (its other columns repeated), as EcoTaxa tables give them.
+    Image names are unique ignoring case (`~2` suffixes); the names taken wait on disk.
     """
     report = ExportReport("ecotaxa", str(out))
     meta_cols = columns(project)
@@ -125,12 +127,12 @@ def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = 
     plan = [(keys, "" if col.lower().startswith("object_annotation_") else None)
             for col, keys, _ in meta_cols]
     rank_at = next((i for i, (col, _, _) in enumerate(meta_cols) if col.lower() == "img_rank"), None)
-    taken: set[int] = set()
-    with _sink(out, with_images, as_folder) as sink, sink.open_text(TSV) as f:
+    with _sink(out, with_images, as_folder) as sink, _names(sink, with_images) as taken, \
+            sink.open_text(TSV) as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         w.writerow(header)
         w.writerow(types)
-        for r in object_labels(project, labels, with_meta=True):
+        for r in object_labels(project, labels, with_meta=True, status=status):
             meta = r.meta or {}
             date, time = ecotaxa_datetime(r.annotated_at)
             if r.label is not None:
@@ -142,7 +144,7 @@ def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = 
                 values = [_value(meta, keys) for keys, _ in plan]
             images = [r.path] + [e["path"] for e in extra_images(meta)]
             for rank, path in enumerate(images):
-                img = _image_name(r.object_id, rank, path, taken if with_images else None)
+                img = _image_name(r.object_id, rank, path, taken)
                 if with_images:
                     src = project.image_path(path) if path else None
                     if src is not None and src.is_file():
@@ -160,17 +162,23 @@ def export_ecotaxa(project, out, labels: str = "validated", with_images: bool = 
     return report
 
 
-def _image_name(object_id: str, rank: int, path: str | None, taken: set | None) -> str:
-    """File name of an object's image in the export, unique ignoring case when `taken` is given."""
+def _names(sink, with_images: bool):
+    """The image names taken so far (a file beside the export), or nullcontext() without images."""
+    from contextlib import nullcontext
+
+    if not with_images:
+        return nullcontext()
+    names = DiskNames(sink.scratch("image-names.sqlite"))
+    names.take(TSV)  # the table lies beside the images
+    return names
+
+
+def _image_name(object_id: str, rank: int, path: str | None, taken: DiskNames | None) -> str:
+    """File name of an object's image in the export, unique ignoring case when `taken` is given
+    (case-insensitive file systems)."""
     stem = safe_name(object_id) + (f"_{rank}" if rank else "")
     ext = _suffix(path)
-    img, n = stem + ext, 1
-    while taken is not None and hash(img.casefold()) in taken:  # case-insensitive file systems
-        n += 1
-        img = f"{stem}~{n}{ext}"
-    if taken is not None:
-        taken.add(hash(img.casefold()))
-    return img
+    return taken.take(stem, ext) if taken is not None else stem + ext
 
 
 def _suffix(path: str | None) -> str:

@@ -1,6 +1,6 @@
 """The export job: write an export under the project's cache, for a download from the browser.
 
-`new_params(format, labels, with_images)` checks the options and draws a random token;
+`new_params(format, labels, with_images, status)` checks the options and draws a random token;
 `run_export(project, params, progress)` (the jobs kind "export") writes the file to
 `cache/exports/<token>/<name>` with the library's `export()`, which writes a temporary name and
 renames it when complete; a job that fails or is cancelled removes its folder, so it leaves no
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import FORMATS, LABELS, ExportError, export
+from . import ExportError, check_options, export
 from .summary import images_for, summarize
 
 EXPORTS = "exports"
@@ -50,14 +50,12 @@ class ExportResult:
         return " · ".join([text, *self.warnings])
 
 
-def new_params(format: str, labels: str = "validated", with_images: bool = False) -> dict:
+def new_params(format: str, labels: str = "validated", with_images: bool = False,
+               status: str = "any") -> dict:
     """Return the job parameters for these options, with a fresh random token."""
-    if format not in FORMATS:
-        raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
-    if labels not in LABELS:
-        raise ExportError(f"labels: {labels!r}, expected one of {', '.join(LABELS)}")
-    return {"format": format, "labels": labels, "with_images": images_for(format, with_images),
-            "token": secrets.token_urlsafe(24)}
+    check_options(format, labels, status)
+    return {"format": format, "labels": labels, "status": status,
+            "with_images": images_for(format, with_images), "token": secrets.token_urlsafe(24)}
 
 
 def exports_dir(project) -> Path:
@@ -77,11 +75,14 @@ def export_file(project, token) -> Path | None:
     return files[0] if len(files) == 1 else None
 
 
-def file_name(project, format: str, labels: str, images: bool, suffix: str) -> str:
-    """'myproject_ecotaxa_images_validated_20250102-030405.zip': ASCII, no path, no quotes."""
+def file_name(project, format: str, labels: str, images: bool, suffix: str,
+              status: str = "any") -> str:
+    """'myproject_ecotaxa_images_validated_20250102-030405.zip' ('..._all_validated-only_...' with
+    status 'validated'): ASCII, no path, no quotes."""
     base = re.sub(r"[^A-Za-z0-9_-]+", "_", project.root.name).strip("_")[:60] or "project"
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return f"{base}_{format}{'_images' if images else ''}_{labels}_{stamp}{suffix}"
+    seen = "_validated-only" if status == "validated" else ""
+    return f"{base}_{format}{'_images' if images else ''}_{labels}{seen}_{stamp}{suffix}"
 
 
 def run_export(project, params: dict, progress) -> ExportResult:
@@ -91,15 +92,16 @@ def run_export(project, params: dict, progress) -> ExportResult:
     fmt, labels, token = params.get("format"), params.get("labels", "validated"), params.get("token")
     if not isinstance(token, str) or not TOKEN.fullmatch(token):
         raise ExportError("export job without a valid token; start it with export.job.new_params")
-    checked = new_params(fmt, labels, bool(params.get("with_images")))
+    status = params.get("status", "any")  # jobs stored before the choice existed: "any"
+    checked = new_params(fmt, labels, bool(params.get("with_images")), status)
     images = checked["with_images"]
-    plan = summarize(project, fmt, labels, images)
+    plan = summarize(project, fmt, labels, images, status)
     if plan.problem:
         raise ExportError(plan.problem)
     clean(project, keep=KEEP - 1)
     folder = exports_dir(project) / token
     folder.mkdir(parents=True)  # a token is used once
-    out = folder / file_name(project, fmt, labels, images, plan.suffix)
+    out = folder / file_name(project, fmt, labels, images, plan.suffix, status)
     progress(0.0, f"exporting {plan.n_objects:,} objects as {fmt}")
     last = [0.0]
 
@@ -111,7 +113,7 @@ def run_export(project, params: dict, progress) -> ExportResult:
 
     try:
         with on_windows(tick):
-            report = export(project, fmt, out, labels=labels, with_images=images)
+            report = export(project, fmt, out, labels=labels, with_images=images, status=status)
         size = out.stat().st_size
     except BaseException:  # failed or cancelled: no file, no folder
         shutil.rmtree(folder, ignore_errors=True)

@@ -4,13 +4,17 @@
 every other character as %XX of its UTF-8 bytes, so `unsafe_name` gives the label back exactly
 (also after macOS turned the name to NFD). Names that Windows refuses (CON, NUL, trailing dot or
 space) get their critical character encoded too. Names that would collide on a case-insensitive
-file system get a `~N` suffix from `UniqueNames`; the export's index file maps them back.
+file system get a `~N` suffix from `UniqueNames` (in memory: the few folder names) or
+`DiskNames` (every file of an export: the names taken wait in a SQLite file, not in memory);
+the export's index file maps them back.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 import unicodedata
+from pathlib import Path
 from urllib.parse import unquote
 
 KEEP = set("-_.+,()")  # never '~': it only ever starts a suffix that `UniqueNames` adds
@@ -70,3 +74,37 @@ class UniqueNames:
             name = f"{stem}~{n}{suffix}"
         self._taken.add(name.casefold())
         return name
+
+
+class DiskNames:
+    """`UniqueNames` per folder for millions of files: the names taken are kept in a SQLite file
+    (its page cache bounded), so memory does not grow with the number of names."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=OFF")  # a working file: nothing to recover
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("CREATE TABLE taken (folder TEXT, name TEXT, PRIMARY KEY (folder, name))"
+                        " WITHOUT ROWID")
+        self.db.execute("BEGIN")  # one transaction: no commit per name
+
+    def take(self, stem: str, suffix: str = "", folder: str = "") -> str:
+        """Return a name in `folder` not taken before (ignoring case): stem+suffix or stem~N+suffix."""
+        name, n = stem + suffix, 1
+        while self.db.execute("INSERT OR IGNORE INTO taken VALUES (?, ?)",
+                              (folder, name.casefold())).rowcount == 0:
+            n += 1
+            name = f"{stem}~{n}{suffix}"
+        return name
+
+    def close(self) -> None:
+        self.db.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

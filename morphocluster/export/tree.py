@@ -30,11 +30,13 @@ OBJECT_COLUMNS = ["node_id", "object_id", "status", "annotator", "annotated_at"]
 
 
 # --- export ---------------------------------------------------------------------------------
-def export_tree(project, out, labels: str = "validated", with_images: bool = False) -> ExportReport:
+def export_tree(project, out, labels: str = "validated", with_images: bool = False,
+                status: str = "any") -> ExportReport:
     """Write the project's tree as the original tool's tree ZIP.
 
     Every non-dissolved node and its members go in; labels='all' also lists the objects of no
-    node on the root.
+    node on the root. status='validated': members of approved nodes that no human saw
+    (predicted) are not written as members: they count as objects of no node.
     """
     report = ExportReport("morphocluster-tree", str(out))
     if with_images:
@@ -69,7 +71,8 @@ def export_tree(project, out, labels: str = "validated", with_images: bool = Fal
                 else q.join(Membership, Membership.object_pk == Object.id)
             for r in (row for lo, hi in id_windows(s) for row in s.execute(
                     q.where(Object.id >= lo, Object.id < hi).order_by(Object.id))):
-                if r.node_id in kept:
+                if r.node_id in kept and (status == "any" or r.status == "validated"
+                                          or kept[r.node_id].status != "approved"):
                     n = kept[r.node_id]
                     # a member that was in the cluster when it was approved: its approver
                     # labelled it then (as the other exports say)
@@ -91,5 +94,5 @@ def export_tree(project, out, labels: str = "validated", with_images: bool = Fal
         with sink.open_text("meta.json") as f:
             json.dump({"format": "morphocluster-tree", "exported_by": f"morphocluster {__version__}",
                        "exported_at": iso_utc(utcnow()), "project": project.root.name,
-                       "root_id": ROOT_ID, "labels": labels}, f, indent=1)
+                       "root_id": ROOT_ID, "labels": labels, "status": status}, f, indent=1)
     return report

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, request, send_file
 
 from .. import jobs
-from ..export import FORMATS, ExportError
+from ..export import FORMATS, STATUSES, ExportError
 from ..export.job import export_file, human_size, new_params
 from ..export.summary import summarize
 from . import project
@@ -32,15 +32,18 @@ def init_app(app):
     app.register_blueprint(bp)
 
 
-def _options(source) -> tuple[str, str, bool]:
-    """(format, labels, with_images) of the query or form; 400 for a value not offered."""
+def _options(source) -> tuple[str, str, bool, str]:
+    """(format, labels, with_images, status) of the query or form; 400 for a value not offered."""
     fmt = source.get("format") or "ecotaxa"
     labels = source.get("labels") or "validated"
+    status = source.get("status") or "any"
     if fmt not in FORMATS:
         abort(400, description=f"format: {fmt[:40]!r} is not one of {', '.join(FORMATS)}")
     if labels not in ("validated", "all"):
         abort(400, description=f"labels: {labels[:40]!r} is not one of validated, all")
-    return fmt, labels, source.get("with_images") in ("1", "on", "true")
+    if status not in STATUSES:
+        abort(400, description=f"status: {status[:40]!r} is not one of {', '.join(STATUSES)}")
+    return fmt, labels, source.get("with_images") in ("1", "on", "true"), status
 
 
 def _row(job: dict) -> dict:
@@ -49,7 +52,7 @@ def _row(job: dict) -> dict:
     path = export_file(project(), params.get("token")) if job["state"] == "done" else None
     fmt = params.get("format")
     return {**job, "format": fmt, "title": FORMAT_TEXT.get(fmt, (fmt,))[0], "labels": params.get("labels"),
-            "with_images": params.get("with_images"), "token": params.get("token"),
+            "status": params.get("status", "any"), "with_images": params.get("with_images"), "token": params.get("token"),
             "file": path.name if path else None, "size": human_size(path.stat().st_size) if path else None}
 
 
@@ -58,18 +61,18 @@ def _row(job: dict) -> dict:
 def index():
     p = project()
     jobs.reap(p)
-    fmt, labels, images = _options(request.args)
+    fmt, labels, images, status = _options(request.args)
     recent = [_row(j) for j in jobs.list_jobs(p, limit=100) if j["kind"] == "export"][:RECENT]
-    return render("export.html", fmt=fmt, labels=labels, with_images=images, formats=FORMAT_TEXT,
-                  recent=recent, active=jobs.active_job(p))
+    return render("export.html", fmt=fmt, labels=labels, with_images=images, status=status,
+                  formats=FORMAT_TEXT, recent=recent, active=jobs.active_job(p))
 
 
 @bp.route("/preview")
 @role_required("annotator")
 def preview():
     """What the file will hold with the options of the form (htmx asks on every change)."""
-    fmt, labels, images = _options(request.args)
-    return render("_export_preview.html", summary=summarize(project(), fmt, labels, images),
+    fmt, labels, images, status = _options(request.args)
+    return render("_export_preview.html", summary=summarize(project(), fmt, labels, images, status),
                   htmx=True)
 
 
@@ -77,12 +80,12 @@ def preview():
 @role_required("annotator")
 def start():
     p = project()
-    fmt, labels, images = _options(request.form)
-    summary = summarize(p, fmt, labels, images)
+    fmt, labels, images, status = _options(request.form)
+    summary = summarize(p, fmt, labels, images, status)
     if summary.problem:
         return message(f"Nothing exported: {summary.problem}.", "error", 409)
     try:
-        params = new_params(fmt, labels, images)
+        params = new_params(fmt, labels, images, status)
         job_id = jobs.start_job(p, "export", params, user_id=g.user["id"])
     except jobs.JobBusy as exc:
         return message(f"Another job is running ({exc}): export when it has ended.", "error", 409)
