@@ -105,6 +105,17 @@ def start_job(project, kind: str, params: dict | None = None, user_id: int | Non
     return job_id
 
 
+# what a cancelled job leaves, in the job's message (a job stops at its next progress call)
+CANCELLED = {
+    "import": "cancelled: nothing was imported",
+    "export": "cancelled: no file was written",
+    "features": "cancelled: the features computed so far are kept, and computing again goes on from there",
+    "index": "cancelled: the previous index stays in use",
+    "cluster": "cancelled: a round stopped before it was written stores nothing; one already written "
+               "stays, and its node statistics are made when a screen needs them",
+}
+
+
 def run_job(project, job_id: int) -> None:
     """Run a recorded job in this thread, keeping its state, progress and error up to date."""
     with project.session() as s:
@@ -131,7 +142,7 @@ def run_job(project, job_id: int) -> None:
     except JobCancelled:
         log.info("job %d (%s) of %s cancelled", job_id, kind, project.root)
         _set(project, job_id, state="cancelled", active=False, finished_at=utcnow(), error=None,
-             message="cancelled by a user before it stored its result")
+             message=CANCELLED.get(kind, "cancelled by a user"))
         return
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the UI
         log.exception("job %d (%s) of %s failed", job_id, kind, project.root)
