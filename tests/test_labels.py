@@ -77,3 +77,22 @@ def test_deeper_context_when_parent_name_is_shared(project):
 def test_bad_which_is_refused(project):
     with pytest.raises(ValueError, match="labels"):
         list(object_labels(project, "some"))
+
+
+def test_validated_only_makes_predicted_objects_unlabelled(project):
+    _setup(project)
+    rows = {r.object_id: r for r in object_labels(project, status="validated")}
+    assert set(rows) == {"o1", "o3", "o4", "o6"}  # o2 was predicted: no label of ours
+    rows = {r.object_id: r for r in object_labels(project, "all", chunk=3, status="validated")}
+    assert len(rows) == 8 and rows["o2"].label is None and rows["o2"].status is None
+    assert rows["o1"].label == "part<Annelida" and rows["o1"].status == "validated"
+    with pytest.raises(ValueError, match="status"):
+        list(object_labels(project, status="seen"))
+
+
+def test_id_windows_cover_every_object(project):
+    from morphocluster.labels import id_windows
+
+    _setup(project)
+    with project.session() as s:
+        assert list(id_windows(s, 3)) == [(1, 4), (4, 7), (7, 10)]
