@@ -139,3 +139,30 @@ def test_features_job_reports_progress(web_project):
                                                  "batch_size": 16}))
     assert job["state"] == "done" and job["progress"] == 1.0 and "px2" in job["message"]
     assert (p.features_dir / "px2.h5").is_file()
+
+
+def test_jobs_page_list_polls_while_a_job_runs_or_a_chain_goes_on(client_as, web_project):
+    """A row polls only itself, so the list is fetched whole while a job runs, and a moment
+    after a job with more steps ends done: the chain's next job shows without a reload."""
+    from datetime import timedelta
+
+    from morphocluster.store import utcnow
+
+    p, _ = web_project
+    admin, _ = client_as("ada")
+    list_polls = 'hx-select="#job-list"'
+    assert list_polls not in admin.get("/jobs/").get_data(as_text=True)  # no job yet
+    with p.transaction() as s:
+        s.add(Job(kind="import", state="done", params={"then": [{"kind": "features", "params": {}}]},
+                  finished_at=utcnow()))
+    html = admin.get("/jobs/").get_data(as_text=True)
+    assert list_polls in html and html.count("every 1s") == 1  # the list polls, not its rows
+    with p.transaction() as s:
+        s.get(Job, jobs.list_jobs(p)[0]["id"]).finished_at = utcnow() - timedelta(minutes=1)
+    assert list_polls not in admin.get("/jobs/").get_data(as_text=True)  # that chain stopped
+    with p.transaction() as s:
+        s.add(Job(kind="features", state="running"))
+    html = admin.get("/jobs/").get_data(as_text=True)
+    assert list_polls in html and html.count("every 1s") == 1
+    part = admin.get("/jobs/", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert '<tbody id="job-list"' in part  # what the poll selects is in the fragment

@@ -6,10 +6,12 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, send_file
 
 from .. import jobs
+from ..store import utcnow
 from . import project
 from .common import form_int, message, render, role_required, toast
 
 REPORT_SHOWN = 100  # report entries shown on an import job's page; the download has all
+CHAIN_GRACE_S = 10  # a chain's next job is recorded just after the one before ends done
 
 bp = Blueprint("jobs_views", __name__, url_prefix="/jobs")
 
@@ -25,7 +27,19 @@ def init_app(app):
 def index():
     p = project()
     jobs.reap(p)  # a job whose process died elsewhere shows as failed, not running for ever
-    return render("jobs.html", jobs=jobs.list_jobs(p), active=jobs.active_job(p), labels=LABELS)
+    found, active = jobs.list_jobs(p), jobs.active_job(p)
+    return render("jobs.html", jobs=found, active=active, labels=LABELS,
+                  watch=active is not None or _chain_goes_on(found))
+
+
+def _chain_goes_on(found: list[dict]) -> bool:
+    """Whether the newest job has just ended done with more steps to start: the list is then
+    fetched again (a row polls only itself, so a chain's next job would never show)."""
+    newest = found[0] if found else None
+    if not newest or newest["state"] != "done" or not (newest["params"] or {}).get("then"):
+        return False
+    ended = newest["finished_at"]
+    return ended is not None and (utcnow() - ended).total_seconds() < CHAIN_GRACE_S
 
 
 @bp.route("/<int:job_id>")
