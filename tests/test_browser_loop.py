@@ -144,7 +144,7 @@ def test_the_whole_loop_in_the_browser(tmp_path, shared_data, page):
         text = upload(pg, zips[-1], then="prepare")
         assert "added 300" in text and "then features, index, cluster" in text
         chain = wait_for_chain(pg)
-        assert [k for k, _ in chain] == ["cluster", "index", "features", "import", "import", "import"]
+        assert chain == [[k, "done"] for k in ("cluster", "index", "features", "import", "import", "import")]
         t_prepared = time.monotonic() - t0
 
         grown = dict(validate_and_grow(pg, n) for n in NAMES)
