@@ -173,7 +173,6 @@ def test_the_whole_loop_in_the_browser(tmp_path, shared_data, page):
     pa, pb = Project.open(root / a), Project.open(root / b)
     in_a, in_b = objects(pa), objects(pb)
     labels = {r.object_id: r for r in object_labels(pa, "all")}
-    check_download(downloaded, pa, in_a, labels)
     assert sorted(in_b) == sorted(in_a) and len(in_a) == 323  # the same object ids
     named = {r.object_id for r in labels.values() if r.label}
     assert {labels[o].label for o in named} == set(NAMES)
@@ -201,6 +200,7 @@ def test_the_whole_loop_in_the_browser(tmp_path, shared_data, page):
         assert (ob.width, ob.height) == (oa.width, oa.height)
     assert sum(1 for o in in_a.values() if o.meta is None) == 300
     assert column_types(pa).items() <= column_types(pb).items()  # the EcoTaxa columns and types
+    check_download(downloaded, pa, in_a, labels)
     pa.close()
     pb.close()
     print(f"\nloop: prepared after {t_prepared:.0f} s, whole loop in the browser {wall:.0f} s")
