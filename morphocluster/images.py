@@ -87,6 +87,8 @@ class ImageLimits:
 
 def mib(n_bytes: int) -> str:
     """Return a byte count for messages ("1.5 MiB")."""
+    if n_bytes >= 1 << 30:
+        return f"{n_bytes / (1 << 30):g} GiB" if n_bytes % (1 << 30) == 0 else f"{n_bytes / (1 << 30):.1f} GiB"
     return f"{n_bytes / (1 << 20):.1f} MiB" if n_bytes >= 1 << 20 else f"{n_bytes} bytes"
 
 

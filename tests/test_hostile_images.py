@@ -266,7 +266,7 @@ def test_an_oversized_zip_entry_is_refused_with_disk_and_memory_bounded(project,
     assert rc == 3, out
     assert "drop.zip:bomb.jpg: image entry is 48.0 MiB uncompressed, above the file size limit of " \
            "1.0 MiB (raise it with `import --max-file-size`); entry skipped" in out
-    assert "1 entries that are neither images nor tables were not extracted" in out
+    assert "1 entry that is neither an image nor a table was not extracted" in out
     assert "added 2" in out and peak < 400, out
     with project.session() as s:
         assert sorted(s.scalars(select(Object.object_id))) == sorted(p.stem for p in reals)

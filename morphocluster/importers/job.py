@@ -47,7 +47,7 @@ class ImportDone:
                  f"skipped {self.skipped:,} (already here)",
                  f"{self.problems:,} problem{'s' if self.problems != 1 else ''}"]
         run = f" (import #{self.import_id})" if self.import_id else ""
-        return ", ".join(parts) + run + ("; see the report" if self.problems else "")
+        return ", ".join(parts) + run + ("; listed in the report" if self.problems else "")
 
 
 class BadPath(ValueError):

@@ -127,7 +127,8 @@ def unpack_zip(path: Path, dest: Path, report: ImportReport, limits: ImageLimits
             else:
                 report.fail(where, f"{problem}; entry skipped")
     if n_left:
-        report.note(f"{path}: {n_left} entries that are neither images nor tables were not extracted")
+        report.note(f"{path}: {n_left} {'entry that is' if n_left == 1 else 'entries that are'} neither "
+                    f"{'an image nor a table was' if n_left == 1 else 'images nor tables were'} not extracted")
     return dest
 
 
