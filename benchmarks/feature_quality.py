@@ -100,7 +100,7 @@ def ensure_set(project, work, extractor, args, pks, labels, a_mask):
     if extractor == "efficientnet-lite0" and args.features:
         extract_features(project, f"external:{args.features}", name=name, activate=False)
     elif extractor == "trained":
-        from morphocluster.train import trunk_maps, train_extractor
+        from morphocluster.features.train import trunk_maps, train_extractor
         from morphocluster.features.effnet import build_model
         from morphocluster.features.preprocess import Preprocess
 

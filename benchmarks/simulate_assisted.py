@@ -3,7 +3,7 @@
 Builds (or reuses) the project of benchmarks/simulate_planktonset.py (folder import with labels
 from folders, default features; `--features FILE` uses precomputed features), then runs the
 simulated annotator with a preset (default `best`) twice: clusters only, and clusters plus the
-sort-suggestions phase (`morphocluster.simulate_suggest`). Prints the table (whole-set objects
+sort-suggestions phase (`morphocluster.simulate.assist`). Prints the table (whole-set objects
 per click, whole-set precision, coverage, clicks by kind) and writes curve.png (coverage and
 precision against clicks), the JSON results and table.txt.
 
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
 
     from morphocluster.simulate import Simulator, imported_truth, preset, reset_annotations
     from morphocluster.simulate.report import table, write_all
-    from morphocluster.simulate_suggest import AssistSettings, phases
+    from morphocluster.simulate.assist import AssistSettings, phases
     from morphocluster.workflow import suggest as wf
 
     project = base.build_project(args.work, args.data, args.features)

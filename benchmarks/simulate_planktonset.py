@@ -8,7 +8,7 @@ uses precomputed features instead), then runs each preset on it and prints the t
       approve/dissolve, grow by 16 k-means prototypes with page-level exponential search and
       bisection);
   (b) best: this tool's workflow (with `--assist`, also best plus assisted sorting by
-      suggestions, `morphocluster.simulate_suggest`).
+      suggestions, `morphocluster.simulate.assist`).
 
 Rerun:
   nice python benchmarks/simulate_planktonset.py --features /work/cache/planktonset_effnet128.h5
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     project_args(ap, "/tmp/mc-simulate-planktonset")
     ap.add_argument("--presets", default="faithful,best")
     ap.add_argument("--assist", action="store_true",
-                    help="also run 'best' with assisted sorting (morphocluster.simulate_suggest)")
+                    help="also run 'best' with assisted sorting (morphocluster.simulate.assist)")
     ap.add_argument("--final-phase", action="append", default=[], metavar="MODULE:FUNCTION",
                     help="also run 'best' with this phase after its rounds (e.g. assisted sorting)")
     args = ap.parse_args(argv)
@@ -94,8 +94,8 @@ def main(argv=None) -> int:
         runs.append((label, preset("best", name=label, final_phases=tuple(args.final_phase))))
     if args.assist:
         runs.append(("best+assist", preset(
-            "best", name="best+assist", extra_phases=("morphocluster.simulate_suggest:assist",),
-            final_phases=("morphocluster.simulate_suggest:assist_final",))))
+            "best", name="best+assist", extra_phases=("morphocluster.simulate.assist:assist",),
+            final_phases=("morphocluster.simulate.assist:assist_final",))))
     for name, settings in runs:
         reset_annotations(project)
         print(f"--- {name}: {settings}")

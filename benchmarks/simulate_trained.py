@@ -2,7 +2,7 @@
 
 Runs the `best` preset with assisted sorting on PlanktonSet-dev (the project of
 benchmarks/simulate_planktonset.py), and after clustering round `--after-round` has been
-validated, grown and sorted, fine-tunes the CNN (`morphocluster.train.train_extractor`, what
+validated, grown and sorted, fine-tunes the CNN (`morphocluster.features.train.train_extractor`, what
 `morphocluster train` runs: no clicks, machine time only) on the labels the simulated annotator
 has validated so far (never the imported truth), activates the new features, rebuilds the index
 and goes on with the next rounds. Prints the usual table.
@@ -49,7 +49,7 @@ def train_phase(after_round: int, maps, epochs: int, train_blocks: int, all_memb
         if r != after_round:
             return
         from morphocluster import index
-        from morphocluster.train import train_extractor
+        from morphocluster.features.train import train_extractor
 
         labels = session_labels(sim.project, all_members)
         t = time.time()
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     from morphocluster.features import set_active
     from morphocluster.simulate import Simulator, imported_truth, preset, reset_annotations
     from morphocluster.simulate.report import table, write_all
-    from morphocluster.simulate_suggest import phases
+    from morphocluster.simulate.assist import phases
     from morphocluster.workflow import suggest as wf
 
     project = base.build_project(args.work, args.data, args.features)

@@ -231,7 +231,7 @@ def test_a_model_from_another_project_is_refused_on_a_set_without_full_features(
 
 def test_training_refuses_before_it_starts_when_the_morphometric_block_is_not_kept(
         project, shared_data, tmp_path):
-    from morphocluster.train import train_extractor
+    from morphocluster.features.train import train_extractor
 
     _import(project, shared_data, tmp_path, 0, 6)
     _run(project, "cnn", extractor="efficientnet-lite0+morphometric", size=32, store="none",

@@ -1,9 +1,9 @@
-"""The simulated annotator's assisted-sorting phase (simulate_suggest) on real images."""
+"""The simulated annotator's assisted-sorting phase (simulate.assist) on real images."""
 
 from sqlalchemy import select
 
 from morphocluster.simulate import Simulator, imported_truth, preset, reset_annotations
-from morphocluster.simulate_suggest import AssistSettings, phases
+from morphocluster.simulate.assist import AssistSettings, phases
 from morphocluster.store import Event, Membership, Node
 from test_workflow_setup import wf  # noqa: F401
 

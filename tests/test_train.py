@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from morphocluster.cli import main
 from morphocluster.features import feature_path, load_features
 from morphocluster.features.extract import extract_features
-from morphocluster.train import validated_labels
+from morphocluster.features.train import validated_labels
 from test_features_helpers import import_small
 
 
@@ -19,7 +19,7 @@ def test_train_writes_active_set_matching_its_weights(project, shared_data, tmp_
     import_small(project, shared_data, tmp_path, per_class=4)
     labels = validated_labels(project)
     assert len(labels) == 12 and len(set(labels.values())) == 3  # class folders, status validated
-    from morphocluster.train import train_extractor
+    from morphocluster.features.train import train_extractor
 
     rep = train_extractor(project, name="tuned", size=64, batch_size=6, epochs=2, train_blocks=1,
                           num_workers=0, progress=False)
@@ -53,7 +53,7 @@ def test_cli_train_self_supervised(project, shared_data, tmp_path):
 
 def test_train_keeps_the_morphometric_block_of_the_active_set(project, shared_data, tmp_path):
     from morphocluster.features.morphometric import NAMES
-    from morphocluster.train import train_extractor
+    from morphocluster.features.train import train_extractor
 
     import_small(project, shared_data, tmp_path, per_class=4)
     extract_features(project, "efficientnet-lite0+morphometric", size=64, num_workers=0, progress=False)

@@ -93,7 +93,7 @@ def train(project, name, epochs, size, batch_size, device, workers, invert, no_l
     gives), with the active set's morphometric block appended when it has one.
     """
     from ..features import FeatureError
-    from ..train import train_extractor
+    from ..features.train import train_extractor
 
     p = open_project(project)
     try:

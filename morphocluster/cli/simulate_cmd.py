@@ -48,7 +48,7 @@ def _has_annotations(project) -> bool:
               help="Simulate in PROJECT itself, which must have no nodes yet; default: on a "
                    "copy without annotations.")
 @click.option("--assist", is_flag=True,
-              help="Also sort by suggestions after each round (morphocluster.simulate_suggest).")
+              help="Also sort by suggestions after each round (morphocluster.simulate.assist).")
 def simulate(project_path, truth, preset_name, rounds, sizes, out, phases, final_phases, in_place, assist):
     """Measure annotation efficiency with a simulated annotator on PROJECT's imported labels."""
     from ..simulate import Simulator, imported_truth, preset, reset_annotations
@@ -81,7 +81,7 @@ def simulate(project_path, truth, preset_name, rounds, sizes, out, phases, final
         try:
             extra = {}
             if assist:
-                from ..simulate_suggest import phases as assist_phases
+                from ..simulate.assist import phases as assist_phases
 
                 extra = assist_phases()
             result = Simulator(work, truth_map, settings, log=click.echo, **extra).run().to_dict()

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from ..store import Membership, Node, Object, User
 
 # relabel: a wrong object (member, grow candidate, suggestion) given its class by name;
-# confirm, accept, move: the sort-suggestions screen (simulate_suggest), where move is a click on
+# confirm, accept, move: the sort-suggestions screen (simulate.assist), where move is a click on
 # a wrongly suggested object's runner-up label, which is its class
 CLICK_KINDS = ("approve", "dissolve", "remove", "remove_from", "name", "judge", "reject",
                "first_wrong", "save", "split", "merge", "undo", "next_screen", "relabel",

@@ -30,8 +30,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .workflow import WorkflowError
-from .workflow import suggest as wf
+from ..workflow import WorkflowError
+from ..workflow import suggest as wf
 
 BANDS = (0.99, 0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
 GAIN_WEIGHT = 0.05  # of the latest screen in `sim.other_gain`, a moving average that growing
@@ -67,7 +67,7 @@ class AssistSettings:
 
 
 def _click(sim, kind: str, n: int, fallback: str) -> None:
-    from .simulate.annotator import CLICK_KINDS
+    from .annotator import CLICK_KINDS
 
     sim.click(kind if kind in CLICK_KINDS else fallback, n)
 
@@ -200,7 +200,7 @@ def _start(sim) -> None:
     """First assisted phase of a simulation: nothing learnt in an earlier run may carry over."""
     if getattr(sim, "_assist_started", False):
         return
-    from .suggest import model_path
+    from ..suggest import model_path
 
     wf.forget(sim.project)
     model_path(sim.project).unlink(missing_ok=True)

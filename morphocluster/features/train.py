@@ -17,11 +17,11 @@ import time
 import numpy as np
 from sqlalchemy import select
 
-from .features.effnet import DEFAULT_SIZE, build_model, to_input
-from .features.extract import _collate, default_workers, die_with_parent, project_objects
-from .features.h5 import FeatureError, feature_path, set_active, write_features
-from .features.preprocess import Preprocess, background_level
-from .store import Membership, Node, Object
+from .effnet import DEFAULT_SIZE, build_model, to_input
+from .extract import _collate, default_workers, die_with_parent, project_objects
+from .h5 import FeatureError, feature_path, set_active, write_features
+from .preprocess import Preprocess, background_level
+from ..store import Membership, Node, Object
 
 
 class Augment:
@@ -179,7 +179,7 @@ def train_extractor(project, name: str = "trained", epochs: int | None = None, s
     import torch
     import torch.nn.functional as F
 
-    from .features.base import torch_device
+    from .base import torch_device
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -272,7 +272,7 @@ def _check_morphometric_kept(project) -> None:
     features (`--store none`) to read it from."""
     import h5py
 
-    from .features.h5 import active_name, full_kept, not_kept_message
+    from .h5 import active_name, full_kept, not_kept_message
 
     try:
         name = active_name(project)
@@ -291,8 +291,8 @@ def _keep_morphometric(project, ids, X, attrs):
     """If the active feature set carries morphometric features, append them to the new ones."""
     import h5py
 
-    from .features.combined import append_block, morphometric_block
-    from .features.h5 import active_name
+    from .combined import append_block, morphometric_block
+    from .h5 import active_name
 
     try:
         path = feature_path(project, active_name(project))
