@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from ..store import Node, utcnow
 from ..suggest.data import label_targets
+from .suggest_state import EXTERNAL
 from ._core import Change, WorkflowError, check_claim, free_of_approved, get_node, name_in_use
 
 
@@ -132,25 +133,9 @@ def missing_labels(project, state) -> list[str]:
     Their suggestions never show (`node_id` -1) until `adopt_missing` creates the nodes.
     Unnamed labels ('#<node id>' of the other project) are left out: they name nothing.
     """
-    from . import suggest as sw  # imports this module at its end
-
-    if state is None or state.stamp != sw.EXTERNAL:
+    if state is None or state.stamp != EXTERNAL:
         return []
     with project.session() as s:
         have = label_targets(s)[1]
     return sorted(str(c) for c in state.model.classes_
                   if str(c) not in have and not str(c).startswith("#"))
-
-
-def adopt_missing(project, user_id, state=None) -> dict:
-    """Create approved nodes for `missing_labels` (one event) and send the state's suggestions
-    of those labels to them; return label -> node id."""
-    from . import suggest as sw
-
-    st = state or sw.refresh(project)
-    labels = missing_labels(project, st)
-    if not labels:
-        return {}
-    out = adopt_labels(project, user_id, labels)
-    sw._retarget(project, st)
-    return out

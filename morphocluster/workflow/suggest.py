@@ -22,6 +22,7 @@ from .. import suggest as sg
 from ..store import Membership, Meta, Node, Rejection
 from ..suggest.data import label_targets
 from ._core import Change, WorkflowError, check_claim, check_version, chunks, free_of_approved, get_node
+from .adopt import adopt_labels, missing_labels, move_to_labels, split_own, targets_arg  # noqa: F401
 from .outcomes import checked_precision, field_precision, history
 from .suggest_state import _STATES, EXTERNAL, State, _refresh, _slot, forget, status  # noqa: F401
 
@@ -305,8 +306,17 @@ def _retarget(project, state: State) -> None:
     state.targeted = last
 
 
-from .adopt import (adopt_labels, adopt_missing, missing_labels,  # noqa: E402
-                    move_to_labels, split_own, targets_arg)  # (they use this module)
+def adopt_missing(project, user_id, state=None) -> dict:
+    """Create approved nodes for `missing_labels` (one event) and send the state's suggestions
+    of those labels to them; return label -> node id."""
+    st = state or refresh(project)
+    labels = missing_labels(project, st)
+    if not labels:
+        return {}
+    out = adopt_labels(project, user_id, labels)
+    _retarget(project, st)
+    return out
+
 
 __all__ = ["Screen", "State", "refresh", "forget", "status", "overview", "screen", "decide",
            "accept_preview", "accept_above", "adopt_labels", "adopt_missing", "missing_labels",
