@@ -14,17 +14,15 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
 from playwright.sync_api import sync_playwright
-from waitress import create_server
 
 from morphocluster.server import Server
 from morphocluster.web.server import create_server_app
+from morphocluster.web.threaded import serving
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path("/work/shared/data")
@@ -56,26 +54,6 @@ def image_folder(dest: Path, per_class=20) -> None:
         (dest / c).mkdir(parents=True)
         for f in sorted((DATA / "planktonset-dev" / c).iterdir())[:per_class]:
             shutil.copy2(f, dest / c / f.name)
-
-
-@contextmanager
-def serving(app):
-    srv = create_server(app, host="127.0.0.1", port=0, threads=8)
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            srv.asyncore.loop(timeout=0.05, map=srv._map, count=1)
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.effective_port}"
-    finally:
-        stop.set()
-        t.join(5)
-        srv.task_dispatcher.shutdown()
-        srv.close()
 
 
 def shot(target, name: str) -> None:

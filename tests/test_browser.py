@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from morphocluster.web.threaded import serving  # noqa: F401 (the other browser tests import it from here)
 from test_web_fixtures import CLASSES, IN_NODE, PASSWORD, web_project, web_template  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -26,29 +25,6 @@ pytestmark = [
     pytest.mark.usefixtures("shared_data"),
     pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)"),
 ]
-
-
-@contextmanager
-def serving(app):
-    """Serve `app` with waitress on a free port in a thread; yield the base URL; stop cleanly."""
-    from waitress import create_server
-
-    srv = create_server(app, host="127.0.0.1", port=0, threads=4)
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            srv.asyncore.loop(timeout=0.05, map=srv._map, count=1)
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.effective_port}"
-    finally:
-        stop.set()
-        t.join(5)
-        srv.task_dispatcher.shutdown()
-        srv.close()
 
 
 @pytest.fixture
