@@ -77,10 +77,11 @@ KINDS: dict[str, Callable] = {"features": _features, "index": _index, "cluster":
 
 
 def start_job(project, kind: str, params: dict | None = None, user_id: int | None = None,
-              wait: bool = False) -> int:
+              wait: bool = False, ending: tuple[int, dict] | None = None) -> int:
     """Record a job and run it in a background thread; return its id.
 
-    Raise JobBusy if a job of this project is still queued or running.
+    Raise JobBusy if a job of this project is still queued or running. `ending` (job id,
+    values) ends the job of a chain that starts this one, in the same transaction.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; one of {', '.join(KINDS)}")
@@ -89,6 +90,8 @@ def start_job(project, kind: str, params: dict | None = None, user_id: int | Non
         params["then"] = [{"kind": k, "params": p} for k, p in _steps(params["then"])]
     fail_interrupted(project, known_only=True)  # a job whose process is gone does not block the next
     with _START_LOCK, project.transaction() as s:
+        if ending is not None:
+            _update(s, *ending)
         busy = s.execute(select(Job).where(Job.state.in_(ACTIVE_STATES))).scalars().first()
         if busy is not None:
             raise JobBusy(f"job {busy.id} ({busy.kind}) is still {busy.state}")
@@ -97,6 +100,11 @@ def start_job(project, kind: str, params: dict | None = None, user_id: int | Non
         s.flush()
         job_id = job.id
         s.add(Meta(key=_owner_key(job_id), value=_this_process()))
+        if ending is not None:
+            note = f"next: {kind} (job {job_id})"
+            msg = ending[1].get("message")
+            s.execute(update(Job).where(Job.id == ending[0]).values(
+                message="; ".join(m for m in (msg, note) if m)[:500]))
     thread = threading.Thread(target=run_job, args=(project, job_id), daemon=True,
                               name=f"morphocluster-job-{job_id}")
     thread.start()
@@ -151,10 +159,12 @@ def run_job(project, job_id: int) -> None:
              error=f"{one_line(exc)}\n\n{traceback.format_exc()}")
         return
     msg = _summary(result)
-    _set(project, job_id, state="done", active=False, progress=1.0, finished_at=utcnow(), error=None,
-         **({"message": msg} if msg else {}))
+    done = dict(state="done", active=False, progress=1.0, finished_at=utcnow(), error=None,
+                **({"message": msg} if msg else {}))
     if then:
-        _start_next(project, job_id, then, user_id, msg)
+        _start_next(project, job_id, then, user_id, done)
+    else:
+        _set(project, job_id, **done)
 
 
 def _steps(then) -> list[tuple[str, dict]]:
@@ -171,19 +181,20 @@ def _steps(then) -> list[tuple[str, dict]]:
     return steps
 
 
-def _start_next(project, job_id: int, then: list, user_id, msg: str | None) -> None:
-    """Start the first step of a finished job's chain with the rest; say so in its message."""
+def _start_next(project, job_id: int, then: list, user_id, done: dict) -> None:
+    """Mark a job done and start the first step of its chain with the rest, in one transaction
+    (a page that stops polling at "done" already shows the next job); say so in its message."""
     (kind, params), rest = _steps(then)[0], then[1:]
     if kind == "cluster":
         params.setdefault("user_id", user_id)
     if rest:
         params["then"] = rest
+    msg = done.get("message")
     try:
-        next_id = start_job(project, kind, params, user_id=user_id)
-        note = f"next: {kind} (job {next_id})"
+        start_job(project, kind, params, user_id=user_id, ending=(job_id, done))
     except Exception as exc:  # noqa: BLE001 - this job is done; the chain stops, and says why
         note = f"the chain stopped before {kind}: {one_line(exc)}"
-    _set(project, job_id, message="; ".join(m for m in (msg, note) if m)[:500])
+        _set(project, job_id, **{**done, "message": "; ".join(m for m in (msg, note) if m)[:500]})
 
 
 def cancel_job(project, job_id: int) -> bool:
@@ -246,9 +257,13 @@ def _summary(result) -> str | None:
 
 def _set(project, job_id: int, **values) -> None:
     with project.transaction() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(**values))
-        if values.get("state") in ENDED_STATES:  # ended: who ran it and a cancel no longer matter
-            s.execute(delete(Meta).where(Meta.key.in_([_owner_key(job_id), _cancel_key(job_id)])))
+        _update(s, job_id, values)
+
+
+def _update(session, job_id: int, values: dict) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(**values))
+    if values.get("state") in ENDED_STATES:  # ended: who ran it and a cancel no longer matter
+        session.execute(delete(Meta).where(Meta.key.in_([_owner_key(job_id), _cancel_key(job_id)])))
 
 
 def get_job(project, job_id: int) -> dict | None:
