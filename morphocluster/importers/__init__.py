@@ -16,6 +16,7 @@ from ..images import is_image_name
 from ..leftovers import remove_leftovers, remove_orphan_image_folders
 from .batch import SHARD_SIZE, Batch, Candidate  # noqa: F401  (re-exported)
 from .report import ImportFailed, ImportReport
+from .zipread import StreamedZip
 
 __all__ = ["Batch", "Candidate", "FORMATS", "ImportFailed", "ImportReport", "detect", "import_sources"]
 
@@ -62,18 +63,26 @@ def _walk_files(root: Path):
 
 
 def _detect_zip(zf: zipfile.ZipFile, depth: int = 0) -> str | None:
-    names = [i.filename for i in zf.infolist() if not i.is_dir()]
+    infos = zf.members() if isinstance(zf, StreamedZip) else zf.infolist()
+    inner_zips: dict[str, zipfile.ZipInfo] = {}  # a streamed ZIP cannot look a name up
+
+    def names():
+        for i in infos:
+            if not i.is_dir():
+                if i.filename.lower().endswith(".zip"):
+                    inner_zips[i.filename] = i
+                yield i.filename
 
     def nested(member):
         if depth >= 2:
             return None
         try:  # streamed, not read into memory: the entry may be large
-            with zf.open(member) as fh, zipfile.ZipFile(fh) as inner:
+            with zf.open(inner_zips[member]) as fh, zipfile.ZipFile(fh) as inner:
                 return _detect_zip(inner, depth + 1)
         except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError):
             return None
 
-    return _detect_names(names, nested)
+    return _detect_names(names(), nested)
 
 
 def detect(path: str | Path, labels_from_folders: bool = False) -> str:
@@ -85,7 +94,7 @@ def detect(path: str | Path, labels_from_folders: bool = False) -> str:
     if path.is_file():
         if path.suffix.lower() == ".zip":
             try:
-                with zipfile.ZipFile(path) as zf:
+                with StreamedZip(path) as zf:
                     fmt = _detect_zip(zf)
             except (zipfile.BadZipFile, OSError) as exc:
                 raise ImportFailed(f"{path}: not a readable ZIP file ({exc})") from exc

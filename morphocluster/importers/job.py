@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..images import is_image_name
 from . import FORMATS, ImportFailed, import_sources
+from .zipread import StreamedZip
 
 REPORT_NAME = "report.tsv"
 UPLOADS = "uploads"
@@ -270,8 +271,8 @@ def _zip_images(path: Path) -> int | None:
     if not (path.is_file() and path.suffix.lower() == ".zip"):
         return None
     try:
-        with zipfile.ZipFile(path) as zf:
-            return sum(1 for i in zf.infolist() if is_image_name(i.filename)) or None
+        with StreamedZip(path) as zf:
+            return sum(1 for i in zf.members() if is_image_name(i.filename)) or None
     except (zipfile.BadZipFile, OSError):
         return None
 

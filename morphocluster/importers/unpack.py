@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..images import ImageLimits, has_image_signature, is_image_name, mib
 from .report import ImportFailed, ImportReport
+from .zipread import StreamedZip
 
 TABLE_SUFFIXES = (".tsv", ".txt", ".csv", ".zip")
 RATIO_FLOOR = 1 << 20  # entries smaller than this are never taken for bombs
@@ -89,17 +90,16 @@ def unpack_zip(path: Path, dest: Path, report: ImportReport, limits: ImageLimits
     limits = limits or getattr(report, "limits", None) or ImageLimits()
     refused = getattr(report, "refused", None)
     try:
-        zf = zipfile.ZipFile(path)
+        zf = StreamedZip(path)  # a million entries: their directory is not held in memory
     except (zipfile.BadZipFile, OSError) as exc:
         raise ImportFailed(f"{path}: not a readable ZIP file ({exc})") from exc
     dest.mkdir(parents=True, exist_ok=True)
     n_left = 0
     tell = getattr(report, "progress", None)  # an import job's: it may raise to cancel
     with zf:
-        infos = zf.infolist()
-        for i, info in enumerate(infos):
+        for i, info in enumerate(_members(zf, path)):
             if tell is not None and i % 100 == 0:
-                tell("unpacked", i, len(infos))
+                tell("unpacked", i, zf.n_entries)
             if info.is_dir() or info.filename.startswith("__MACOSX/"):
                 continue
             where = f"{path.name}:{info.filename}"
@@ -132,10 +132,8 @@ def unpack_zip(path: Path, dest: Path, report: ImportReport, limits: ImageLimits
     return dest
 
 
-def zip_names(path: Path) -> list[str]:
-    """Member names of a ZIP file (for format detection)."""
+def _members(zf: StreamedZip, path: Path):
     try:
-        with zipfile.ZipFile(path) as zf:
-            return [i.filename for i in zf.infolist() if not i.is_dir()]
+        yield from zf.members()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ImportFailed(f"{path}: not a readable ZIP file ({exc})") from exc
+        raise ImportFailed(f"{path}: the ZIP directory cannot be read ({exc})") from exc
