@@ -387,7 +387,7 @@ def test_browser_export_with_the_keyboard_and_download(sorted_project, tmp_path)
         labelled = int(pg.inner_text("#x-labelled"))
         pg.check("input[name=format][value=csv]")
         pg.check("input[name=labels][value=all]")
-        pg.wait_for_function(f"document.getElementById('x-objects').textContent === '{total}'")
+        pg.wait_for_function(f"() => document.getElementById('x-objects').textContent === '{total}'")
         pg.keyboard.press("Escape")  # out of the field: keys act on the page
         pg.keyboard.press("e")
         pg.wait_for_selector("#toast:has-text('Export started')")
