@@ -63,8 +63,12 @@ def root_url() -> str:
 def check_role():
     """In a project app of a server: 404 for everything unless the session's user has a role
     here (the dispatcher sends no such request; this holds if another route did)."""
-    user = session_user()
-    role = _server().role_of(user, current_app.config["PROJECT_NAME"]) if user else None
+    checked = request.environ.get("morphocluster.role")  # by the dispatcher, for this request
+    if checked is not None:
+        user, role = checked
+    else:
+        user = session_user()
+        role = _server().role_of(user, current_app.config["PROJECT_NAME"]) if user else None
     if role is None and user is not None:
         abort(404)
     g.server_user, g.role = user, role

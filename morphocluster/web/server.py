@@ -84,19 +84,25 @@ class Dispatcher:
 
     def _dispatch(self, environ, start_response):
         m = _PREFIX.match(environ.get("PATH_INFO", ""))
-        if m and self.allowed(environ, m.group(1)):
+        checked = self.allowed(environ, m.group(1)) if m else None
+        if checked is not None:
             name, script = m.group(1), environ.get("SCRIPT_NAME", "")
+            # the user and role found here go with the request (a WSGI key no client can set),
+            # so that the project app's own check does not look them up again
             environ = {**environ, "morphocluster.root": script, "SCRIPT_NAME": f"{script}/p/{name}",
-                       "PATH_INFO": m.group(2) or "/"}
+                       "PATH_INFO": m.group(2) or "/", "morphocluster.role": checked}
             return self.project_app(name)(environ, start_response)
         return self.root_app(environ, start_response)
 
-    def allowed(self, environ, name: str) -> bool:
-        """Return whether the session of this request is of a user with a role on `name`."""
+    def allowed(self, environ, name: str) -> tuple[dict, str] | None:
+        """Return (user, role) where the session of this request is of a user with a role on
+        `name`, else None."""
         from .auth import session_user
 
         with self.root_app.request_context(environ):
-            return self.server.role_of(session_user(), name) is not None
+            user = session_user()
+            role = self.server.role_of(user, name)
+        return (user, role) if role is not None else None
 
     def project_app(self, name: str) -> Flask:
         """Return the app of project `name` (made once)."""
