@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, request, send_file
 
 from .. import jobs
-from ..export import FORMATS, STATUSES, ExportError
+from ..export import ExportError, check_options
 from ..export.job import export_file, human_size, new_params
 from ..export.summary import summarize
 from . import project
@@ -34,15 +34,12 @@ def init_app(app):
 
 def _options(source) -> tuple[str, str, bool, str]:
     """(format, labels, with_images, status) of the query or form; 400 for a value not offered."""
-    fmt = source.get("format") or "ecotaxa"
-    labels = source.get("labels") or "validated"
-    status = source.get("status") or "any"
-    if fmt not in FORMATS:
-        abort(400, description=f"format: {fmt[:40]!r} is not one of {', '.join(FORMATS)}")
-    if labels not in ("validated", "all"):
-        abort(400, description=f"labels: {labels[:40]!r} is not one of validated, all")
-    if status not in STATUSES:
-        abort(400, description=f"status: {status[:40]!r} is not one of {', '.join(STATUSES)}")
+    fmt, labels, status = (source.get(k, "")[:40] or d for k, d in
+                           (("format", "ecotaxa"), ("labels", "validated"), ("status", "any")))
+    try:
+        check_options(fmt, labels, status)  # the library's check, the CLI's messages
+    except ExportError as exc:
+        abort(400, description=str(exc))
     return fmt, labels, source.get("with_images") in ("1", "on", "true"), status
 
 
