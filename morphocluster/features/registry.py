@@ -8,7 +8,7 @@ from .base import Extractor
 
 DEFAULT = "efficientnet-lite0+morphometric"  # chosen with benchmarks/simulate_planktonset.py
 NAMES = ("efficientnet-lite0", "efficientnet-lite0-head", "morphometric", "pixels", "torchscript:PATH",
-         "state-dict:PATH", "CNN+morphometric", "external:FILE")
+         "state-dict:PATH", "learned:PATH", "CNN+morphometric", "external:FILE")
 COMBINED = "+morphometric"  # suffix: a CNN extractor's features with the morphometric ones appended
 
 
@@ -27,7 +27,7 @@ def get_extractor(spec: str, size: int | None = None, invert: bool = False,
             raise ValueError(f"{spec!r}: '+morphometric' goes after a CNN extractor")
         return Combined(cnn)
     kind, _, arg = spec.partition(":")
-    if rotations != 1 and kind not in ("efficientnet-lite0", "efficientnet-lite0-head", "state-dict"):
+    if rotations != 1 and kind not in ("efficientnet-lite0", "efficientnet-lite0-head", "state-dict", "learned"):
         raise ValueError(f"--rotations applies to efficientnet-lite0 and state-dict, not {kind}")
     if kind in ("efficientnet-lite0", "efficientnet-lite0-head"):
         from .effnet import DEFAULT_BLOCKS, DEFAULT_SIZE, EfficientNetLite0
@@ -43,6 +43,11 @@ def get_extractor(spec: str, size: int | None = None, invert: bool = False,
         from .pixels import Pixels
 
         return Pixels(size=size or 32, invert=invert)
+    if kind == "learned" and arg:  # weights `learn` wrote, pooled like the default set
+        from .effnet import DEFAULT_BLOCKS, EfficientNetLite0
+
+        return EfficientNetLite0(size=size or 64, invert=invert, weights=arg, spec=f"learned:{arg}",
+                                 rotations=rotations, blocks=DEFAULT_BLOCKS)
     if kind in ("torchscript", "state-dict") and arg:
         from .custom import TorchScript, state_dict_extractor
 
