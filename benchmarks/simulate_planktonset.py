@@ -78,6 +78,10 @@ def main(argv=None) -> int:
     ap.add_argument("--presets", default="faithful,best")
     ap.add_argument("--assist", action="store_true",
                     help="also run 'best' with assisted sorting (morphocluster.simulate.assist)")
+    ap.add_argument("--learn", action="store_true",
+                    help="also run 'best' with assisted sorting and the learn job (morphocluster."
+                         "simulate.learning); the learnt feature sets stay in WORK/project/features")
+    ap.add_argument("--learn-epochs", type=int, default=None, help="epochs of each learn job")
     ap.add_argument("--final-phase", action="append", default=[], metavar="MODULE:FUNCTION",
                     help="also run 'best' with this phase after its rounds (e.g. assisted sorting)")
     args = ap.parse_args(argv)
@@ -96,10 +100,26 @@ def main(argv=None) -> int:
         runs.append(("best+assist", preset(
             "best", name="best+assist", extra_phases=("morphocluster.simulate.assist:assist",),
             final_phases=("morphocluster.simulate.assist:assist_final",))))
+    extra = {name: {} for name, _ in runs}
+    if args.learn:
+        from morphocluster.cli.simulate_cmd import learn_phases
+        from morphocluster.simulate.assist import phases as assist_phases
+
+        runs.append(("best+assist+learn", preset("best", name="best+assist+learn")))
+        extra["best+assist+learn"] = learn_phases(assist_phases(), True, args.learn_epochs)
+    active = project.config.get("active_features")
     for name, settings in runs:
         reset_annotations(project)
         print(f"--- {name}: {settings}")
-        results[name] = Simulator(project, truth, settings, log=print).run().to_dict()
+        try:
+            results[name] = Simulator(project, truth, settings, log=print, **extra[name]).run().to_dict()
+        finally:  # a learn job may have switched the features: the next run starts as this one did
+            if project.config.get("active_features") != active:
+                from morphocluster.features import set_active
+                from morphocluster.index import build_index
+
+                set_active(project, active)
+                build_index(project)
     out = args.out or args.work / "out"
     write_all(results, out)
     print()
@@ -107,7 +127,15 @@ def main(argv=None) -> int:
     print(f"\nresults in {out}")
     print("rerun: nice python benchmarks/simulate_planktonset.py" +
           (f" --features {args.features}" if args.features else "") +
-          "".join(f" --final-phase {p}" for p in args.final_phase) + (" --assist" if args.assist else ""))
+          "".join(f" --final-phase {p}" for p in args.final_phase) + (" --assist" if args.assist else "") +
+          (" --learn" if args.learn else "") +
+          (f" --learn-epochs {args.learn_epochs}" if args.learn_epochs else ""))
+    for name, r in results.items():
+        for row in r.get("learning") or []:
+            print(f"{name}: learn {row['where']}: {row['name']}, {row['n_labels']} labels "
+                  f"({row['n_heldout']} held out), {row['n_pseudo']} pseudo-labels, held-out "
+                  f"accuracy {row['heldout_new']} vs {row['heldout_old']}, switched {row['switched']}, "
+                  f"{row['seconds']:.0f} s, {row['cpu_seconds']:.0f} CPU s")
     return 0
 
 

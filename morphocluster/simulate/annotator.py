@@ -76,6 +76,7 @@ class Result:
     classes_found: int
     curve: list = field(default_factory=list)
     seconds: float = 0.0
+    learning: list = field(default_factory=list)  # reports of learn jobs run on the way
 
     @property
     def total_clicks(self) -> int:
@@ -96,6 +97,10 @@ class Result:
             "whole_set_objects_per_click": n / (c + left) if (c + left) else 0.0,
             "whole_set_precision": (ok + left) / n if n else 1.0,
             "seconds": round(self.seconds, 1),
+            "learning": self.learning,
+            "learn_seconds": round(sum(r["seconds"] for r in self.learning), 1) if self.learning else None,
+            "learn_cpu_seconds": round(sum(r["cpu_seconds"] for r in self.learning), 1)
+            if self.learning else None,
             "curve": [asdict(s) for s in self.curve],
         }
 
@@ -157,6 +162,7 @@ class Simulator:
         self.other_gain = 0.0          # objects per click another screen (an extra phase's,
         #                                such as sorting suggestions) gains on what is left
         self.log = log or (lambda msg: None)
+        self.learning: list[dict] = []  # learn jobs run (simulate.learning), with their times
         self.phase = "start"
 
     # --- what phases use ------------------------------------------------------------------------
@@ -233,7 +239,8 @@ class Simulator:
         lab, ok, found = self.measure()
         n = len(self.project_objects())
         return Result(self.settings.to_dict(), n, lab, ok, dict(self.clicks),
-                      len(set(self._truth.values())), len(found), self.curve, time.time() - t0)
+                      len(set(self._truth.values())), len(found), self.curve, time.time() - t0,
+                      self.learning)
 
     def project_objects(self) -> list[int]:
         with self.project.session() as s:

@@ -16,6 +16,9 @@ ROWS = (
     ("unlabelled", "objects left unlabelled", "{:d}"),
     ("whole_set_objects_per_click", "whole-set objects per click", "{:.2f}"),
     ("whole_set_precision", "whole-set precision", "{:.1%}"),
+    ("seconds", "machine time (s)", "{:.0f}"),
+    ("learn_seconds", "  of which learning (s)", "{:.0f}"),
+    ("learn_cpu_seconds", "CPU time of learning (s)", "{:.0f}"),
 )
 
 

@@ -12,7 +12,8 @@ from ..project import CONFIG_NAME, Project, ProjectError
 
 
 def work_copy(project, dest: Path) -> Project:
-    """Copy the database (consistently, with SQLite's backup) and config; link the features."""
+    """Copy the database (consistently, with SQLite's backup) and config; link the features
+    and the images (read only: the learn job reads them)."""
     if project.config.get("database_url"):
         raise ProjectError(f"{project.root}: simulating on a copy needs an SQLite project; "
                            "use --in-place on a project you can spare")
@@ -26,8 +27,12 @@ def work_copy(project, dest: Path) -> Project:
         src.backup(dst)
     src.close()
     dst.close()
-    for sub in ("images", "index", "cache"):
+    for sub in ("index", "cache"):
         (dest / sub).mkdir()
+    try:
+        os.symlink(project.images_dir.resolve(), dest / "images", target_is_directory=True)
+    except OSError:
+        (dest / "images").mkdir()
     (dest / "features").mkdir()
     for f in project.features_dir.iterdir():
         target = dest / "features" / f.name
