@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .h5 import FeatureError, active_name, feature_path
+from .learn_check import MIN_HELD
 from .learn_data import cached_images, learn_labels, split_holdout
 
 CHECKPOINT = "learn-run.pt"
@@ -79,7 +80,7 @@ def learn(project, settings: LearnSettings | None = None, name: str | None = Non
     run = _resume(ck_path, st, ids)
     if run is None:
         lab = learn_labels(project, imported) if labels is None else dict(labels)
-        train_lab, held = split_holdout(lab, st.holdout, st.seed)
+        train_lab, held = split_holdout(lab, st.holdout, st.seed, min_held=MIN_HELD)
         pseudo = _pseudo(project, st, exclude=set(held) | set(train_lab))
         run = {"settings": st.key(), "ids": _digest(ids), "name": name or _new_name(project),
                "train": train_lab, "held": held, "pseudo": pseudo, "step": 0, "state": None,

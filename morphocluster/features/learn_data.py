@@ -95,13 +95,20 @@ def learn_labels(project, imported: bool = True) -> dict[int, str]:
     return out
 
 
-def split_holdout(labels: dict, share: float, seed: int) -> tuple[dict, dict]:
+def split_holdout(labels: dict, share: float, seed: int, min_held: int = 0) -> tuple[dict, dict]:
     """Split labels into (train, held out): `share` of each label's objects, rounded down, held
-    out (so a label with fewer than 1/share objects keeps them all for training)."""
-    rng = np.random.default_rng(seed)
+    out (so a label with fewer than 1/share objects keeps them all for training). Where that
+    holds out fewer than `min_held`, the share grows (up to a half) until it does not."""
     by: dict[str, list] = {}
     for pk in sorted(labels):
         by.setdefault(labels[pk], []).append(pk)
+    for s in [share] + [x for x in (0.25, 0.3, 0.35, 0.4, 0.45, 0.5) if x > share]:
+        if sum(int(s * len(v)) for v in by.values()) >= min_held:
+            share = s
+            break
+    else:
+        share = max(share, 0.5)
+    rng = np.random.default_rng(seed)
     train, held = {}, {}
     for lab in sorted(by):
         pks = rng.permutation(by[lab])
