@@ -77,12 +77,14 @@ def learn(project, settings: LearnSettings | None = None, name: str | None = Non
     ck_path = project.features_dir / CHECKPOINT
     pks, ids, images = cached_images(project, st.size, st.invert, num_workers,
                                      lambda f, m: tell(0.05 * f, m))
-    run = _resume(ck_path, st, ids)
+    source = _label_source(imported, labels)
+    run = _resume(ck_path, st, ids, source)
     if run is None:
         lab = learn_labels(project, imported) if labels is None else dict(labels)
         train_lab, held = split_holdout(lab, st.holdout, st.seed, min_held=MIN_HELD)
         pseudo = _pseudo(project, st, exclude=set(held) | set(train_lab))
-        run = {"settings": st.key(), "ids": _digest(ids), "name": name or _new_name(project),
+        run = {"settings": st.key(), "ids": _digest(ids), "labels_from": source,
+               "name": name or _new_name(project),
                "train": train_lab, "held": held, "pseudo": pseudo, "step": 0, "state": None,
                "seconds": 0.0, "cpu": 0.0}
     elif name and name != run["name"]:
@@ -173,8 +175,17 @@ def _digest(ids) -> str:
     return h.hexdigest()
 
 
-def _resume(path, st: LearnSettings, ids) -> dict | None:
-    """The unfinished run in `path` when it has these settings and objects, else None."""
+def _label_source(imported: bool, labels: dict | None) -> str:
+    """Where a run's labels come from: a run that read other labels is not resumed (one that
+    trained on imported labels must not go on as one of the sorting's alone)."""
+    if labels is None:
+        return "sorting+imported" if imported else "sorting"
+    return "given:" + hashlib.sha256(json.dumps(sorted((int(k), str(v)) for k, v in labels.items()))
+                                     .encode()).hexdigest()
+
+
+def _resume(path, st: LearnSettings, ids, source: str) -> dict | None:
+    """The unfinished run in `path` when it has these settings, objects and labels' source, else None."""
     import torch
 
     if not path.is_file():
@@ -183,7 +194,8 @@ def _resume(path, st: LearnSettings, ids) -> dict | None:
         run = torch.load(path, map_location="cpu", weights_only=False)
     except Exception:  # noqa: BLE001 - a torn or foreign file: start again
         return None
-    if not isinstance(run, dict) or run.get("settings") != st.key() or run.get("ids") != _digest(ids):
+    if not isinstance(run, dict) or run.get("settings") != st.key() or run.get("ids") != _digest(ids) \
+            or run.get("labels_from") != source:
         return None
     return run
 
