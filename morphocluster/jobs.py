@@ -1,5 +1,5 @@
-"""Background jobs (features, index, clustering, import, export): one at a time per project,
-run in a thread.
+"""Background jobs (features, index, clustering, import, export, learn): one at a time per
+project, run in a thread.
 
 A job's function gets the project, its parameters and a `progress(fraction, message)`
 callable (its `job_id` attribute names the job). If it raises, the job is marked failed with
@@ -72,8 +72,14 @@ def _export(project, params, progress):
     return run_export(project, params, progress)
 
 
+def _learn(project, params, progress):
+    from .features.learn_job import run_learn
+
+    return run_learn(project, params, progress)
+
+
 KINDS: dict[str, Callable] = {"features": _features, "index": _index, "cluster": _cluster,
-                              "import": _import, "export": _export}
+                              "import": _import, "export": _export, "learn": _learn}
 
 
 def start_job(project, kind: str, params: dict | None = None, user_id: int | None = None,
@@ -121,6 +127,8 @@ CANCELLED = {
     "index": "cancelled: the previous index stays in use",
     "cluster": "cancelled: a round stopped before it was written stores nothing; one already written "
                "stays, and its node statistics are made when a screen needs them",
+    "learn": "cancelled: the training so far is kept in a checkpoint (features/learn-run.pt), and "
+             "learning again with the same settings goes on from there; the active feature set stays",
 }
 
 

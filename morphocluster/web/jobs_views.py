@@ -1,9 +1,9 @@
-"""Jobs page: start features, index and clustering in the background; watch their progress,
-cancel them; a job's own page (admins) with its traceback or an import's report."""
+"""Jobs page: start features, index, clustering and learning in the background; watch their
+progress, cancel them; a job's own page (admins) with its traceback or an import's report."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, send_file
+from flask import Blueprint, abort, g, request, send_file
 
 from .. import jobs
 from ..store import utcnow
@@ -17,6 +17,7 @@ bp = Blueprint("jobs_views", __name__, url_prefix="/jobs")
 
 MAX_CLUSTER_SIZE = 1_000_000  # a cluster round's min_cluster_size: at least 2 (HDBSCAN)
 LABELS = {"features": "Compute features", "index": "Build the index", "cluster": "Cluster round"}
+LEARN = "Learn features"  # the learn job has a form of its own (features.learn_job's options)
 
 
 def init_app(app):
@@ -28,7 +29,7 @@ def index():
     p = project()
     jobs.reap(p)  # a job whose process died elsewhere shows as failed, not running for ever
     found, active = jobs.list_jobs(p), jobs.active_job(p)
-    return render("jobs.html", jobs=found, active=active, labels=LABELS,
+    return render("jobs.html", jobs=found, active=active, labels=LABELS, learn_label=LEARN,
                   watch=active is not None or _chain_goes_on(found))
 
 
@@ -84,8 +85,10 @@ def cancel(job_id: int):
     job = _job(job_id)
     if not jobs.cancel_job(project(), job_id):
         return message(f"job {job_id} has already ended ({job['state']})", "info", 409)
+    what = ("the training so far is kept, and learning again goes on from there" if job["kind"] == "learn"
+            else "stores nothing")
     return (render("_job.html", job=jobs.get_job(project(), job_id), htmx=True)
-            + toast(f"Cancelling job {job_id}: it stops at its next step and stores nothing."))
+            + toast(f"Cancelling job {job_id}: it stops at its next step; {what}."))
 
 
 def _job(job_id: int) -> dict:
@@ -98,9 +101,16 @@ def _job(job_id: int) -> dict:
 @bp.route("/start/<kind>", methods=["POST"])
 @role_required("admin")
 def start(kind: str):
-    if kind not in LABELS:  # import and export start from their own pages
+    if kind not in LABELS and kind != "learn":  # import and export start from their own pages
         abort(404, description=f"unknown job kind {kind!r}")
     params = {}
+    if kind == "learn":
+        from ..features.learn_job import learn_params
+
+        try:
+            params = learn_params(request.form)
+        except ValueError as exc:
+            return message(str(exc), "error", 400)
     if kind == "cluster":
         params["user_id"] = g.user["id"]
         size = form_int("min_cluster_size", lo=2, hi=MAX_CLUSTER_SIZE)  # empty: automatic
@@ -111,4 +121,4 @@ def start(kind: str):
     except jobs.JobBusy as exc:
         return message(str(exc), "error", 409)
     job = jobs.get_job(project(), job_id)
-    return render("_job.html", job=job, htmx=True) + toast(f"Started: {LABELS[kind]}.")
+    return render("_job.html", job=job, htmx=True) + toast(f"Started: {LABELS.get(kind, LEARN)}.")
