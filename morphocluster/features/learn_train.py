@@ -57,7 +57,7 @@ def train(project, run, images, pks, st, dev, ck_path, tell, checkpoint_every, m
                 y[row_of[pk]], w[row_of[pk]] = classes.index(lab), weight
     lab_rows = np.flatnonzero(y >= 0)
     k = int(round(st.batch_size * st.labelled_share)) if len(lab_rows) else 0
-    epochs = st.epochs or default_epochs(len(pks), st.batch_size)
+    epochs = st.epochs or default_epochs(len(pks), st.batch_size - k)  # a step takes batch_size - k of the run
     total = epochs * max(1, math.ceil(len(pks) / (st.batch_size - k)))
     run["steps"], run["epochs"] = total, epochs
 
