@@ -75,7 +75,8 @@ def project_args(ap, work: str, out: bool = True) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     project_args(ap, "/tmp/mc-simulate-planktonset")
-    ap.add_argument("--presets", default="faithful,best")
+    ap.add_argument("--presets", default="faithful,best", help="comma-separated; '' for none "
+                    "(only the --assist and --learn runs)")
     ap.add_argument("--assist", action="store_true",
                     help="also run 'best' with assisted sorting (morphocluster.simulate.assist)")
     ap.add_argument("--learn", action="store_true",
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     project = build_project(args.work, args.data, args.features)
     truth = imported_truth(project)
     results = {}
-    runs = [(name, preset(name)) for name in args.presets.split(",")]
+    runs = [(name, preset(name)) for name in args.presets.split(",") if name]
     if args.final_phase:
         label = "best+" + "+".join(p.rpartition(":")[2] for p in args.final_phase)
         runs.append((label, preset("best", name=label, final_phases=tuple(args.final_phase))))
