@@ -19,6 +19,7 @@ FLAGS = ("invert", "no_labels", "no_imported", "no_pseudo", "no_switch")
 INTS = {"epochs": (1, 1000), "size": (32, 1024), "batch_size": (8, 4096), "seed": (0, 2**31 - 1)}
 HOLDOUT = (0.0, 0.9)
 TRUE, FALSE = ("1", "on", "true", "yes"), ("", "0", "off", "false", "no")
+KNOWN = {"name", *INTS, "holdout", "device", *FLAGS}  # a job's params (a form's other fields are ignored)
 
 
 def learn_params(values) -> dict:
@@ -116,6 +117,9 @@ def run_learn(project, params: dict, progress) -> LearnDone:
     """The job "learn": checked params, no decoding processes forked from a server's thread."""
     from .learn import learn
 
+    unknown = ", ".join(map(repr, sorted(set(params) - KNOWN)))
+    if unknown:
+        raise ValueError(f"learn: unknown options {unknown}; the options are {', '.join(sorted(KNOWN))}")
     checked = learn_params(params)
     st, kwargs = learn_arguments(checked)
     report = learn(project, st, num_workers=0, progress=progress, **kwargs)
