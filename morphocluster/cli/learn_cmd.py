@@ -64,6 +64,7 @@ def learn(project, name, epochs, size, batch_size, device, workers, invert, no_l
         bar, tell = _bar()
         try:
             report = run(p, st, num_workers=workers, progress=tell, **kwargs)
+            tell(1.0, "done")
         finally:
             bar.close()  # the summary starts on a line of its own
     except (FeatureError, ImageError, ValueError, RuntimeError) as exc:

@@ -148,8 +148,9 @@ def summary_lines(rep: dict, switch: bool = True, short: bool = False, root=None
     if rep["switched"]:
         lines.append(f"switched: {new} is now the active feature set (index and suggestion model rebuilt)")
     elif ck.get("better") and not switch:
+        proj = root if root is not None else "PROJECT"
         lines.append(f"not switched (switch turned off): {new} is better; make it active with "
-                     f"`morphocluster features PROJECT --activate {new}`, then `morphocluster index PROJECT`")
+                     f"`morphocluster features {proj} --activate {new}`, then `morphocluster index {proj}`")
     elif ck.get("new") is None:
         lines.append(f"not switched: without the check {old} stays active" if old
                      else "not switched: without the check no set is made active")
