@@ -126,7 +126,8 @@ def main(argv=None) -> int:
     print()
     print(table(results))
     print(f"\nresults in {out}")
-    print("rerun: nice python benchmarks/simulate_planktonset.py" +
+    print("rerun: nice python benchmarks/simulate_planktonset.py" + f" --work {args.work}" +
+          (f" --presets '{args.presets}'" if args.presets != "faithful,best" else "") +
           (f" --features {args.features}" if args.features else "") +
           "".join(f" --final-phase {p}" for p in args.final_phase) + (" --assist" if args.assist else "") +
           (" --learn" if args.learn else "") +
@@ -135,9 +136,14 @@ def main(argv=None) -> int:
         for row in r.get("learning") or []:
             print(f"{name}: learn {row['where']}: {row['name']}, {row['n_labels']} labels "
                   f"({row['n_heldout']} held out), {row['n_pseudo']} pseudo-labels, held-out "
-                  f"accuracy {row['heldout_new']} vs {row['heldout_old']}, switched {row['switched']}, "
+                  f"accuracy {_pct(row['heldout_new'])} (new) vs {_pct(row['heldout_old'])} (active), "
+                  f"switched {row['switched']}, "
                   f"{row['seconds']:.0f} s, {row['cpu_seconds']:.0f} CPU s")
     return 0
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.1%}"
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 @click.argument("project", type=click.Path(file_okay=False))
 @click.option("--name", default=None, help="Name of the new feature set (default: learned-N, the next free N).")
 @click.option("--epochs", default=None, type=click.IntRange(1, 1000),
-              help="Passes over all images (default: about 2000 steps, 1 to 50 epochs).")
+              help="Passes over all images (default: about 5000 steps, 1 to 50 epochs).")
 @click.option("--size", default=64, show_default=True, type=click.IntRange(32, 1024),
               help="Input size in pixels, for training and for the new features.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(8, 4096),
@@ -45,7 +45,7 @@ def learn(project, name, epochs, size, batch_size, device, workers, invert, no_l
     active (index and suggestion model rebuilt) only when it labels more of them right.
 
     Checkpointed every 2 minutes and when stopped; run again with the same options to go on.
-    About 1.7 s per step of 64 images at 64 px on 2 CPU cores (the default, about 2000
+    About 0.7 s per step of 64 images at 64 px on 2 CPU cores (the default, about 5000
     steps: an hour); minutes on a GPU. `morphocluster train` is the older, lighter job that tunes
     only the network's last blocks.
     """

@@ -32,8 +32,8 @@ from .learn_check import MIN_HELD
 from .learn_data import cached_images, learn_labels, split_holdout
 
 CHECKPOINT = "learn-run.pt"
-STEPS = 2000  # default length: about 1 h at 64 px on 2 CPU cores (3.4 CPU s, 1.7 s per step
-#               of 64 images in two views, measured on PlanktonSet-dev), minutes on a GPU
+STEPS = 5000  # default length: about 1 h at 64 px on 2 CPU cores (0.7 s, 1.5 CPU s, per step of
+#               64 images in two views, measured on PlanktonSet-dev with nothing else running)
 
 
 @dataclass
