@@ -16,10 +16,16 @@ a session has validated when it needs the proposals), with the suggestion model 
 linear probe, `morphocluster.suggest.SuggestionModel`) and with a 5-nearest-neighbour vote, and
 counts an object as proposed right if either is right. It also prints the share the probe alone
 labels at 95 % precision when its most confident suggestions are accepted. One row per
-feature set: the project's active one, or each `--features FILE` given (precomputed HDF5).
+feature set: the project's active one, or each `--features FILE` given (precomputed HDF5),
+then each `--set NAME` already in the project (such as the `learned-N` sets that
+`simulate_planktonset.py --learn` leaves there, learnt with the labels the simulated annotator
+had given at that point), and with `--learn-unlabelled` a set the learn job learns from the
+images alone (no labels). The last column says how many labels a learnt set was trained on.
 
 Rerun:
   nice python benchmarks/efficiency_ceiling.py --features /work/cache/planktonset_effnet128.h5
+  nice python benchmarks/efficiency_ceiling.py --work /work/cache/sim-planktonset \
+      --set learned-1 --set learned-2 --learn-unlabelled --learn-epochs 2
 """
 
 from __future__ import annotations
@@ -72,6 +78,30 @@ def ceiling(n_wrong: int, n: int, k: int) -> float:
     return n / (max(0.0, n_wrong - (1 - GOAL_PRECISION) * n) + k)
 
 
+def learn_unlabelled(project, epochs) -> str:
+    """Learn (or reuse) the set `learned-unlabelled` from the images alone; return its name."""
+    from morphocluster.features import feature_path
+    from morphocluster.features.learn import LearnSettings, learn
+
+    name = "learned-unlabelled"
+    if not feature_path(project, name).is_file():
+        rep = learn(project, LearnSettings(epochs=epochs), name=name, labels={}, switch=False, progress=True)
+        print(f"{name}: {rep['steps']} steps, {rep['seconds']:.0f} s, {rep['cpu_seconds']:.0f} CPU s")
+    return name
+
+
+def learnt_with(project, name: str) -> str:
+    """What a learnt set was trained on, from its report (`<name>.learn.json`); '' for others."""
+    import json
+
+    p = project.features_dir / f"{name}.learn.json"
+    if not p.is_file():
+        return ""
+    r = json.loads(p.read_text())
+    return (f"{r['n_labels']} labels, {r['n_pseudo']} pseudo-labels, {r['steps']} steps "
+            f"({r['epochs']} epochs), {r['cpu_seconds']:.0f} CPU s")
+
+
 def main(argv=None) -> int:
     import simulate_planktonset as base  # beside this script
 
@@ -80,6 +110,11 @@ def main(argv=None) -> int:
     ap.add_argument("--features", action="append", default=[],
                     help="precomputed features (HDF5 with object_id, features); repeat to compare")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mc-simulate-planktonset"))
+    ap.add_argument("--set", action="append", default=[], dest="sets", metavar="NAME",
+                    help="a feature set already in the project (e.g. learned-1); repeatable")
+    ap.add_argument("--learn-unlabelled", action="store_true",
+                    help="also learn a set from the images alone (no labels) and add its row")
+    ap.add_argument("--learn-epochs", type=int, default=None, help="epochs of that learn job")
     args = ap.parse_args(argv)
 
     from morphocluster.features import feature_path
@@ -94,6 +129,9 @@ def main(argv=None) -> int:
         names.append(Path(f).stem)
         if not feature_path(project, names[-1]).is_file():
             extract_features(project, f"external:{f}", name=names[-1], activate=False)
+    names += args.sets
+    if args.learn_unlabelled:
+        names.append(learn_unlabelled(project, args.learn_epochs))
     rows = []
     for name in names:
         fm = load_matrix(project, name)
@@ -106,19 +144,22 @@ def main(argv=None) -> int:
         either = ok_p | ok_k
         rows.append((fm.name, ok_p.mean(), ok_k.mean(), either.mean(),
                      coverage_at(conf, ok_p, GOAL_PRECISION),
-                     ceiling(int((~ok_p).sum()), n, k), ceiling(int((~either).sum()), n, k)))
+                     ceiling(int((~ok_p).sum()), n, k), ceiling(int((~either).sum()), n, k),
+                     learnt_with(project, fm.name)))
     need = 1 - ((1 - GOAL_PRECISION) * n + n / 10 - k) / n
     print(f"\n{n} objects, {k} classes; 5-fold cross-validation over all true labels\n")
     w = max(len(r[0]) for r in rows)
     print(f"{'features':<{w}} {'probe acc':>9} {'5-NN acc':>9} {'either':>7} "
-          f"{'probe cov@95%':>13} {'ceiling probe':>13} {'ceiling either':>14}")
-    for name, a, b, e, cov, cp, ce in rows:
-        print(f"{name:<{w}} {a:9.3f} {b:9.3f} {e:7.3f} {cov:13.3f} {cp:13.2f} {ce:14.2f}")
+          f"{'probe cov@95%':>13} {'ceiling probe':>13} {'ceiling either':>14}  learnt with")
+    for name, a, b, e, cov, cp, ce, how in rows:
+        print(f"{name:<{w}} {a:9.3f} {b:9.3f} {e:7.3f} {cov:13.3f} {cp:13.2f} {ce:14.2f}  {how}")
     print(f"\nceiling = whole-set objects per click at >= {GOAL_PRECISION:.0%} precision, estimated "
           f"for workflows whose proposals are no better than these; "
           f"10 per click needs proposals right for {need:.1%} of objects")
-    print("rerun: nice python benchmarks/efficiency_ceiling.py"
-          + "".join(f" --features {f}" for f in args.features))
+    print("rerun: nice python benchmarks/efficiency_ceiling.py" + f" --work {args.work}"
+          + "".join(f" --features {f}" for f in args.features) + "".join(f" --set {n}" for n in args.sets)
+          + (" --learn-unlabelled" if args.learn_unlabelled else "")
+          + (f" --learn-epochs {args.learn_epochs}" if args.learn_epochs else ""))
     return 0
 
 
