@@ -85,6 +85,10 @@ def run(root: Path, out: Path, learn: bool, epochs) -> dict:
     return res
 
 
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -106,7 +110,7 @@ def main(argv=None) -> int:
           f"{'precision':>9} {'learn CPU s':>11}  clicks by kind; learn jobs")
     for name, when, r in rows:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["clicks_by_kind"].items()) if v)
-        learned = "; ".join(f"{x['where']}: {x['heldout_new']} vs {x['heldout_old']}"
+        learned = "; ".join(f"{x['where']}: held-out {_pct(x['heldout_new'])} new vs {_pct(x['heldout_old'])} active"
                             f"{' switched' if x['switched'] else ''}" for x in r.get("learning") or [])
         cpu = r.get("learn_cpu_seconds")
         print(f"{name:<10} {when:<7} {r['objects']:7d} {r['classes_total']:7d} {r['clicks']:6d} "
