@@ -85,7 +85,8 @@ def learn_unlabelled(project, epochs) -> str:
 
     name = "learned-unlabelled"
     if not feature_path(project, name).is_file():
-        rep = learn(project, LearnSettings(epochs=epochs), name=name, labels={}, switch=False, progress=True)
+        rep = learn(project, LearnSettings(epochs=epochs, pseudo_confidence=1.0), name=name, labels={},
+                    switch=False, progress=True)  # no labels, no pseudo-labels
         print(f"{name}: {rep['steps']} steps, {rep['seconds']:.0f} s, {rep['cpu_seconds']:.0f} CPU s")
     return name
 
