@@ -20,6 +20,7 @@ from sqlalchemy import select
 from .effnet import DEFAULT_SIZE, build_model, to_input
 from .extract import _collate, default_workers, die_with_parent, project_objects
 from .h5 import FeatureError, feature_path, set_active, write_features
+from .learn_train import nt_xent
 from .preprocess import Preprocess, background_level
 from ..store import Membership, Node, Object
 
@@ -154,18 +155,6 @@ def _augment_maps(x, gen):
     return out * keep / 0.9
 
 
-def nt_xent(z1, z2, temperature=0.2):
-    import torch
-    import torch.nn.functional as F
-
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    sim = z @ z.T / temperature
-    sim.fill_diagonal_(-1e9)
-    n = len(z1)
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-    return F.cross_entropy(sim, target)
-
-
 def train_extractor(project, name: str = "trained", epochs: int | None = None, size: int | None = None,
                     batch_size: int = 128, device: str = "auto", num_workers: int | None = None,
                     invert: bool = False, use_labels: bool = True, labels: dict | None = None,
@@ -227,7 +216,7 @@ def train_extractor(project, name: str = "trained", epochs: int | None = None, s
             x1 = _augment_maps(torch.from_numpy(maps[v1, idx]).float(), gen).to(dev)
             x2 = _augment_maps(torch.from_numpy(maps[v2, idx]).float(), gen).to(dev)
             f1, f2 = tail(x1), tail(x2)
-            loss = nt_xent(proj(f1), proj(f2))
+            loss = nt_xent(proj(f1), proj(f2), 0.2)
             if head is not None:
                 yy = y[idx].to(dev)
                 m = yy >= 0
