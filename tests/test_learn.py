@@ -299,3 +299,17 @@ def test_learn_params_checks_every_field():
                                   ("invert", "maybe", "invert: 'maybe' is not on or off")]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             learn_params({field: value})
+
+
+def test_pseudo_labels_come_from_a_model_that_has_not_seen_the_held_out_ones(project, shared_data, tmp_path):
+    from morphocluster import suggest as sg
+
+    import_small(project, shared_data, tmp_path, per_class=6)
+    base_features(project)
+    by = objects(project)
+    for c in CLASSES:
+        approve(project, c, by[c][:5])
+    held = {by[CLASSES[0]][0], by[CLASSES[1]][0]}
+    assert sg.train(project, save=False).meta_["n_train"] == 15
+    model = sg.train(project, save=False, exclude=held)
+    assert model.meta_["n_train"] == 13 and model.meta_["n_validated"] == 13

@@ -82,7 +82,7 @@ def learn(project, settings: LearnSettings | None = None, name: str | None = Non
     if run is None:
         lab = learn_labels(project, imported) if labels is None else dict(labels)
         train_lab, held = split_holdout(lab, st.holdout, st.seed, min_held=MIN_HELD)
-        pseudo = _pseudo(project, st, exclude=set(held) | set(train_lab))
+        pseudo = _pseudo(project, st, held=set(held), exclude=set(held) | set(train_lab))
         run = {"settings": st.key(), "ids": _digest(ids), "labels_from": source,
                "name": name or _new_name(project),
                "train": train_lab, "held": held, "pseudo": pseudo, "step": 0, "state": None,
@@ -200,14 +200,15 @@ def _resume(path, st: LearnSettings, ids, source: str) -> dict | None:
     return run
 
 
-def _pseudo(project, st: LearnSettings, exclude: set) -> dict:
-    """Object.id -> label of the suggestions at least `pseudo_confidence` sure (not unknown)."""
+def _pseudo(project, st: LearnSettings, held: set, exclude: set) -> dict:
+    """Object.id -> label of the suggestions at least `pseudo_confidence` sure (not unknown), from
+    a model that has not seen the held-out labels (else they would leak into the check)."""
     if st.pseudo_confidence >= 1:
         return {}
     from .. import suggest as sg
 
     try:
-        model = sg.train(project, save=False)
+        model = sg.train(project, save=False, exclude=held)
         preds = sg.predict(project, model)
     except (sg.SuggestError, FeatureError):
         return {}

@@ -114,11 +114,13 @@ def last_event_id(session) -> int:
     return int(session.scalar(select(func.max(Event.id))) or 0)
 
 
-def train(project, include_predicted: bool = True, save: bool = True, **params) -> SuggestionModel:
+def train(project, include_predicted: bool = True, save: bool = True, exclude=None,
+          **params) -> SuggestionModel:
     """Fit a suggestion model on the members of approved nodes; save it in the cache folder.
 
     Validated members count fully and are the only ones held out to calibrate; predicted
-    members train with half weight (`include_predicted=False`: not at all).
+    members train with half weight (`include_predicted=False`: not at all). Objects in `exclude`
+    (Object.ids, such as those a check holds out) are left out.
     """
     from ..features.matrix import load_matrix
 
@@ -129,6 +131,8 @@ def train(project, include_predicted: bool = True, save: bool = True, **params) 
     rows = fm.rows_of(ls.pks)
     w = ls.weights(include_predicted)
     keep = (rows >= 0) & (w > 0)
+    if exclude:
+        keep &= ~np.isin(ls.pks, np.fromiter(exclude, np.int64, len(exclude)))
     if len(set(ls.labels[keep])) < 2:
         raise SuggestError(f"{project.root}: suggestions need labelled objects of at least 2 labels "
                            f"(approve and name some clusters first); found {len(set(ls.labels[keep]))}")
