@@ -103,11 +103,11 @@ def main(argv=None) -> int:
             final_phases=("morphocluster.simulate.assist:assist_final",))))
     extra = {name: {} for name, _ in runs}
     if args.learn:
-        from morphocluster.cli.simulate_cmd import learn_phases
+        from morphocluster.simulate.learning import with_learning
         from morphocluster.simulate.assist import phases as assist_phases
 
         runs.append(("best+assist+learn", preset("best", name="best+assist+learn")))
-        extra["best+assist+learn"] = learn_phases(assist_phases(), True, args.learn_epochs)
+        extra["best+assist+learn"] = with_learning(assist_phases(), True, args.learn_epochs)
     active = project.config.get("active_features")
     for name, settings in runs:
         reset_annotations(project)

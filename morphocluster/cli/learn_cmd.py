@@ -6,7 +6,7 @@ import click
 
 from . import open_project
 
-DEVICE = click.Choice(["auto", "cpu", "cuda"])
+DEVICE = click.Choice(["auto", "cpu", "cuda"])  # as features.learn_job (not imported: a light --help)
 
 
 @click.command("learn")
@@ -51,7 +51,7 @@ def learn(project, name, epochs, size, batch_size, device, workers, invert, no_l
     """
     from ..features import FeatureError
     from ..features.preprocess import ImageError
-    from ..features.learn import learn as run
+    from ..features.learn import learn as run, progress_bar
     from ..features.learn_job import learn_arguments, learn_params, summary_lines
 
     p = open_project(project)
@@ -61,7 +61,7 @@ def learn(project, name, epochs, size, batch_size, device, workers, invert, no_l
                                "no_labels": no_labels, "no_imported": no_imported,
                                "no_pseudo": no_pseudo, "no_switch": no_switch})
         st, kwargs = learn_arguments(params)
-        bar, tell = _bar()
+        bar, tell = progress_bar()
         try:
             report = run(p, st, num_workers=workers, progress=tell, **kwargs)
             tell(1.0, "done")
@@ -71,19 +71,3 @@ def learn(project, name, epochs, size, batch_size, device, workers, invert, no_l
         raise click.ClickException(str(exc)) from exc
     for line in summary_lines(report, kwargs["switch"], root=p.root):
         click.echo(line)
-
-
-def _bar():
-    """One progress bar for the whole run (decoding, training, features): (bar, progress callable)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=1000, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
-
-    def tell(fraction=None, message=None):
-        if fraction is not None:
-            bar.n = int(1000 * max(0.0, min(1.0, fraction)))
-        if message is not None:
-            bar.set_description_str(str(message)[:60], refresh=False)
-        bar.refresh()
-
-    return bar, tell

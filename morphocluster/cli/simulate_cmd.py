@@ -93,7 +93,9 @@ def simulate(project_path, truth, preset_name, rounds, sizes, out, phases, final
 
                 extra = assist_phases()
             if learn:
-                extra = learn_phases(extra, assist, learn_epochs)
+                from ..simulate.learning import with_learning
+
+                extra = with_learning(extra, assist, learn_epochs)
             result = Simulator(work, truth_map, settings, log=click.echo, **extra).run().to_dict()
         finally:
             if work is not project:
@@ -103,12 +105,3 @@ def simulate(project_path, truth, preset_name, rounds, sizes, out, phases, final
     if out:
         for p in write_all(results, Path(out)):
             click.echo(f"wrote {p}")
-
-
-def learn_phases(extra: dict, assist: bool, epochs: int | None) -> dict:
-    """Put the learn job's phases around the assist phase (or after growth, without it)."""
-    from ..features.learn import LearnSettings
-    from ..simulate.learning import phases as learning_phases
-
-    lp = learning_phases(LearnSettings(epochs=epochs), points=None if assist else ("before_assist",))
-    return {**extra, "extra_phases": lp["before"] + list(extra.get("extra_phases", [])) + lp["after"]}

@@ -37,10 +37,3 @@ def random_views(x, gen, scale=(0.8, 1.25), shift: float = 0.08, contrast=(0.7, 
         a = a + noise * torch.randn(a.shape, generator=gen).to(dev)
     a = a.clamp(0, 1).mul(2).sub(1)
     return a.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
-
-
-def plain_view(x):
-    """uint8 (B, S, S) -> float (B, 3, S, S) in [-1, 1], unchanged (what extraction sees)."""
-    from .effnet import to_input
-
-    return to_input(x, x.device)

@@ -65,12 +65,10 @@ def learn(project, settings: LearnSettings | None = None, name: str | None = Non
     `checkpoint_every` steps (None: every 2 minutes); `max_steps` stops after that many steps
     of this call with the checkpoint saved (tests use it to stand for a kill).
     """
-    import torch
-
     from .base import torch_device
 
     st = settings or LearnSettings()
-    tell = progress if callable(progress) else _bar() if progress else (lambda f=None, m=None: None)
+    tell = progress if callable(progress) else progress_bar()[1] if progress else (lambda f=None, m=None: None)
     t0, c0 = time.perf_counter(), time.process_time()
     dev = torch_device(device)
     old = _old_set(project)
@@ -129,20 +127,20 @@ def learn(project, settings: LearnSettings | None = None, name: str | None = Non
     return report
 
 
-def _bar():
-    """A progress(fraction, message) that draws a terminal progress bar."""
+def progress_bar():
+    """One terminal progress bar for a whole run (decoding, training, features): (bar, progress)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=1000, unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+    bar = tqdm(total=1000, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
 
     def tell(fraction=None, message=None):
         if fraction is not None:
-            bar.n = int(1000 * fraction)
+            bar.n = int(1000 * max(0.0, min(1.0, fraction)))
         if message is not None:
             bar.set_description_str(str(message)[:60], refresh=False)
         bar.refresh()
 
-    return tell
+    return bar, tell
 
 
 def _old_set(project) -> str | None:

@@ -28,10 +28,6 @@ class _Decode:
             return i, f"object {self.ids[i]!r} ({self.paths[i]}): {exc}"
 
 
-def _first(items):
-    return items[0]
-
-
 def cached_images(project, size: int, invert: bool, num_workers, tell):
     """Return (Object.ids, object_ids, uint8 (n, size, size) memmap) of every object's image,
     decoded and preprocessed once into the cache folder (resumed where a run stopped; made

@@ -28,7 +28,7 @@ def get_extractor(spec: str, size: int | None = None, invert: bool = False,
         return Combined(cnn)
     kind, _, arg = spec.partition(":")
     if rotations != 1 and kind not in ("efficientnet-lite0", "efficientnet-lite0-head", "state-dict", "learned"):
-        raise ValueError(f"--rotations applies to efficientnet-lite0 and state-dict, not {kind}")
+        raise ValueError(f"--rotations applies to efficientnet-lite0, state-dict and learned, not {kind}")
     if kind in ("efficientnet-lite0", "efficientnet-lite0-head"):
         from .effnet import DEFAULT_BLOCKS, DEFAULT_SIZE, EfficientNetLite0
 

@@ -40,6 +40,15 @@ def learn_now(sim, where: str, settings=None, name: str | None = None) -> dict:
     return rep
 
 
+def with_learning(extra: dict, assist: bool, epochs: int | None = None) -> dict:
+    """The Simulator keywords `extra` with the learn job's phases put around the assist phase
+    (or after validation and growth, without it)."""
+    from ..features.learn import LearnSettings
+
+    lp = phases(LearnSettings(epochs=epochs), points=None if assist else ("before_assist",))
+    return {**extra, "extra_phases": lp["before"] + list(extra.get("extra_phases", [])) + lp["after"]}
+
+
 def phases(settings=None, points=None, min_labels: int | None = None) -> dict:
     """{"before": [...], "after": [...]}: phases to put before and after the assist phase."""
     from ..features.learn_check import MIN_HELD
