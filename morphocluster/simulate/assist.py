@@ -51,6 +51,10 @@ class AssistSettings:
     min_gain: float = 1.5            # show a screen only if expected to gain this many objects per click
     min_confidence: float = 0.3      # never show suggestions less confident than this
     final_passes: int = 3            # passes after the last round (assist_final)
+    final_retrain_new: bool = True   # in the final passes, retrain as soon as a screen named a
+    #                                  class the model does not know (the long tail of small
+    #                                  classes: its next screens can then suggest that class)
+    max_retrains: int = 200          # ... at most this many such extra retrains
     final_min_gain: float = 1.0      # min_gain of the final passes: once no round is left, what a
     #                                  screen does not label is labelled by hand at 1 per click
     spend_budget: bool = False       # at the very end, accept the best remaining bands of all
@@ -90,6 +94,7 @@ def _look(sim, state, nid, scr, band=None, relabel=False):
             moved[pk] = alt[2]
         elif relabel and lab is not None:
             moved[pk], typed = str(lab), typed + 1
+            sim._assist_typed.add(str(lab))
         else:
             wrong.append(pk)
     wf.decide(sim.project, sim.user_id, nid, scr.pks, wrong, members_version=scr.members_version,
@@ -165,17 +170,28 @@ def _retrain(sim, params: dict):
 
 def sort_pass(sim, st: AssistSettings, min_gain: float | None = None, model: dict | None = None,
               final: bool = False) -> int:
-    """One retrain-and-sort pass over every label; return the objects labelled."""
+    """One retrain-and-sort pass over every label; return the objects labelled.
+
+    A final pass with `final_retrain_new` stops after the first screen that named a class no
+    label of the model has (`sim._assist_cut` is then True), so that the next pass knows it."""
     p = sim.project
+    sim._assist_cut = False
     min_gain = st.min_gain if min_gain is None else min_gain
     min_conf = st.final_min_confidence if final and st.relabel else st.min_confidence
     state = _retrain(sim, st.model if model is None else model)
     if state is None:
         return 0
     gained = 0
-    for row in wf.overview(p, state):
+    rows = wf.overview(p, state)
+    known = {str(k) for k in state.preds.display} | {str(v) for v in state.preds.display.values()}
+    cut = final and st.final_retrain_new
+    for row in rows:
         nid = row["node_id"]
+        sim._assist_typed = set()
         gained += sort_bands(sim, state, nid, st)
+        if cut and sim._assist_typed - known:
+            sim._assist_cut = True
+            return gained
         for _ in range(st.max_screens):
             try:
                 scr = wf.screen(p, nid, 0, sim.settings.page_size, state=state)
@@ -191,8 +207,14 @@ def sort_pass(sim, st: AssistSettings, min_gain: float | None = None, model: dic
             scr.pks = [scr.pks[i] for i in keep]
             good, shown, moved = _look(sim, state, nid, scr, relabel=st.relabel)
             gained += good + moved
+            if cut and sim._assist_typed - known:
+                sim._assist_cut = True
+                return gained
             if (good + moved) / (shown - good + 1) < min_gain:
                 break
+        if cut and sim._assist_typed - known:
+            sim._assist_cut = True
+            return gained
     return gained
 
 
@@ -208,6 +230,7 @@ def _start(sim) -> None:
     sim._assist_n = len(sim.project_objects())
     sim._assist_errors = 0.0  # expected wrong objects among the accepted bands so far
     sim._assist_wrong = sim._assist_moved = 0  # wrong objects on screens; moved of them
+    sim._assist_typed = set()  # classes given by name on the screens of the current label
 
 
 def assist(sim, r: int, settings: AssistSettings | None = None) -> None:
@@ -230,11 +253,18 @@ def assist_final(sim, r: int) -> None:
     if st.spend_budget:
         n = spend_budget(sim, st)
         sim.log(f"assist final budget: {n} objects labelled, clicks {sim.total_clicks}")
-    for i in range(st.final_passes):
+    i = retrains = 0
+    while i < st.final_passes:
         n = sort_pass(sim, st, st.final_min_gain, st.final_model, final=True)
-        sim.log(f"assist final pass {i}: {n} objects labelled, clicks {sim.total_clicks}")
+        cut = sim._assist_cut and retrains < st.max_retrains
+        sim.log(f"assist final pass {i}{' (cut: new class named)' if cut else ''}: {n} objects "
+                f"labelled, clicks {sim.total_clicks}")
+        if cut:
+            retrains += 1
+            continue
         if n == 0:
             break
+        i += 1
 
 
 def spend_budget(sim, st: AssistSettings) -> int:
