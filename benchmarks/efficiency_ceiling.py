@@ -26,6 +26,10 @@ Rerun:
   nice python benchmarks/efficiency_ceiling.py --features /work/cache/planktonset_effnet128.h5
   nice python benchmarks/efficiency_ceiling.py --work /work/cache/sim-planktonset \
       --set learned-1 --set learned-2 --learn-unlabelled --learn-epochs 2
+  nice python benchmarks/efficiency_ceiling.py --work /work/cache/sim-planktonset \
+      --set efficientnet-lite0-64px --learn-unlabelled --learn-epochs 1 --learn-size 128
+  (efficientnet-lite0-64px: `morphocluster features PROJECT --size 64 --no-activate --name
+  efficientnet-lite0-64px`, the ImageNet features at the learn job's default size)
 """
 
 from __future__ import annotations
@@ -78,14 +82,20 @@ def ceiling(n_wrong: int, n: int, k: int) -> float:
     return n / (max(0.0, n_wrong - (1 - GOAL_PRECISION) * n) + k)
 
 
-def learn_unlabelled(project, epochs) -> str:
-    """Learn (or reuse) the set `learned-unlabelled` from the images alone; return its name."""
+def learn_unlabelled(project, epochs, size: int | None = None, lr: float | None = None) -> str:
+    """Learn (or reuse) the set `learned-unlabelled` (`-<size>px`, `-lr<lr>` where those are
+    not the learn job's defaults) from the images alone; return its name."""
     from morphocluster.features import feature_path
     from morphocluster.features.learn import LearnSettings, learn
 
+    st = LearnSettings(epochs=epochs, pseudo_confidence=1.0)
     name = "learned-unlabelled"
+    if size is not None and size != st.size:
+        st.size, name = size, f"{name}-{size}px"
+    if lr is not None and lr != st.lr:
+        st.lr, name = lr, f"{name}-lr{lr:g}"
     if not feature_path(project, name).is_file():
-        rep = learn(project, LearnSettings(epochs=epochs, pseudo_confidence=1.0), name=name, labels={},
+        rep = learn(project, st, name=name, labels={},
                     switch=False, progress=True)  # no labels, no pseudo-labels
         print(f"{name}: {rep['steps']} steps, {rep['seconds']:.0f} s, {rep['cpu_seconds']:.0f} CPU s")
     return name
@@ -116,6 +126,9 @@ def main(argv=None) -> int:
     ap.add_argument("--learn-unlabelled", action="store_true",
                     help="also learn a set from the images alone (no labels) and add its row")
     ap.add_argument("--learn-epochs", type=int, default=None, help="epochs of that learn job")
+    ap.add_argument("--learn-size", type=int, default=None, help="its image size (default: the job's)")
+    ap.add_argument("--learn-lr", type=float, action="append", default=[],
+                    help="its learning rate (default: the job's); repeat for one set per rate")
     args = ap.parse_args(argv)
 
     from morphocluster.features import feature_path
@@ -132,7 +145,8 @@ def main(argv=None) -> int:
             extract_features(project, f"external:{f}", name=names[-1], activate=False)
     names += args.sets
     if args.learn_unlabelled:
-        names.append(learn_unlabelled(project, args.learn_epochs))
+        for lr in args.learn_lr or [None]:
+            names.append(learn_unlabelled(project, args.learn_epochs, args.learn_size, lr))
     rows = []
     for name in names:
         fm = load_matrix(project, name)
@@ -160,7 +174,9 @@ def main(argv=None) -> int:
     print("rerun: nice python benchmarks/efficiency_ceiling.py" + f" --work {args.work}"
           + "".join(f" --features {f}" for f in args.features) + "".join(f" --set {n}" for n in args.sets)
           + (" --learn-unlabelled" if args.learn_unlabelled else "")
-          + (f" --learn-epochs {args.learn_epochs}" if args.learn_epochs else ""))
+          + (f" --learn-epochs {args.learn_epochs}" if args.learn_epochs else "")
+          + (f" --learn-size {args.learn_size}" if args.learn_size else "")
+          + "".join(f" --learn-lr {lr:g}" for lr in args.learn_lr))
     return 0
 
 
